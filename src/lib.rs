@@ -1,0 +1,38 @@
+//! # server-models
+//!
+//! The classic ways of serving many TCP connections, side by side, behind one trait, and a harness
+//! that measures them fairly.
+//!
+//! - [`model`]: the [`Model`](model::Model) trait every server model implements, the
+//!   [`ServeContext`](model::ServeContext) it serves with, and the registry lookup.
+//! - [`protocol`]: the sans-IO protocols (echo and a minimal HTTP/1.1): bytes in, bytes out, no
+//!   sockets, so that every model moves the same bytes through the same code.
+//! - [`conn`]: one connection's buffers and backpressure — the blocking loop the blocking family
+//!   shares, and the nonblocking state machine the event-driven family shares.
+//! - [`net`]: listener setup and `accept` with its error cases sorted out (EMFILE and friends).
+//! - [`shutdown`]: SIGINT/SIGTERM turned into one shutdown signal every model can wait on.
+//! - [`children`]: forking, reaping and stopping child processes, for the process models.
+//! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the registry.
+#![deny(missing_docs)]
+
+pub mod children;
+pub mod conn;
+pub mod model;
+pub mod net;
+pub mod protocol;
+pub mod shutdown;
+
+/// One module per model, in teaching order; see `variants/mod.rs`.
+#[path = "../variants/mod.rs"]
+pub mod variants;
+
+/// Prints one line about a notable event (listening, out of descriptors, shutdown) to stderr,
+/// prefixed with the process id so that lines from forked children can be told apart.
+///
+/// Never used per request: a server that logs per request measures its logging.
+#[macro_export]
+macro_rules! event {
+    ($($arg:tt)*) => {
+        eprintln!("server-models[{}]: {}", std::process::id(), format_args!($($arg)*))
+    };
+}

@@ -1,0 +1,119 @@
+//! `server-models`: list the models, serve with one, drive one with load, compare them all.
+//!
+//! Errors reach the user as one line and an exit code: 2 for a usage error (an unknown model),
+//! 1 for anything else (an address in use). Library code returns `io::Result`; only this file
+//! turns errors into messages.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use server_models::model::{self, Config, ServeContext};
+use server_models::net::{self, ListenOptions};
+use server_models::protocol::Protocol;
+use server_models::shutdown::Shutdown;
+
+#[derive(Parser)]
+#[command(name = "server-models", version, about = "The classic ways of serving many TCP connections, side by side")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the models, in teaching order.
+    List,
+    /// Serve with one model until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The model (see `server-models list`).
+    model: String,
+    /// Address to listen on; port 0 picks a free one (the listening line tells which).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// The protocol every connection speaks.
+    #[arg(long, default_value = "echo", value_parser = ["echo", "http"])]
+    protocol: String,
+    /// Threads or processes, for the models that have a fixed number of them.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Close connections idle for this many seconds (fractions allowed).
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<f64>,
+    /// Pending output per connection past which it is not read until the peer drains it.
+    #[arg(long, value_name = "BYTES")]
+    out_cap: Option<usize>,
+    /// Accept queue length asked of listen(2); the kernel caps it at net.core.somaxconn.
+    #[arg(long, default_value_t = 4096)]
+    backlog: i32,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List => {
+            let models = server_models::variants::all();
+            let width = models.iter().map(|m| m.name().len()).max().unwrap_or(0);
+            for m in models {
+                println!("{:width$}  {}", m.name(), m.summary());
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let Some(model) = model::find(&args.model) else {
+        eprintln!(
+            "server-models: unknown model '{}'; the models are: {}",
+            args.model,
+            model::names().join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let protocol: Protocol = match args.protocol.parse() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("server-models: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut config = Config::default();
+    if let Some(w) = args.workers {
+        config.workers = w.max(1);
+    }
+    if let Some(cap) = args.out_cap {
+        config.out_cap = cap.max(1);
+    }
+    config.idle_timeout = args.idle_timeout.filter(|s| *s > 0.0).map(Duration::from_secs_f64);
+
+    let run = || -> std::io::Result<()> {
+        let shutdown = Shutdown::install()?;
+        let listener = net::listen(args.addr, &ListenOptions { backlog: args.backlog, ..Default::default() })?;
+        let local = listener.local_addr()?;
+        server_models::event!(
+            "{} listening on {} (protocol {}, workers {})",
+            model.name(),
+            local,
+            protocol,
+            config.workers
+        );
+        model.serve(ServeContext { listener, protocol, shutdown, config })?;
+        server_models::event!("{} shut down cleanly", model.name());
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("server-models: {}: {e}", model.name());
+            ExitCode::FAILURE
+        }
+    }
+}

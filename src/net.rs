@@ -1,0 +1,169 @@
+//! Listener setup and `accept`, with every way `accept` can fail sorted into what to do next.
+//!
+//! `accept(2)` fails for reasons that have nothing to do with the listener:
+//! - EINTR: a signal arrived; try again (after checking for shutdown).
+//! - ECONNABORTED (and EPROTO): the client reset while its connection waited in the accept
+//!   queue (已完成连接队列); Linux reports it rather than skipping it. Try again.
+//! - EPERM: a firewall rule refused the connection. Try again.
+//! - EMFILE/ENFILE (and ENOBUFS/ENOMEM): out of descriptors or memory. The connection stays in
+//!   the queue, so a level-triggered listener stays readable and a loop that retries at once
+//!   burns a whole CPU. Back off (blocking models) or stop watching the listener until a
+//!   connection closes (event loops). Logged once per episode.
+//! - EAGAIN: a nonblocking listener's queue is empty.
+//! - EINVAL: the listener was shut down — by the signal handler, on shutdown.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    self, AddressFamily, Backlog, SockFlag, SockProtocol, SockType, SockaddrStorage, sockopt,
+};
+
+/// How a listener is set up.
+#[derive(Clone, Debug)]
+pub struct ListenOptions {
+    /// Length of the accept queue asked for; the kernel caps it at `net.core.somaxconn`.
+    pub backlog: i32,
+    /// `SO_REUSEPORT`, so that several listeners can bind the same address and the kernel
+    /// spreads connections among them.
+    pub reuse_port: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            backlog: 4096,
+            reuse_port: false,
+        }
+    }
+}
+
+/// Creates a listening socket (监听套接字) on `addr`: socket, SO_REUSEADDR, bind, listen.
+///
+/// SO_REUSEADDR lets a restarted server bind while connections of its previous run sit in
+/// TIME_WAIT. An address still in use despite it means another socket listens there, and the
+/// error says so.
+pub fn listen(addr: SocketAddr, opts: &ListenOptions) -> io::Result<TcpListener> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if opts.reuse_port {
+        socket::setsockopt(&fd, sockopt::ReusePort, &true)?;
+    }
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| match e {
+        Errno::EADDRINUSE => io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "address {addr} is in use: another socket is listening on it. (Connections left \
+                 in TIME_WAIT by an earlier run are not the cause: this server sets SO_REUSEADDR, \
+                 which lets bind succeed past them.) Stop the other server or pick another port."
+            ),
+        ),
+        e => io::Error::new(io::Error::from(e).kind(), format!("bind {addr}: {e}")),
+    })?;
+    socket::listen(&fd, Backlog::new(opts.backlog).unwrap_or(Backlog::MAXCONN))?;
+    Ok(TcpListener::from(fd))
+}
+
+/// What one call to `accept` came to.
+#[derive(Debug)]
+pub enum Accepted {
+    /// A new connection.
+    Conn(TcpStream),
+    /// Nothing lost: call again (EINTR, ECONNABORTED, EPROTO, EPERM).
+    Again,
+    /// A nonblocking listener's queue is empty (EAGAIN).
+    Empty,
+    /// Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the connection waits in
+    /// the queue until one is freed.
+    Exhausted(Errno),
+    /// The listener has been shut down (EINVAL): stop accepting.
+    Closed,
+}
+
+/// Calls `accept4(2)` once; the new socket is close-on-exec, nonblocking if asked, and has
+/// TCP_NODELAY set, since every reply is one write that should leave at once.
+pub fn accept(listener: &TcpListener, nonblocking: bool) -> io::Result<Accepted> {
+    let mut flags = SockFlag::SOCK_CLOEXEC;
+    if nonblocking {
+        flags |= SockFlag::SOCK_NONBLOCK;
+    }
+    match socket::accept4(listener.as_raw_fd(), flags) {
+        Ok(fd) => {
+            // SAFETY: accept4 returned a new descriptor that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let _ = socket::setsockopt(&fd, sockopt::TcpNoDelay, &true);
+            exhaustion_over();
+            Ok(Accepted::Conn(TcpStream::from(fd)))
+        }
+        Err(Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO | Errno::EPERM) => Ok(Accepted::Again),
+        Err(Errno::EAGAIN) => Ok(Accepted::Empty),
+        Err(e @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
+            exhaustion_began(e);
+            Ok(Accepted::Exhausted(e))
+        }
+        Err(Errno::EINVAL) => Ok(Accepted::Closed),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How long a blocking accept loop waits after EMFILE before trying again. Long enough not to
+/// spin, short enough that a freed descriptor is used soon.
+pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Accepts the next connection on a blocking listener; `None` once the listener is shut down
+/// or shutdown is requested. Out of descriptors, it sleeps [`EXHAUSTED_BACKOFF`] between tries
+/// rather than spinning.
+pub fn accept_blocking(listener: &TcpListener, shutdown: &crate::shutdown::Shutdown) -> io::Result<Option<TcpStream>> {
+    loop {
+        if shutdown.requested() {
+            return Ok(None);
+        }
+        match accept(listener, false)? {
+            Accepted::Conn(stream) => return Ok(Some(stream)),
+            Accepted::Again | Accepted::Empty => continue,
+            Accepted::Exhausted(_) => std::thread::sleep(EXHAUSTED_BACKOFF),
+            Accepted::Closed => return Ok(None),
+        }
+    }
+}
+
+/// Whether the process is in an episode of descriptor exhaustion, so that it is logged once
+/// when it begins and once when it ends, not once per failed accept.
+static EXHAUSTED: AtomicBool = AtomicBool::new(false);
+
+fn exhaustion_began(e: Errno) {
+    if !EXHAUSTED.swap(true, Ordering::Relaxed) {
+        crate::event!(
+            "accept: {} ({}); new connections wait in the accept queue until one closes",
+            e,
+            e.desc()
+        );
+    }
+}
+
+fn exhaustion_over() {
+    if EXHAUSTED.load(Ordering::Relaxed) && EXHAUSTED.swap(false, Ordering::Relaxed) {
+        crate::event!("accept: descriptors available again; accepting");
+    }
+}
+
+/// Whether an I/O error is the OS saying "not ready yet" rather than a failure.
+#[inline]
+pub fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// Whether an I/O error is a signal interrupting the call: try again.
+#[inline]
+pub fn interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}
