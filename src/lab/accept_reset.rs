@@ -107,7 +107,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     )?;
     let shared = listener.as_raw_fd();
     let mut other = Forked::spawn(|orders| {
-        while let Some(order) = orders.next() {
+        while let Some(order) = orders.wait() {
             if order == b'a' {
                 // The child's copy of the listener is the same socket (one open file
                 // description), as in prefork; SO_RCVTIMEO bounds this accept too.

@@ -49,7 +49,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
 
     let first = server1.as_raw_fd();
     let mut child = Forked::spawn(|orders| {
-        while let Some(order) = orders.next() {
+        while let Some(order) = orders.wait() {
             if order == b'c' {
                 // The child's copy of the first connection. Closed by number: the child ends
                 // with _exit, so the OwnedFd it inherited is never dropped a second time.

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 
 use super::{
     Lab, Recorder, Verdict, abort, accept_within, connect_nonblocking, describe_status, diag,
-    loopback_any, millis, outcome, poll_names, read_once, sysctl_number, wait_for,
+    loopback_any, millis, outcome, poll_names, read_once, render, sysctl_number, wait_for,
 };
 use crate::net::{self, ListenOptions};
 use crate::shutdown::Shutdown;
@@ -420,6 +420,7 @@ fn dead_peer(
     drop(listener);
 
     let shortened = options["idle"] == KEEPIDLE && options["cnt"] == KEEPCNT;
+    let [error, quiet_state, client_state] = [&error, &quiet_state, &client_state].map(render);
     if shortened
         && error == "ETIMEDOUT"
         && sent == u64::from(KEEPCNT)
@@ -536,18 +537,20 @@ fn heartbeat_against(
     conn.set_read_timeout(Some(WAIT))?;
     let beats = 5;
     let mut answered = 0;
-    for _ in 0..beats {
+    for beat in 0..beats {
         check(shutdown)?;
+        if beat > 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         (&conn).write_all(b"ping\n")?;
         let mut echo = [0u8; 5];
         if (&conn).read_exact(&mut echo).is_ok() && &echo == b"ping\n" {
             answered += 1;
         }
-        std::thread::sleep(Duration::from_millis(200));
     }
     rec.saw(
         "heartbeats",
-        "client: a heartbeat every 200 ms for 1 s, each echoed",
+        "client: a heartbeat every 200 ms for 0.8 s, each echoed",
         json!({ "sent": beats, "answered": answered }),
     );
     let start = Instant::now();
@@ -556,7 +559,7 @@ fn heartbeat_against(
     let after = millis(start.elapsed());
     let closed = rec.saw(
         "idle_close",
-        "client: silence; read() until the server closes",
+        "client: silence after the last echo; read() until the server closes",
         json!({ "read": read, "after_ms": after }),
     );
     Ok(answered == beats && closed["read"] == 0)

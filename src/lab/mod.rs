@@ -458,7 +458,7 @@ pub struct Orders {
 
 impl Orders {
     /// Waits for the next order; `None` once the parent has gone or said it is done.
-    pub fn next(&mut self) -> Option<u8> {
+    pub fn wait(&mut self) -> Option<u8> {
         let mut byte = [0u8; 1];
         loop {
             match self.orders.read(&mut byte) {

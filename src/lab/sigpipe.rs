@@ -125,7 +125,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         if unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.is_err() {
             return 2;
         }
-        while let Some(order) = orders.next() {
+        while let Some(order) = orders.wait() {
             let wrote = match order {
                 b'w' => write_one(&server),
                 _ => send_nosignal(&server),
