@@ -19,22 +19,22 @@
 //! `server-models serve iterative --idle-timeout 0.5` and shows both: heartbeats every 200 ms
 //! keep a connection open past the timeout, and silence gets it closed.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
-use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{self, Signal};
 use nix::sys::socket::{self, sockopt};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
+use super::netns::{CLIENT_LINK, Namespaces, SERVER_IP, ip};
 use super::{
-    Lab, Recorder, Verdict, abort, accept_within, connect_nonblocking, describe_status, diag,
-    loopback_any, millis, outcome, poll_names, read_once, render, sysctl_number, wait_for,
+    Lab, Recorder, Verdict, abort, accept_within, connect_nonblocking, describe_exit, diag,
+    loopback_any, millis, netns, outcome, poll_names, read_once, render, sysctl_number, wait_child,
+    wait_for,
 };
 use crate::net::{self, ListenOptions};
 use crate::shutdown::Shutdown;
@@ -57,10 +57,6 @@ const KEEPCNT: u32 = 2;
 /// How long to wait for keepalive to give up: twice what the settings promise.
 const DETECT_WITHIN: Duration = Duration::from_secs(2 * (KEEPIDLE + KEEPCNT * KEEPINTVL) as u64);
 const WAIT: Duration = Duration::from_secs(2);
-/// A private /30 that exists only inside the lab's two namespaces.
-const SERVER_IP: &str = "10.200.77.1";
-const CLIENT_IP: &str = "10.200.77.2";
-const PREFIX: &str = "smlab-";
 
 fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let shutdown = Shutdown::install()?;
@@ -73,7 +69,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         json!({ "time": idle, "intvl": intvl, "probes": probes, "detection_s": idle + intvl * probes }),
     );
 
-    let dead_peer = match netns_unavailable() {
+    let dead_peer = match netns::unavailable() {
         None => {
             rec.saw("mode", "how the peer is made to vanish", "netns");
             let namespaces = Namespaces::create(rec)?;
@@ -107,178 +103,6 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         ),
     };
     Ok(Verdict::new(held, summary))
-}
-
-/// Why the namespaces cannot be made here, or `None` if they can be tried.
-fn netns_unavailable() -> Option<String> {
-    let euid = effective_uid();
-    if euid != Some(0) {
-        return Some(format!(
-            "not root (euid {}): creating network namespaces needs CAP_SYS_ADMIN",
-            euid.map_or("unknown".to_string(), |u| u.to_string())
-        ));
-    }
-    match Command::new("ip")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => None,
-        _ => Some("`ip` from iproute2 is not installed".to_string()),
-    }
-}
-
-/// The effective user id, from the second field of the Uid line of /proc/self/status.
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Runs `ip ARGS`, waiting at most five seconds.
-fn ip(args: &[&str]) -> io::Result<()> {
-    let mut child = Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let status = wait_child(&mut child, Duration::from_secs(5))?;
-    if status.success() {
-        return Ok(());
-    }
-    let mut err = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = stderr.read_to_string(&mut err);
-    }
-    Err(io::Error::other(format!(
-        "ip {}: {}",
-        args.join(" "),
-        err.trim()
-    )))
-}
-
-/// Waits at most `timeout` for a child we started; kills it past that.
-fn wait_child(child: &mut Child, timeout: Duration) -> io::Result<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("child {} did not exit within {timeout:?}", child.id()),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The server's and the client's network namespaces, joined by a veth pair; removed on drop,
-/// after moving this thread back to the namespace it started in.
-struct Namespaces {
-    server: String,
-    client: String,
-    home: File,
-    made: Vec<String>,
-}
-
-impl Namespaces {
-    fn create(rec: &mut Recorder) -> io::Result<Namespaces> {
-        remove_stale();
-        let pid = std::process::id();
-        let mut ns = Namespaces {
-            server: format!("{PREFIX}{pid}-srv"),
-            client: format!("{PREFIX}{pid}-cli"),
-            home: File::open("/proc/thread-self/ns/net")?,
-            made: Vec::new(),
-        };
-        for name in [ns.server.clone(), ns.client.clone()] {
-            ip(&["netns", "add", &name])?;
-            ns.made.push(name);
-        }
-        let (srv, cli) = (ns.server.as_str(), ns.client.as_str());
-        ip(&[
-            "-n", srv, "link", "add", "ka0", "type", "veth", "peer", "name", "ka1", "netns", cli,
-        ])?;
-        ip(&[
-            "-n",
-            srv,
-            "addr",
-            "add",
-            &format!("{SERVER_IP}/30"),
-            "dev",
-            "ka0",
-        ])?;
-        ip(&[
-            "-n",
-            cli,
-            "addr",
-            "add",
-            &format!("{CLIENT_IP}/30"),
-            "dev",
-            "ka1",
-        ])?;
-        ip(&["-n", srv, "link", "set", "ka0", "up"])?;
-        ip(&["-n", cli, "link", "set", "ka1", "up"])?;
-        rec.say(format!(
-            "namespaces {srv} ({SERVER_IP}) and {cli} ({CLIENT_IP}), joined by a veth pair"
-        ));
-        Ok(ns)
-    }
-
-    /// Moves this thread into the named namespace: sockets made now live there.
-    fn enter(&self, name: &str) -> io::Result<()> {
-        let handle = File::open(format!("/run/netns/{name}"))?;
-        setns(handle, CloneFlags::CLONE_NEWNET)?;
-        Ok(())
-    }
-
-    fn leave(&self) -> io::Result<()> {
-        setns(&self.home, CloneFlags::CLONE_NEWNET)?;
-        Ok(())
-    }
-
-    /// Runs `f` inside namespace `name`, and comes back whatever it returns.
-    fn inside<T>(&self, name: &str, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-        self.enter(name)?;
-        let result = f();
-        self.leave()?;
-        result
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        let _ = self.leave();
-        for name in self.made.iter().rev() {
-            let _ = ip(&["netns", "del", name]);
-        }
-    }
-}
-
-/// Removes namespaces this lab left behind in a run that was killed outright (their process
-/// is gone). Nothing else is touched.
-fn remove_stale() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = ip(&["netns", "del", &name]);
-        }
-    }
 }
 
 /// The kernel's count of keepalive probes sent (TcpExt TCPKeepAlive) in this thread's
@@ -366,7 +190,7 @@ fn dead_peer(
         armed.map(|s| json!({ "timer": s.timer, "expires_ms": s.expires_ms })),
     );
 
-    ip(&["-n", cli, "link", "set", "ka1", "down"])?;
+    ip(&["-n", cli, "link", "set", CLIENT_LINK, "down"])?;
     rec.say("the client's link goes down: no FIN, no RST, nothing more from it");
     let start = Instant::now();
     let mut most_probes = 0u8;
@@ -497,31 +321,18 @@ fn heartbeat(rec: &mut Recorder, shutdown: &Shutdown) -> io::Result<bool> {
         .spawn()?;
     let result = heartbeat_against(rec, shutdown, &mut server);
     // Stop the server we started: SIGTERM, then a bounded wait.
-    let pid = Pid::from_raw(server.id() as i32);
-    let _ = signal::kill(pid, Signal::SIGTERM);
+    let _ = signal::kill(Pid::from_raw(server.id() as i32), Signal::SIGTERM);
     let exit = wait_child(&mut server, WAIT);
     let exited = result?;
     rec.saw(
         "server_exit",
         "the server after SIGTERM",
         match exit {
-            Ok(status) => describe_status(&nix_status(pid, status)),
+            Ok(status) => describe_exit(status),
             Err(e) => e.to_string(),
         },
     );
     Ok(exited)
-}
-
-fn nix_status(pid: Pid, status: std::process::ExitStatus) -> nix::sys::wait::WaitStatus {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => nix::sys::wait::WaitStatus::Exited(pid, code),
-        (None, Some(sig)) => match Signal::try_from(sig) {
-            Ok(sig) => nix::sys::wait::WaitStatus::Signaled(pid, sig, false),
-            Err(_) => nix::sys::wait::WaitStatus::StillAlive,
-        },
-        _ => nix::sys::wait::WaitStatus::StillAlive,
-    }
 }
 
 fn heartbeat_against(
