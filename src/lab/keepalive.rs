@@ -21,6 +21,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -306,7 +307,8 @@ fn live_peer(rec: &mut Recorder, shutdown: &Shutdown) -> io::Result<()> {
 /// both happened.
 fn heartbeat(rec: &mut Recorder, shutdown: &Shutdown) -> io::Result<bool> {
     let exe = std::env::current_exe()?;
-    let mut server = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args([
             "serve",
             "iterative",
@@ -317,8 +319,17 @@ fn heartbeat(rec: &mut Recorder, shutdown: &Shutdown) -> io::Result<bool> {
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    // SAFETY: the closure runs in the child between fork and exec and only makes prctl(2), which
+    // is async-signal-safe. If this process is killed outright, the server is told with SIGTERM
+    // instead of serving on as an orphan.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+            Ok(())
+        });
+    }
+    let mut server = command.spawn()?;
     let result = heartbeat_against(rec, shutdown, &mut server);
     // Stop the server we started: SIGTERM, then a bounded wait.
     let _ = signal::kill(Pid::from_raw(server.id() as i32), Signal::SIGTERM);
