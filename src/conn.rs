@@ -270,17 +270,20 @@ impl Conn {
     /// queued before it, so that the common case copies nothing and allocates nothing; whatever
     /// the socket does not take is kept, in order, behind what is already queued.
     fn reply(&mut self, output: &mut Vec<u8>) -> io::Result<()> {
-        let written = if self.out.is_empty() {
-            write_some(&self.stream, output)?
+        let sent = if self.out.is_empty() {
+            write_some(&self.stream, output)
         } else {
-            0
+            Ok(0)
         };
-        if written > 0 {
-            self.last_active = Instant::now();
+        if let Ok(written) = sent {
+            if written > 0 {
+                self.last_active = Instant::now();
+            }
+            self.out.extend_from_slice(&output[written..]);
         }
-        self.out.extend_from_slice(&output[written..]);
+        // Emptied even when the write failed: the scratch buffer serves the next connection.
         output.clear();
-        Ok(())
+        sent.map(drop)
     }
 
     /// Handles writability: writes queued output until it is all gone or the socket is full
