@@ -77,7 +77,7 @@ impl Model for ForkPerConn {
             // until some child exits. Keep this one and try again after a pause — its client
             // waits, like those queued behind it — rather than drop client after client as
             // fast as they arrive. Logged once per episode.
-            while let Err(e) = children.spawn(&child) {
+            while let Err(e) = children.spawn(child) {
                 if !fork_failing {
                     fork_failing = true;
                     crate::event!("fork failed: {e}; retrying every {EXHAUSTED_BACKOFF:?}");
