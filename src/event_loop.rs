@@ -169,8 +169,8 @@ impl EventLoop {
                     if !self.refusing {
                         self.refusing = true;
                         crate::event!(
-                            "descriptor {fd} is past the {limit} this model can watch; closing new \
-                             connections until one of the open ones closes"
+                            "a new connection got descriptor {fd}, and this model can watch only \
+                             those below {limit}: closing new connections until an open one closes"
                         );
                     }
                     continue; // dropping the stream closes it
@@ -266,7 +266,10 @@ impl EventLoop {
     /// Closes every connection, on shutdown.
     pub fn close_all(&mut self) {
         if self.conns.len > 0 {
-            crate::event!("shutdown: closing {} connections", self.conns.len);
+            crate::event!(
+                "shutdown: closing the {} open connection(s)",
+                self.conns.len
+            );
         }
         self.conns = Table::default();
     }

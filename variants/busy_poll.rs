@@ -9,16 +9,18 @@
 //! It is correct — every byte is served, backpressure and the idle timeout work as in the other
 //! models, and shutdown is seen within one turn because the loop checks the flag on every turn
 //! instead of sleeping — and it shows what the readiness APIs are for. While idle it burns a
-//! whole CPU: a turn with no connections is one failing `accept4` (about a microsecond), so it
-//! makes about a million system calls a second to learn that nothing happened, and with N
-//! connections each turn is N+1 failed calls. Latency is excellent while the loop has a core
-//! to itself (nothing ever sleeps, so nothing has to be woken); on a shared core it steals time
-//! from everything else, including the clients it serves. Measured idle CPU: see
-//! notes/busy_poll.md. Compare with `select` and `poll`, which hand the same walk to the kernel
-//! and sleep until something is ready, and with `epoll-lt`, which does not walk at all.
+//! whole CPU: a turn with no connections is one failing `accept4`, so it makes hundreds of
+//! thousands of system calls a second to learn that nothing happened, and with N connections
+//! each turn is N+1 failed calls or more. Latency is good while the loop has a core to itself
+//! (nothing ever sleeps, so nothing has to be woken); on a shared core it takes time from
+//! everything else, including the clients it serves. Compare with `select` and `poll`, which
+//! hand the same walk to the kernel and sleep until something is ready, and with `epoll-lt`,
+//! which does not walk at all.
 //!
 //! (Busy polling is a real technique where a core is dedicated to it — DPDK, SO_BUSY_POLL — but
 //! there the point is to never give the core away; here it is the cautionary baseline.)
+//!
+//! The note, with the idle CPU measured: notes/busy_poll.md.
 
 use std::io;
 

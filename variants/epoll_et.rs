@@ -28,6 +28,8 @@
 //! Cost: the fewest `epoll_wait` reports per byte of any model, and no `epoll_ctl` after ADD.
 //! Where it breaks: forgetting to drain is a hang, not an error — the bug this model teaches;
 //! one thread is still one core. Compare with `epoll-lt` (one read per report, MOD on change).
+//!
+//! The note: notes/epoll_et.md.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

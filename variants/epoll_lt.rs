@@ -14,16 +14,18 @@
 //! reported again next time — and a connection left with unread input is never forgotten. The
 //! price: watching EPOLLOUT on a socket that is writable but has nothing to send would wake the
 //! loop on every turn, which is why the interest is switched off again once output drains. Out
-//! of descriptors the listener stays readable just as forever, so it is switched off too
-//! (`EPOLL_CTL_MOD` to no events) until a connection closes.
+//! of descriptors, the listener stays readable while every `accept` fails, so it is switched
+//! off too (`EPOLL_CTL_MOD` to no events) until a connection closes or 50 ms pass.
 //!
 //! Cost: one `epoll_wait` per turn, O(ready) rather than O(watched) — the kernel's wait queue
 //! callbacks put a socket on the ready list when a packet arrives, so 10 000 idle connections
 //! cost nothing per turn (compare `poll`, which hands the kernel all 10 000 every time). An
 //! `epoll_ctl` costs a syscall, though, which is why MOD is issued only on change. Memory: the
-//! kernel's `epitem` (about 128 bytes, not counted in PSS) and our table entry per connection.
+//! kernel's `epitem` (kernel memory, not in PSS) and our table entry per connection.
 //! Where it breaks: nowhere in particular at C10K; one thread still means one core — compare
 //! `epoll-et` (fewer wake-ups per byte) and the multi-threaded models.
+//!
+//! The note: notes/epoll_lt.md.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

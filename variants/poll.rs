@@ -20,6 +20,8 @@
 //! one. Out of descriptors, the listener's entry gets `events = 0` until a connection closes,
 //! since a readable listener that cannot be accepted would end every `poll` at once.
 //! Compare with `select` (the same walk, with a hard ceiling) and `epoll-lt` (O(ready)).
+//!
+//! The note: notes/poll.md.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

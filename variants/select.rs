@@ -22,6 +22,8 @@
 //! wait queue), and copies them out; the loop then tests every connection's bit again. O(watched)
 //! three times per turn, however few are ready. Compare with `poll` (no ceiling, the same walk)
 //! and `epoll-lt` (O(ready)).
+//!
+//! The note: notes/select.md.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
