@@ -25,8 +25,8 @@ use nix::sys::time::TimeVal;
 use serde_json::json;
 
 use super::{
-    Forked, Lab, Recorder, Verdict, abort, connect, describe_status, diag, loopback_any, millis,
-    outcome, poll_names, read_once, render, wait_for,
+    Forked, Lab, Recorder, Verdict, abort, connect, describe_status, diag, errno_name,
+    loopback_any, millis, outcome, poll_names, read_once, render, wait_for,
 };
 use crate::net::{self, ListenOptions};
 
@@ -80,7 +80,10 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let accept_result = rec.saw(
         "accept",
         "accept() (nonblocking)",
-        outcome(accepted.as_ref().map(|_| "ok").map_err(copy_error)),
+        match &accepted {
+            Ok(_) => "ok".to_string(),
+            Err(e) => errno_name(e),
+        },
     );
     if let Ok((conn, _)) = &accepted {
         rec.saw(
@@ -174,12 +177,4 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         render(&nonblocking)
     );
     Ok(Verdict::new(reset_hidden && race_shown, summary))
-}
-
-/// An owned copy of a borrowed error, keeping its errno.
-fn copy_error(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
-    }
 }

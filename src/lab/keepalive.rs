@@ -90,17 +90,17 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let heartbeat = heartbeat(rec, &shutdown)?;
 
     let held = dead_peer.is_ok() && heartbeat;
+    let heartbeat_line = if heartbeat {
+        "heartbeats every 200 ms kept a connection past a 0.5 s idle timeout, and silence got it \
+         closed"
+    } else {
+        "the heartbeat and idle timeout did not behave as described"
+    };
     let summary = match dead_peer {
-        Ok(line) => format!(
-            "{line}; heartbeats every 200 ms kept a connection past a 0.5 s idle timeout, silence got it closed"
-        ),
+        Ok(line) => format!("{line}; {heartbeat_line}"),
         Err(reason) => format!(
-            "dead-peer detection not shown ({reason}); on loopback the keepalive timer was armed and a live peer answered the probes; the heartbeat and idle timeout {}",
-            if heartbeat {
-                "behaved as described"
-            } else {
-                "did not behave as described"
-            }
+            "dead-peer detection not shown ({reason}); on loopback the keepalive timer was armed \
+             and a live peer answered the probes; {heartbeat_line}"
         ),
     };
     Ok(Verdict::new(held, summary))
