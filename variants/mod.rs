@@ -11,6 +11,7 @@ pub mod iterative;
 pub mod prefork;
 pub mod thread_per_conn;
 pub mod thread_pool;
+pub mod tokio;
 
 /// Every model, in teaching order: the blocking family first, then the event-driven family.
 pub fn all() -> &'static [&'static dyn Model] {
@@ -20,5 +21,6 @@ pub fn all() -> &'static [&'static dyn Model] {
         &thread_per_conn::ThreadPerConn,
         &prefork::Prefork,
         &thread_pool::ThreadPool,
+        &tokio::Tokio,
     ]
 }
