@@ -71,29 +71,25 @@ impl Shutdown {
     /// Installs the SIGINT and SIGTERM handlers (once per process) and returns the handle.
     pub fn install() -> io::Result<Shutdown> {
         static INSTALLED: OnceLock<Result<(), nix::Error>> = OnceLock::new();
-        INSTALLED
-            .get_or_init(|| {
-                let efd = EventFd::from_value_and_flags(
-                    0,
-                    EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
-                )?;
-                // The eventfd lives as long as the process: leak it into the static.
-                EVENT_FD.store(
-                    std::os::fd::IntoRawFd::into_raw_fd(std::os::fd::OwnedFd::from(efd)),
-                    Ordering::SeqCst,
-                );
-                let action = SigAction::new(
-                    SigHandler::Handler(on_signal),
-                    SaFlags::empty(),
-                    SigSet::empty(),
-                );
-                for signal in [Signal::SIGINT, Signal::SIGTERM] {
-                    // SAFETY: the handler only calls async-signal-safe functions (see above).
-                    unsafe { sigaction(signal, &action) }?;
-                }
-                Ok(())
-            })
-            .clone()?;
+        (*INSTALLED.get_or_init(|| {
+            let efd =
+                EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+            // The eventfd lives as long as the process: leak it into the static.
+            EVENT_FD.store(
+                std::os::fd::IntoRawFd::into_raw_fd(std::os::fd::OwnedFd::from(efd)),
+                Ordering::SeqCst,
+            );
+            let action = SigAction::new(
+                SigHandler::Handler(on_signal),
+                SaFlags::empty(),
+                SigSet::empty(),
+            );
+            for signal in [Signal::SIGINT, Signal::SIGTERM] {
+                // SAFETY: the handler only calls async-signal-safe functions (see above).
+                unsafe { sigaction(signal, &action) }?;
+            }
+            Ok(())
+        }))?;
         Ok(Shutdown { _private: () })
     }
 
