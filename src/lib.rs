@@ -12,6 +12,8 @@
 //! - [`net`]: listener setup and `accept` with its error cases sorted out (EMFILE and friends).
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one shutdown signal every model can wait on.
 //! - [`children`]: forking, reaping and stopping child processes, for the process models.
+//! - [`uring`]: the ring of provided buffers that a completion-based (io_uring) model shares
+//!   among its connections.
 //! - [`meter`]: Stevens' per-child meter, how many connections each worker served.
 //! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the registry.
 #![deny(missing_docs)]
@@ -23,6 +25,7 @@ pub mod model;
 pub mod net;
 pub mod protocol;
 pub mod shutdown;
+pub mod uring;
 
 /// One module per model, in teaching order; see `variants/mod.rs`.
 #[path = "../variants/mod.rs"]

@@ -7,6 +7,7 @@
 use crate::model::Model;
 
 pub mod fork_per_conn;
+pub mod io_uring;
 pub mod iterative;
 pub mod prefork;
 pub mod thread_per_conn;
@@ -21,6 +22,7 @@ pub fn all() -> &'static [&'static dyn Model] {
         &thread_per_conn::ThreadPerConn,
         &prefork::Prefork,
         &thread_pool::ThreadPool,
+        &io_uring::IoUringModel,
         &tokio::Tokio,
     ]
 }
