@@ -21,7 +21,7 @@ use crate::protocol::{AnySession, Protocol, Session};
 
 /// A buffer kept between bursts is dropped when it has grown past this, so that a connection
 /// that once carried a large message does not hold the memory while idle.
-const KEEP_CAPACITY: usize = 4 * 1024;
+pub const KEEP_CAPACITY: usize = 4 * 1024;
 
 /// How a blocking connection ended.
 #[derive(Debug, PartialEq, Eq)]

@@ -8,14 +8,23 @@
 //! says "take one from group G", and the completion says which buffer (its id) holds the bytes.
 //! The program reads them and gives the buffer back by writing its entry at the ring's tail.
 //! Memory is then one pool per ring, whatever the number of connections.
+//!
+//! [`Uring`] wraps the instance, its buffer ring and the count of operations in flight: the part
+//! of a completion loop that does not depend on what the operations are for. [`Conn`] is one
+//! connection's bytes in flight when the kernel, not the program, moves them.
 
 use std::io;
+use std::net::TcpStream;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Instant;
 
-use io_uring::Submitter;
+use crate::conn::{self, KEEP_CAPACITY};
+use crate::protocol::{AnySession, Protocol};
 use io_uring::types::BufRingEntry;
+use io_uring::{IoUring, Submitter, cqueue, squeue};
+use nix::errno::Errno;
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
 
 /// A ring of `count` provided buffers of `size` bytes each, registered as one buffer group.
@@ -80,8 +89,8 @@ impl BufRing {
     /// Registers the ring with an io_uring instance (Linux 5.19 or later).
     pub fn register(&self, submitter: &Submitter<'_>) -> io::Result<()> {
         // SAFETY: the entries stay mapped until `self` is dropped, and the owner drops the
-        // io_uring instance before this buffer ring (see the field order of the model that uses
-        // it), so the kernel never reads an unmapped entry.
+        // io_uring instance before this buffer ring (see the field order of [`Uring`]), so the
+        // kernel never reads an unmapped entry.
         unsafe {
             submitter.register_buf_ring_with_flags(
                 self.entries.as_ptr() as u64,
@@ -141,6 +150,218 @@ impl Drop for BufRing {
         // SAFETY: the mapping was made by `new` with this length, and nothing uses it any more.
         unsafe {
             let _ = munmap(self.entries.cast(), self.mapped);
+        }
+    }
+}
+
+/// An io_uring instance, its provided buffers, and how many operations are in flight.
+pub struct Uring {
+    // Field order matters: the instance is dropped (and with it every operation) before the
+    // buffers those operations name.
+    ring: IoUring,
+    bufs: BufRing,
+    inflight: usize,
+}
+
+impl Uring {
+    /// Sets up an instance with `sq` submission and `cq` completion entries and a registered
+    /// ring of `buffers` buffers of `buf_size` bytes (buffer group 0).
+    ///
+    /// It asks for SINGLE_ISSUER and DEFER_TASKRUN (Linux 6.1): completions are then processed
+    /// only when this thread enters the kernel, not by interrupting it. Refused, it says so
+    /// and uses a plain instance. Buffer rings need Linux 5.19; refused, it fails, saying so.
+    pub fn new(sq: u32, cq: u32, buffers: u16, buf_size: usize) -> io::Result<Uring> {
+        let builder = || {
+            let mut b = IoUring::builder();
+            b.setup_cqsize(cq);
+            b
+        };
+        let ring = match builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(sq)
+        {
+            Ok(ring) => ring,
+            Err(e) => {
+                crate::event!(
+                    "io_uring: SINGLE_ISSUER/DEFER_TASKRUN refused ({e}); using a plain ring"
+                );
+                builder().build(sq)?
+            }
+        };
+        let bufs = BufRing::new(buffers, buf_size, 0)?;
+        bufs.register(&ring.submitter()).map_err(|e| {
+            let why = format!(
+                "io_uring buffer ring refused ({e}): provided buffer rings need Linux 5.19 or later"
+            );
+            io::Error::new(e.kind(), why)
+        })?;
+        Ok(Uring {
+            ring,
+            bufs,
+            inflight: 0,
+        })
+    }
+
+    /// Queues one operation, handing the queue to the kernel first if it is full.
+    ///
+    /// # Safety
+    /// Every buffer the entry names must stay valid, and unmoved, until the operation's final
+    /// completion has been reaped.
+    pub unsafe fn push(&mut self, entry: &squeue::Entry) {
+        loop {
+            // SAFETY: upheld by the caller.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                self.inflight += 1;
+                return;
+            }
+            // Full: submit now. An error here shows again at the next `turn`; the entry waits
+            // for room either way.
+            let _ = self.ring.submit();
+        }
+    }
+
+    /// One turn of the loop, one syscall: submits every queued operation, sleeps until at least
+    /// one completes, and moves every completion into `done`.
+    pub fn turn(&mut self, done: &mut Vec<cqueue::Entry>) -> io::Result<()> {
+        match self.ring.submit_and_wait(1) {
+            Ok(_) => {}
+            // A signal (EINTR), or completions overflowed the queue (EBUSY): reap and go on.
+            Err(e)
+                if matches!(
+                    Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                    Errno::EINTR | Errno::EBUSY
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        let before = done.len();
+        done.extend(self.ring.completion());
+        // A multishot operation stays in flight until a completion without the MORE flag.
+        self.inflight -= done[before..]
+            .iter()
+            .filter(|c| !cqueue::more(c.flags()))
+            .count();
+        Ok(())
+    }
+
+    /// Operations submitted whose final completion has not been reaped.
+    pub fn inflight(&self) -> usize {
+        self.inflight
+    }
+
+    /// The provided buffers.
+    pub fn bufs(&self) -> &BufRing {
+        &self.bufs
+    }
+
+    /// The provided buffers, to recycle one.
+    pub fn bufs_mut(&mut self) -> &mut BufRing {
+        &mut self.bufs
+    }
+}
+
+/// One connection of a completion-based loop: its socket, its session, its bytes in flight, and
+/// which of its operations are in flight.
+///
+/// The reply buffer is double: a send in flight owns `sending` — the kernel reads it until the
+/// send completes, so it must neither move nor change — while new replies gather in `out`.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket.
+    pub stream: TcpStream,
+    session: AnySession,
+    /// Bytes received but not yet consumed by the session (an incomplete request).
+    pending: Vec<u8>,
+    /// Replies not yet handed to a send.
+    out: Vec<u8>,
+    /// The bytes of the send in flight; `sending[sent..]` is what is left to send.
+    sending: Vec<u8>,
+    sent: usize,
+    /// A receive is in flight.
+    pub recv_armed: bool,
+    /// A send is in flight.
+    pub send_armed: bool,
+    /// Cancellations in flight aimed at this connection's operations.
+    pub cancels: u8,
+    /// The peer sent FIN or the protocol asked to close: receive no more, flush, close.
+    pub read_done: bool,
+    /// A reset, the idle timeout or server shutdown: close without flushing.
+    pub abort: bool,
+    /// When a byte last moved, for the idle timeout.
+    pub last_active: Instant,
+}
+
+impl Conn {
+    /// A connection just accepted, nothing in flight.
+    pub fn new(stream: TcpStream, protocol: Protocol) -> Conn {
+        Conn {
+            stream,
+            session: protocol.session(),
+            pending: Vec::new(),
+            out: Vec::new(),
+            sending: Vec::new(),
+            sent: 0,
+            recv_armed: false,
+            send_armed: false,
+            cancels: 0,
+            read_done: false,
+            abort: false,
+            last_active: Instant::now(),
+        }
+    }
+
+    /// Feeds received bytes to the session (unless the connection no longer reads).
+    pub fn received(&mut self, bytes: &[u8]) {
+        if !self.read_done && !self.abort {
+            self.last_active = Instant::now();
+            self.read_done = conn::feed(&mut self.session, &mut self.pending, bytes, &mut self.out);
+        }
+    }
+
+    /// Reply bytes not yet sent.
+    pub fn backlog(&self) -> usize {
+        self.out.len() + self.sending.len() - self.sent
+    }
+
+    /// Whether any operation of this connection is still in flight.
+    pub fn busy(&self) -> bool {
+        self.recv_armed || self.send_armed || self.cancels > 0
+    }
+
+    /// Whether it is finished: aborted, or done reading with every reply sent.
+    pub fn finished(&self) -> bool {
+        self.abort || (self.read_done && self.backlog() == 0)
+    }
+
+    /// If no send is in flight and replies are owed, the bytes the next send must carry; the
+    /// caller submits it and sets `send_armed`. The slice stays valid and unchanged until
+    /// [`Conn::sent`] is called.
+    pub fn next_send(&mut self) -> Option<&[u8]> {
+        if self.send_armed {
+            return None;
+        }
+        if self.sending.is_empty() {
+            std::mem::swap(&mut self.out, &mut self.sending);
+        }
+        let rest = &self.sending[self.sent..];
+        (!rest.is_empty()).then_some(rest)
+    }
+
+    /// A send completed with `res` (bytes sent, or a negative errno, which aborts).
+    pub fn sent(&mut self, res: i32) {
+        self.send_armed = false;
+        let Ok(n) = usize::try_from(res) else {
+            self.abort = true;
+            return;
+        };
+        self.last_active = Instant::now();
+        self.sent += n;
+        if self.sent == self.sending.len() {
+            self.sending.clear();
+            self.sent = 0;
+            if self.sending.capacity() > KEEP_CAPACITY {
+                self.sending = Vec::new();
+            }
         }
     }
 }

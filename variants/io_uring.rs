@@ -34,15 +34,15 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use io_uring::{cqueue, opcode, squeue, types};
 use nix::errno::Errno;
 use nix::libc;
 
-use crate::conn::{self, lingering_close};
+use crate::conn::lingering_close;
 use crate::model::{Config, Model, ServeContext};
 use crate::net::{self, Accepted};
-use crate::protocol::{AnySession, Protocol};
-use crate::uring::BufRing;
+use crate::protocol::Protocol;
+use crate::uring::{Conn, Uring};
 
 /// The shared receive pool: buffers × size.
 const BUFFERS: u16 = 1024;
@@ -51,43 +51,24 @@ const BUF_SIZE: usize = 4096;
 /// complete many times per turn.
 const SQ_ENTRIES: u32 = 1024;
 const CQ_ENTRIES: u32 = 16 * 1024;
-/// A reply buffer kept between bursts is dropped past this size (as in `conn`).
-const KEEP_CAPACITY: usize = 4 * 1024;
 
 /// What an operation was, kept in the high half of its `user_data`; the low half is the
 /// connection's slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
-    Accept = 1,
-    Recv,
-    Send,
+mod op {
+    pub const ACCEPT: u64 = 1;
+    pub const RECV: u64 = 2;
+    pub const SEND: u64 = 3;
     /// A cancellation aimed at one connection's operation: the slot stays taken until it ends.
-    Cancel,
-    Shutdown,
-    Sweep,
-    Backoff,
+    pub const CANCEL: u64 = 4;
+    pub const SHUTDOWN: u64 = 5;
+    pub const SWEEP: u64 = 6;
+    pub const BACKOFF: u64 = 7;
     /// A cancellation of a server-wide operation (at shutdown).
-    Other,
+    pub const OTHER: u64 = 8;
 }
 
-const OPS: [Op; 8] = [
-    Op::Accept,
-    Op::Recv,
-    Op::Send,
-    Op::Cancel,
-    Op::Shutdown,
-    Op::Sweep,
-    Op::Backoff,
-    Op::Other,
-];
-
-fn token(op: Op, slot: usize) -> u64 {
-    (op as u64) << 32 | slot as u64
-}
-
-fn untoken(user_data: u64) -> (Option<Op>, usize) {
-    let op = OPS.iter().copied().find(|&op| op as u64 == user_data >> 32);
-    (op, (user_data & 0xffff_ffff) as usize)
+fn token(op: u64, slot: usize) -> u64 {
+    op << 32 | slot as u64
 }
 
 /// Serves every connection from one io_uring.
@@ -103,29 +84,7 @@ impl Model for IoUringModel {
     }
 
     fn serve(&self, ctx: ServeContext) -> io::Result<()> {
-        let ring = match IoUring::builder()
-            .setup_cqsize(CQ_ENTRIES)
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .build(SQ_ENTRIES)
-        {
-            Ok(ring) => ring,
-            Err(e) => {
-                crate::event!(
-                    "io_uring: SINGLE_ISSUER/DEFER_TASKRUN refused ({e}; Linux < 6.1?); using a plain ring"
-                );
-                IoUring::builder()
-                    .setup_cqsize(CQ_ENTRIES)
-                    .build(SQ_ENTRIES)?
-            }
-        };
-        let bufs = BufRing::new(BUFFERS, BUF_SIZE, 0)?;
-        bufs.register(&ring.submitter()).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("io_uring buffer ring refused ({e}): this model needs Linux 5.19 or later"),
-            )
-        })?;
+        let uring = Uring::new(SQ_ENTRIES, CQ_ENTRIES, BUFFERS, BUF_SIZE)?;
         crate::event!(
             "io_uring: {BUFFERS} provided buffers of {BUF_SIZE} bytes; multishot accept and recv"
         );
@@ -134,9 +93,7 @@ impl Model for IoUringModel {
             .idle_timeout
             .map(|t| timespec((t / 2).clamp(Duration::from_millis(10), Duration::from_secs(1))));
         let mut server = Server {
-            ring,
-            bufs,
-            inflight: 0,
+            uring,
             conns: Vec::new(),
             free: Vec::new(),
             listener: ctx.listener,
@@ -155,7 +112,7 @@ impl Model for IoUringModel {
             libc::POLLIN as u32,
         )
         .build();
-        server.push(stop.user_data(token(Op::Shutdown, 0)));
+        server.push(stop.user_data(token(op::SHUTDOWN, 0)));
         server.arm_accept();
         server.arm_sweep();
         server.run()
@@ -164,58 +121,20 @@ impl Model for IoUringModel {
 
 /// A cancellation of `conn`'s operation `op`, counted on the connection so that its slot is not
 /// reused (and the cancellation cannot hit the next connection's operation) until it completes.
-fn cancel_for(conn: &mut Conn, op: Op, slot: usize) -> squeue::Entry {
+fn cancel_for(conn: &mut Conn, op: u64, slot: usize) -> squeue::Entry {
     conn.cancels += 1;
     opcode::AsyncCancel::new(token(op, slot))
         .build()
-        .user_data(token(Op::Cancel, slot))
+        .user_data(token(op::CANCEL, slot))
 }
 
 fn timespec(d: Duration) -> Box<types::Timespec> {
     Box::new(types::Timespec::from(d))
 }
 
-/// One connection: its socket, its session, and its bytes in flight.
-struct Conn {
-    stream: TcpStream,
-    session: AnySession,
-    /// Bytes received but not yet consumed by the session (an incomplete request).
-    pending: Vec<u8>,
-    /// Replies not yet handed to a send.
-    out: Vec<u8>,
-    /// The bytes of the send in flight: the kernel reads them until it completes, so this
-    /// buffer is never touched meanwhile. `sending[sent..]` is what is left to send.
-    sending: Vec<u8>,
-    sent: usize,
-    recv_armed: bool,
-    send_armed: bool,
-    /// Cancellations in flight aimed at this connection's operations.
-    cancels: u8,
-    /// The peer sent FIN or the protocol asked to close: receive no more, flush, close.
-    read_done: bool,
-    /// A reset, the idle timeout or server shutdown: close without flushing.
-    abort: bool,
-    last_active: Instant,
-}
-
-impl Conn {
-    /// Reply bytes not yet sent.
-    fn backlog(&self) -> usize {
-        self.out.len() + self.sending.len() - self.sent
-    }
-
-    fn busy(&self) -> bool {
-        self.recv_armed || self.send_armed || self.cancels > 0
-    }
-}
-
-/// The loop's state. Field order matters: the ring is dropped (and with it every operation)
-/// before the buffers those operations name.
+/// The loop's state.
 struct Server {
-    ring: IoUring,
-    bufs: BufRing,
-    /// Operations submitted whose final completion has not been reaped.
-    inflight: usize,
+    uring: Uring,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     listener: TcpListener,
@@ -236,66 +155,40 @@ struct Server {
 impl Server {
     /// Reaps completions and submits what they call for, until shutdown has closed everything.
     fn run(&mut self) -> io::Result<()> {
-        let mut done: Vec<(u64, i32, u32)> = Vec::with_capacity(CQ_ENTRIES as usize);
-        while !(self.stopping && self.inflight == 0) {
-            // One syscall: submit every queued operation, then sleep until one completes.
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                // A signal (EINTR), or completions overflowed the queue (EBUSY): reap and go on.
-                Err(e)
-                    if matches!(
-                        Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-                        Errno::EINTR | Errno::EBUSY
-                    ) => {}
-                Err(e) => return Err(e),
-            }
-            done.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
-            for (user_data, res, flags) in done.drain(..) {
-                if !cqueue::more(flags) {
-                    self.inflight -= 1;
-                }
-                let (op, slot) = untoken(user_data);
-                match op {
-                    Some(Op::Accept) => self.on_accept(res, flags)?,
-                    Some(Op::Recv) => self.on_recv(slot, res, flags),
-                    Some(Op::Send) => self.on_send(slot, res),
-                    Some(Op::Cancel) => {
+        let mut done = Vec::with_capacity(CQ_ENTRIES as usize);
+        while !(self.stopping && self.uring.inflight() == 0) {
+            self.uring.turn(&mut done)?;
+            for cqe in done.drain(..) {
+                let (res, flags) = (cqe.result(), cqe.flags());
+                let slot = (cqe.user_data() & 0xffff_ffff) as usize;
+                match cqe.user_data() >> 32 {
+                    op::ACCEPT => self.on_accept(res, flags)?,
+                    op::RECV => self.on_recv(slot, res, flags),
+                    op::SEND => self.on_send(slot, res),
+                    op::CANCEL => {
                         if let Some(conn) = self.conns[slot].as_mut() {
                             conn.cancels -= 1;
                         }
                         self.settle(slot);
                     }
-                    Some(Op::Shutdown) => self.stop(),
-                    Some(Op::Sweep) => self.on_sweep(),
-                    Some(Op::Backoff) => self.resume_accept(),
-                    Some(Op::Other) | None => {}
+                    op::SHUTDOWN => self.stop(),
+                    op::SWEEP => self.on_sweep(),
+                    op::BACKOFF => self.resume_accept(),
+                    _ => {}
                 }
             }
         }
         Ok(())
     }
 
-    /// Queues one operation, submitting the queue first if it is full.
     fn push(&mut self, entry: squeue::Entry) {
-        loop {
-            // SAFETY: every buffer an entry names outlives its operation: the send buffer is
-            // left alone until the send completes (`Conn::sending`), receive buffers belong to
-            // the buffer ring, which outlives the ring, and timespecs are boxed in `self`.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                self.inflight += 1;
-                return;
-            }
-            // Full: hand the queue to the kernel now. An error here resurfaces at the next
-            // submit_and_wait; the entry waits for room either way.
-            let _ = self.ring.submit();
-        }
+        // SAFETY: every buffer an entry names outlives its operation: the send buffer is left
+        // alone until the send completes (`Conn::sending`), receive buffers belong to the
+        // buffer ring, which outlives the ring, and timespecs are boxed in `self`.
+        unsafe { self.uring.push(&entry) };
     }
 
-    fn cancel(&mut self, target: u64, as_op: Op, slot: usize) {
+    fn cancel(&mut self, target: u64, as_op: u64, slot: usize) {
         self.push(
             opcode::AsyncCancel::new(target)
                 .build()
@@ -317,7 +210,7 @@ impl Server {
                 .flags(libc::SOCK_CLOEXEC)
                 .build()
         };
-        self.push(entry.user_data(token(Op::Accept, 0)));
+        self.push(entry.user_data(token(op::ACCEPT, 0)));
         self.accepting = true;
     }
 
@@ -348,7 +241,7 @@ impl Server {
                         // timer, resumes it.
                         self.paused = true;
                         let backoff = opcode::Timeout::new(&*self.backoff).build();
-                        self.push(backoff.user_data(token(Op::Backoff, 0)));
+                        self.push(backoff.user_data(token(op::BACKOFF, 0)));
                     }
                     Accepted::Closed => return Err(errno.into()),
                     Accepted::Conn(_) | Accepted::Again | Accepted::Empty => {}
@@ -365,20 +258,7 @@ impl Server {
     }
 
     fn insert(&mut self, stream: TcpStream) -> usize {
-        let conn = Conn {
-            stream,
-            session: self.protocol.session(),
-            pending: Vec::new(),
-            out: Vec::new(),
-            sending: Vec::new(),
-            sent: 0,
-            recv_armed: false,
-            send_armed: false,
-            cancels: 0,
-            read_done: false,
-            abort: false,
-            last_active: Instant::now(),
-        };
+        let conn = Conn::new(stream, self.protocol);
         match self.free.pop() {
             Some(slot) => {
                 self.conns[slot] = Some(conn);
@@ -399,14 +279,9 @@ impl Server {
             conn.recv_armed = false;
         }
         if let Some(bid) = cqueue::buffer_select(flags) {
-            if res > 0 && !conn.read_done && !conn.abort {
-                conn.last_active = Instant::now();
-                let bytes = self.bufs.get(bid, res as usize);
-                conn.read_done =
-                    conn::feed(&mut conn.session, &mut conn.pending, bytes, &mut conn.out);
-            }
+            conn.received(self.uring.bufs().get(bid, res.max(0) as usize));
             // The bytes are copied into the session's output or `pending`: the buffer goes back.
-            self.bufs.recycle(bid);
+            self.uring.bufs_mut().recycle(bid);
         }
         match res {
             0 => conn.read_done = true,
@@ -426,22 +301,8 @@ impl Server {
     }
 
     fn on_send(&mut self, slot: usize, res: i32) {
-        let Some(conn) = self.conns[slot].as_mut() else {
-            return;
-        };
-        conn.send_armed = false;
-        if res < 0 {
-            conn.abort = true;
-        } else {
-            conn.last_active = Instant::now();
-            conn.sent += res as usize;
-            if conn.sent == conn.sending.len() {
-                conn.sending.clear();
-                conn.sent = 0;
-                if conn.sending.capacity() > KEEP_CAPACITY {
-                    conn.sending = Vec::new();
-                }
-            }
+        if let Some(conn) = self.conns[slot].as_mut() {
+            conn.sent(res);
         }
         self.settle(slot);
     }
@@ -455,53 +316,53 @@ impl Server {
         };
         let fd = types::Fd(conn.stream.as_raw_fd());
         let mut queue: [Option<squeue::Entry>; 2] = [None, None];
-        if conn.abort || (conn.read_done && conn.backlog() == 0) {
+        if conn.finished() {
             // Finished: stop whatever is still in flight; close when the last one ends.
             if conn.cancels == 0 {
                 if conn.recv_armed {
-                    queue[0] = Some(cancel_for(conn, Op::Recv, slot));
+                    queue[0] = Some(cancel_for(conn, op::RECV, slot));
                 }
                 if conn.abort && conn.send_armed {
-                    queue[1] = Some(cancel_for(conn, Op::Send, slot));
+                    queue[1] = Some(cancel_for(conn, op::SEND, slot));
                 }
             }
             if !conn.busy() {
-                if let Some(conn) = self.conns[slot].take() {
-                    if !conn.abort {
-                        lingering_close(&conn.stream);
-                    }
+                if let Some(conn) = self.conns[slot].take()
+                    && !conn.abort
+                {
+                    lingering_close(&conn.stream);
                 }
                 self.free.push(slot);
                 self.resume_accept();
                 return;
             }
         } else {
-            if !conn.send_armed && conn.sending.is_empty() && !conn.out.is_empty() {
-                std::mem::swap(&mut conn.out, &mut conn.sending);
-            }
-            if !conn.send_armed && conn.sent < conn.sending.len() {
-                let rest = &conn.sending[conn.sent..];
+            if let Some(rest) = conn.next_send() {
                 // MSG_NOSIGNAL: a peer that reset gets an EPIPE completion, not a SIGPIPE.
                 let send = opcode::Send::new(fd, rest.as_ptr(), rest.len() as u32)
                     .flags(libc::MSG_NOSIGNAL);
-                queue[1] = Some(send.build().user_data(token(Op::Send, slot)));
+                queue[1] = Some(send.build().user_data(token(op::SEND, slot)));
                 conn.send_armed = true;
             }
             let over_cap = conn.backlog() >= self.config.out_cap;
             if conn.cancels == 0 && !conn.recv_armed && !conn.read_done && !over_cap {
                 let recv = if self.multishot_recv {
-                    opcode::RecvMulti::new(fd, self.bufs.group()).build()
+                    opcode::RecvMulti::new(fd, self.uring.bufs().group()).build()
                 } else {
-                    opcode::Recv::new(fd, std::ptr::null_mut(), self.bufs.buf_size() as u32)
-                        .buf_group(self.bufs.group())
-                        .build()
-                        .flags(squeue::Flags::BUFFER_SELECT)
+                    opcode::Recv::new(
+                        fd,
+                        std::ptr::null_mut(),
+                        self.uring.bufs().buf_size() as u32,
+                    )
+                    .buf_group(self.uring.bufs().group())
+                    .build()
+                    .flags(squeue::Flags::BUFFER_SELECT)
                 };
-                queue[0] = Some(recv.user_data(token(Op::Recv, slot)));
+                queue[0] = Some(recv.user_data(token(op::RECV, slot)));
                 conn.recv_armed = true;
             } else if conn.cancels == 0 && conn.recv_armed && over_cap {
                 // Backpressure: the peer is not reading its replies, so stop receiving.
-                queue[0] = Some(cancel_for(conn, Op::Recv, slot));
+                queue[0] = Some(cancel_for(conn, op::RECV, slot));
             }
         }
         for entry in queue.into_iter().flatten() {
@@ -513,7 +374,7 @@ impl Server {
         if let (Some(period), false) = (&self.sweep, self.stopping) {
             let entry = opcode::Timeout::new(&**period)
                 .build()
-                .user_data(token(Op::Sweep, 0));
+                .user_data(token(op::SWEEP, 0));
             self.push(entry);
         }
     }
@@ -537,8 +398,8 @@ impl Server {
     /// reap until nothing is in flight.
     fn stop(&mut self) {
         self.stopping = true;
-        for op in [Op::Accept, Op::Sweep, Op::Backoff] {
-            self.cancel(token(op, 0), Op::Other, 0);
+        for op in [op::ACCEPT, op::SWEEP, op::BACKOFF] {
+            self.cancel(token(op, 0), op::OTHER, 0);
         }
         for slot in 0..self.conns.len() {
             if let Some(conn) = self.conns[slot].as_mut() {
