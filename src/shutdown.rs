@@ -71,7 +71,7 @@ impl Shutdown {
     /// Installs the SIGINT and SIGTERM handlers (once per process) and returns the handle.
     pub fn install() -> io::Result<Shutdown> {
         static INSTALLED: OnceLock<Result<(), nix::Error>> = OnceLock::new();
-        (*INSTALLED.get_or_init(|| {
+        let installed = *INSTALLED.get_or_init(|| {
             let efd =
                 EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
             // The eventfd lives as long as the process: leak it into the static.
@@ -89,7 +89,8 @@ impl Shutdown {
                 unsafe { sigaction(signal, &action) }?;
             }
             Ok(())
-        }))?;
+        });
+        installed?;
         Ok(Shutdown { _private: () })
     }
 
