@@ -11,6 +11,8 @@
 //!   shares, and the nonblocking state machine the event-driven family shares.
 //! - [`net`]: listener setup and `accept` with its error cases sorted out (EMFILE and friends).
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one shutdown signal every model can wait on.
+//! - [`accept_lock`]: how preforked children take turns at `accept`: no lock, a file lock, a
+//!   process-shared mutex.
 //! - [`children`]: forking, reaping and stopping child processes, for the process models.
 //! - [`uring`]: the ring of provided buffers that a completion-based (io_uring) model shares
 //!   among its connections.
@@ -18,6 +20,7 @@
 //! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the registry.
 #![deny(missing_docs)]
 
+pub mod accept_lock;
 pub mod children;
 pub mod conn;
 pub mod meter;

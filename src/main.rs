@@ -56,6 +56,9 @@ struct ServeArgs {
     /// Accept queue length asked of listen(2); the kernel caps it at net.core.somaxconn.
     #[arg(long, default_value_t = 4096)]
     backlog: i32,
+    /// How prefork's children serialize accept: none, fcntl (record lock), flock, mutex.
+    #[arg(long, default_value = "none", value_parser = ["none", "fcntl", "flock", "mutex"])]
+    accept_lock: String,
 }
 
 fn main() -> ExitCode {
@@ -100,6 +103,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         .idle_timeout
         .filter(|s| *s > 0.0)
         .map(Duration::from_secs_f64);
+    match args.accept_lock.parse() {
+        Ok(lock) => config.accept_lock = lock,
+        Err(e) => {
+            eprintln!("server-models: {e}");
+            return ExitCode::from(2);
+        }
+    }
 
     let run = || -> std::io::Result<()> {
         let shutdown = Shutdown::install()?;

@@ -4,6 +4,7 @@ use std::io;
 use std::net::TcpListener;
 use std::time::Duration;
 
+use crate::accept_lock::AcceptLock;
 use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
 
@@ -68,6 +69,8 @@ pub struct Config {
     pub read_chunk: usize,
     /// Connections idle for longer than this are closed; `None` keeps them forever.
     pub idle_timeout: Option<Duration>,
+    /// How preforked children serialize `accept` (Stevens' accept strategies).
+    pub accept_lock: AcceptLock,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             out_cap: 256 * 1024,
             read_chunk: 16 * 1024,
             idle_timeout: None,
+            accept_lock: AcceptLock::None,
         }
     }
 }

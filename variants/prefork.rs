@@ -19,10 +19,14 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
+use nix::unistd::Pid;
+
+use crate::accept_lock::SharedLock;
 use crate::children::Children;
 use crate::conn::serve_blocking;
+use crate::meter::WorkerMeter;
 use crate::model::{Concurrency, Model, ServeContext};
-use crate::net::accept_blocking;
+use crate::net::{accept_blocking, interrupted};
 use crate::shutdown::Slot;
 
 /// Serves connections from N preforked processes that accept for themselves.
@@ -48,15 +52,34 @@ impl Model for Prefork {
             shutdown,
             config,
         } = ctx;
+        let workers = config.workers.max(1);
+        // Made before any fork, so that every child shares them.
+        let lock = SharedLock::new(config.accept_lock)?;
+        let meter = WorkerMeter::new(workers)?;
         let mut children = Children::new()?;
         // The parent never accepts, but a signal that shuts the shared listener wakes every
         // child blocked in accept on it.
         shutdown.shut_on_signal(Slot::Listener, Some(listener.as_raw_fd()));
-        let child = || {
+        let child = |worker: usize| {
+            let lock = match lock.child() {
+                Ok(lock) => lock,
+                Err(e) => {
+                    crate::event!("accept lock: {e}; child exits");
+                    return 1;
+                }
+            };
             let mut buf = Vec::new();
-            loop {
-                match accept_blocking(&listener, &shutdown) {
+            while !shutdown.requested() {
+                // With a lock, one child waits in accept and the others wait for the lock.
+                let accepted = match lock.around(|| accept_blocking(&listener, &shutdown)) {
+                    Ok(accepted) => accepted,
+                    // A signal while waiting for a file lock: check for shutdown, wait again.
+                    Err(e) if interrupted(&e) => continue,
+                    Err(e) => Err(e),
+                };
+                match accepted {
                     Ok(Some(stream)) => {
+                        meter.served(worker);
                         shutdown.shut_on_signal(Slot::Conn, Some(stream.as_raw_fd()));
                         let _ = serve_blocking(&stream, protocol, &config, &mut buf);
                         shutdown.shut_on_signal(Slot::Conn, None);
@@ -68,21 +91,33 @@ impl Model for Prefork {
                     }
                 }
             }
+            0
         };
         let mut result = Ok(());
-        // Keep N children alive until shutdown; one that dies while the server runs is replaced.
+        // Keep N children alive until shutdown; one that dies while the server runs is replaced
+        // in its worker slot, so that the meter counts per slot.
+        let mut slots: Vec<Option<Pid>> = vec![None; workers];
         while !shutdown.requested() {
-            while children.len() < config.workers.max(1) {
-                if let Err(e) = children.spawn(child) {
-                    crate::event!("fork failed: {e}");
-                    break;
+            for (worker, slot) in slots.iter_mut().enumerate().filter(|(_, s)| s.is_none()) {
+                match children.spawn(|| child(worker)) {
+                    Ok(pid) => *slot = Some(pid),
+                    Err(e) => {
+                        crate::event!("fork failed: {e}");
+                        break;
+                    }
                 }
             }
             match children.wait_any() {
-                Ok(Some(_)) if !shutdown.requested() => {
-                    crate::event!("a child exited; forking a replacement");
+                Ok(Some(pid)) => {
+                    slots
+                        .iter_mut()
+                        .filter(|s| **s == Some(pid))
+                        .for_each(|s| *s = None);
+                    if !shutdown.requested() {
+                        crate::event!("a child exited; forking a replacement");
+                    }
                 }
-                Ok(_) => {}
+                Ok(None) => {}
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -90,6 +125,9 @@ impl Model for Prefork {
             }
         }
         children.stop_all();
+        if workers > 1 {
+            meter.report();
+        }
         result
     }
 }
