@@ -11,6 +11,12 @@
 //! is gone for this model; it survives where processes wait in select/poll/epoll on a shared
 //! listener, which is what EPOLLEXCLUSIVE (4.5) and SO_REUSEPORT (3.9) address.
 //!
+//! Stevens' accept strategies (`--accept-lock`): `none` (every child blocks in `accept`),
+//! `fcntl` or `flock` (a file lock around `accept`: two extra syscalls per connection), `mutex`
+//! (a process-shared pthread mutex: an atomic when uncontended). See [`crate::accept_lock`]. At
+//! shutdown the parent prints how many connections each child served (Stevens' per-child meter),
+//! which shows how evenly the kernel, or the lock, spread them.
+//!
 //! Cost: no fork per connection, so churn costs what `iterative` costs plus the scheduling;
 //! N processes' memory, mostly shared copy-on-write. Where it breaks: at most N clients at once —
 //! client N+1 completes its handshake and waits in the accept queue until a child is free.
