@@ -10,6 +10,7 @@ pub mod fork_per_conn;
 pub mod io_uring;
 pub mod iterative;
 pub mod prefork;
+pub mod prefork_fdpass;
 pub mod thread_per_conn;
 pub mod thread_pool;
 pub mod tokio;
@@ -21,6 +22,7 @@ pub fn all() -> &'static [&'static dyn Model] {
         &fork_per_conn::ForkPerConn,
         &thread_per_conn::ThreadPerConn,
         &prefork::Prefork,
+        &prefork_fdpass::PreforkFdpass,
         &thread_pool::ThreadPool,
         &io_uring::IoUringModel,
         &tokio::Tokio,
