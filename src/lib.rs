@@ -14,6 +14,8 @@
 //! - [`accept_lock`]: how preforked children take turns at `accept`: no lock, a file lock, a
 //!   process-shared mutex.
 //! - [`children`]: forking, reaping and stopping child processes, for the process models.
+//! - [`event_loop`]: what the event-driven models share — the table of connections, accepting
+//!   with EMFILE handled, the idle timeout, shutdown — so that they differ only in how they wait.
 //! - [`uring`]: the ring of provided buffers that a completion-based (io_uring) model shares
 //!   among its connections.
 //! - [`meter`]: Stevens' per-child meter, how many connections each worker served.
@@ -23,6 +25,7 @@
 pub mod accept_lock;
 pub mod children;
 pub mod conn;
+pub mod event_loop;
 pub mod meter;
 pub mod model;
 pub mod net;

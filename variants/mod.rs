@@ -6,11 +6,16 @@
 
 use crate::model::Model;
 
+pub mod busy_poll;
+pub mod epoll_et;
+pub mod epoll_lt;
 pub mod fork_per_conn;
 pub mod io_uring;
 pub mod iterative;
+pub mod poll;
 pub mod prefork;
 pub mod prefork_fdpass;
+pub mod select;
 pub mod thread_per_conn;
 pub mod thread_pool;
 pub mod tokio;
@@ -24,6 +29,11 @@ pub fn all() -> &'static [&'static dyn Model] {
         &prefork::Prefork,
         &prefork_fdpass::PreforkFdpass,
         &thread_pool::ThreadPool,
+        &busy_poll::BusyPoll,
+        &select::Select,
+        &poll::Poll,
+        &epoll_lt::EpollLt,
+        &epoll_et::EpollEt,
         &io_uring::IoUringModel,
         &tokio::Tokio,
     ]

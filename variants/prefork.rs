@@ -32,7 +32,7 @@ use crate::children::Children;
 use crate::conn::serve_blocking;
 use crate::meter::WorkerMeter;
 use crate::model::{Concurrency, Model, ServeContext};
-use crate::net::{accept_blocking, interrupted};
+use crate::net::{EXHAUSTED_BACKOFF, accept_blocking, interrupted};
 use crate::shutdown::Slot;
 
 /// Serves connections from N preforked processes that accept for themselves.
@@ -103,24 +103,43 @@ impl Model for Prefork {
         // Keep N children alive until shutdown; one that dies while the server runs is replaced
         // in its worker slot, so that the meter counts per slot.
         let mut slots: Vec<Option<Pid>> = vec![None; workers];
+        let free = |slots: &mut Vec<Option<Pid>>, pid: Pid| {
+            slots
+                .iter_mut()
+                .filter(|s| **s == Some(pid))
+                .for_each(|s| *s = None);
+        };
+        let mut fork_failing = false;
         while !shutdown.requested() {
-            for (worker, slot) in slots.iter_mut().enumerate().filter(|(_, s)| s.is_none()) {
+            if let Some(worker) = slots.iter().position(Option::is_none) {
                 match children.spawn(|| child(worker)) {
-                    Ok(pid) => *slot = Some(pid),
+                    Ok(pid) => {
+                        slots[worker] = Some(pid);
+                        fork_failing = false;
+                    }
                     Err(e) => {
-                        crate::event!("fork failed: {e}");
-                        break;
+                        // Out of processes or memory: try again after a pause (logged once),
+                        // instead of a fork attempt and a log line in a tight loop.
+                        if !fork_failing {
+                            fork_failing = true;
+                            crate::event!("fork failed: {e}; retrying every {EXHAUSTED_BACKOFF:?}");
+                        }
+                        std::thread::sleep(EXHAUSTED_BACKOFF);
+                        for pid in children.reap() {
+                            free(&mut slots, pid);
+                        }
                     }
                 }
+                continue;
             }
             match children.wait_any() {
                 Ok(Some(pid)) => {
-                    slots
-                        .iter_mut()
-                        .filter(|s| **s == Some(pid))
-                        .for_each(|s| *s = None);
+                    free(&mut slots, pid);
                     if !shutdown.requested() {
                         crate::event!("a child exited; forking a replacement");
+                        // A child that dies at once (a persistent accept error) must not turn
+                        // into a fork loop.
+                        std::thread::sleep(EXHAUSTED_BACKOFF);
                     }
                 }
                 Ok(None) => {}
