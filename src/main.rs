@@ -117,7 +117,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             args.addr,
             &ListenOptions {
                 backlog: args.backlog,
-                ..Default::default()
+                reuse_port: model.reuse_port(),
             },
         )?;
         let local = listener.local_addr()?;

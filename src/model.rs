@@ -30,6 +30,12 @@ pub trait Model: Sync {
         None
     }
 
+    /// Whether the listener must be bound with SO_REUSEPORT, so that the model can bind more
+    /// listeners on the same address (one per thread, the kernel spreading connections).
+    fn reuse_port(&self) -> bool {
+        false
+    }
+
     /// Serves connections from `ctx.listener` until `ctx.shutdown` fires; returns only when every
     /// connection is closed and every thread or process the model started is joined or reaped.
     fn serve(&self, ctx: ServeContext) -> io::Result<()>;

@@ -8,7 +8,9 @@ use crate::model::Model;
 
 pub mod busy_poll;
 pub mod epoll_et;
+pub mod epoll_exclusive;
 pub mod epoll_lt;
+pub mod epoll_reuseport;
 pub mod fork_per_conn;
 pub mod io_uring;
 pub mod iterative;
@@ -34,6 +36,8 @@ pub fn all() -> &'static [&'static dyn Model] {
         &poll::Poll,
         &epoll_lt::EpollLt,
         &epoll_et::EpollEt,
+        &epoll_reuseport::EpollReuseport,
+        &epoll_exclusive::EpollExclusive,
         &io_uring::IoUringModel,
         &tokio::Tokio,
     ]
