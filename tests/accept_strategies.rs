@@ -185,3 +185,38 @@ fn unknown_accept_lock_is_a_usage_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("fcntl") && err.contains("mutex"), "{err}");
 }
+
+/// prefork-fdpass notices a dead child by the EOF on its socket: it reaps it at once (no zombie
+/// left), forks a replacement, and keeps serving.
+#[test]
+fn fdpass_reaps_and_replaces_a_killed_child() {
+    let server = Server::start("prefork-fdpass", "echo", &["--workers", "2"]).expect("start");
+    let children = || -> Vec<u32> {
+        let parent = server.pid();
+        let tree = server.tree();
+        tree.into_iter().filter(|&p| p != parent).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while children().len() < 2 {
+        assert!(Instant::now() < deadline, "the two children never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let victim = children()[0];
+    signal(victim, Signal::SIGKILL);
+    loop {
+        let now = children();
+        if !now.contains(&victim) && now.len() == 2 && !now.iter().any(|&p| zombie(p)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not reaped and replaced: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..4 {
+        let mut s = connect(server.addr).expect("connect");
+        assert_eq!(echo_exchange(&mut s, b"again").expect("echo"), b"again");
+    }
+    assert_eq!(stop_and_read_meter(server).iter().sum::<u64>(), 4);
+}

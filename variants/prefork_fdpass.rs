@@ -105,8 +105,11 @@ impl Model for PreforkFdpass {
             );
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
-                // SIGCHLD (a child died) or a shutdown signal: look again.
-                Err(Errno::EINTR) => {}
+                // SIGCHLD (a child died: reap it; its socket's EOF frees its slot) or a shutdown
+                // signal. Reaping only here keeps a `wait4` off every connection's path.
+                Err(Errno::EINTR) => {
+                    children.reap();
+                }
                 Err(e) => break Err(e.into()),
             }
             let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
@@ -114,7 +117,6 @@ impl Model for PreforkFdpass {
             if ready[0] || shutdown.requested() {
                 break Ok(());
             }
-            children.reap();
             // Children first: one that just said "idle" can take the next connection.
             let mut chans = ready[2..].iter();
             for slot in workers.iter_mut() {
@@ -127,8 +129,10 @@ impl Model for PreforkFdpass {
                     Ok(1) => worker.idle = true,
                     Err(e) if net::interrupted(&e) => {}
                     _ => {
-                        // EOF: the child died. Its slot is refilled at the top of the loop.
+                        // EOF: the child is exiting. Reap it; its slot is refilled at the top
+                        // of the loop.
                         crate::event!("a child exited; forking a replacement");
+                        children.wait_for(worker.pid);
                         *slot = None;
                     }
                 }
