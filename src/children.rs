@@ -94,12 +94,7 @@ impl Children {
     /// Waits for child `pid` to exit, for a caller that knows it is exiting (its end of a
     /// socket reached EOF), so that it does not linger as a zombie until the next SIGCHLD.
     pub fn wait_for(&mut self, pid: Pid) {
-        loop {
-            match waitpid(pid, None) {
-                Err(Errno::EINTR) => continue,
-                _ => break,
-            }
-        }
+        while let Err(Errno::EINTR) = waitpid(pid, None) {}
         self.pids.remove(&pid);
     }
 
