@@ -11,9 +11,9 @@
 //! The trade against `epoll-reuseport`: here there is one accept queue, so a connection waits
 //! for *whichever* thread is free first, and a busy thread never holds connections hostage. But
 //! every accept takes the one queue's lock, and "one waiter" is not "the least loaded": the
-//! kernel wakes the first exclusive waiter on the socket's wait queue, and a thread that just
-//! went back to `epoll_wait` tends to be woken again, so under light load the work piles onto
-//! few threads — the per-worker meter printed at shutdown shows how much. EPOLLEXCLUSIVE also
+//! kernel walks the listener's wait queue in registration order and wakes the first loop that
+//! is waiting in `epoll_wait`, so under light load the first-registered loops get most of the
+//! work — the per-worker meter printed at shutdown shows how much. EPOLLEXCLUSIVE also
 //! only promises "one or more" woken, and the registration cannot be modified (EPOLL_CTL_MOD
 //! fails with EINVAL), which is why the shared loop pauses the listener with DEL and ADD.
 //! SO_REUSEPORT hashes blind but never contends; EPOLLEXCLUSIVE shares the work but contends on
