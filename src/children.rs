@@ -96,6 +96,13 @@ impl Children {
         }
     }
 
+    /// Waits for child `pid` to exit, for a caller that knows it is exiting (its end of a
+    /// socket reached EOF), so that it does not linger as a zombie until the next SIGCHLD.
+    pub fn wait_for(&mut self, pid: Pid) {
+        while let Err(Errno::EINTR) = waitpid(pid, None) {}
+        self.pids.remove(&pid);
+    }
+
     /// Sends SIGTERM to every live child and waits for each to exit.
     pub fn stop_all(&mut self) {
         for &pid in &self.pids {

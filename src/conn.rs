@@ -21,7 +21,7 @@ use crate::protocol::{AnySession, Protocol, Session};
 
 /// A buffer kept between bursts is dropped when it has grown past this, so that a connection
 /// that once carried a large message does not hold the memory while idle.
-const KEEP_CAPACITY: usize = 4 * 1024;
+pub const KEEP_CAPACITY: usize = 4 * 1024;
 
 /// How a blocking connection ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -82,7 +82,12 @@ pub fn serve_blocking(
 
 /// Feeds `input` to the session, keeping what it does not consume (an incomplete request) in
 /// `pending` for next time. Returns whether the session asked to close.
-fn feed(session: &mut AnySession, pending: &mut Vec<u8>, input: &[u8], out: &mut Vec<u8>) -> bool {
+pub fn feed(
+    session: &mut AnySession,
+    pending: &mut Vec<u8>,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> bool {
     let progress = if pending.is_empty() {
         let p = session.feed(input, out);
         pending.extend_from_slice(&input[p.consumed..]);
@@ -103,7 +108,7 @@ fn feed(session: &mut AnySession, pending: &mut Vec<u8>, input: &[u8], out: &mut
 /// nonblocking drain of what the peer already sent. Closing a socket whose receive queue holds
 /// unread bytes sends RST instead of FIN, and an RST can destroy the reply (a `400`) in the
 /// peer's receive queue before it is read.
-fn lingering_close(stream: &TcpStream) {
+pub fn lingering_close(stream: &TcpStream) {
     let _ = stream.shutdown(Direction::Write);
     if stream.set_nonblocking(true).is_ok() {
         let mut sink = [0u8; 4096];

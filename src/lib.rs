@@ -11,21 +11,29 @@
 //!   shares, and the nonblocking state machine the event-driven family shares.
 //! - [`net`]: listener setup and `accept` with its error cases sorted out (EMFILE and friends).
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one shutdown signal every model can wait on.
+//! - [`accept_lock`]: how preforked children take turns at `accept`: no lock, a file lock, a
+//!   process-shared mutex.
 //! - [`children`]: forking, reaping and stopping child processes, for the process models.
 //! - [`event_loop`]: what the event-driven models share — the table of connections, accepting
 //!   with EMFILE handled, the idle timeout, shutdown — so that they differ only in how they wait.
 //! - [`lab`]: the runnable labs, each putting one classic claim about sockets to this kernel.
+//! - [`uring`]: the ring of provided buffers that a completion-based (io_uring) model shares
+//!   among its connections.
+//! - [`meter`]: Stevens' per-child meter, how many connections each worker served.
 //! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the registry.
 #![deny(missing_docs)]
 
+pub mod accept_lock;
 pub mod children;
 pub mod conn;
 pub mod event_loop;
 pub mod lab;
+pub mod meter;
 pub mod model;
 pub mod net;
 pub mod protocol;
 pub mod shutdown;
+pub mod uring;
 
 /// One module per model, in teaching order; see `variants/mod.rs`.
 #[path = "../variants/mod.rs"]

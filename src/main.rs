@@ -68,6 +68,9 @@ struct ServeArgs {
     /// (At most 4096, the C library's SOMAXCONN, which nix's listen() enforces.)
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..=4096))]
     backlog: i32,
+    /// How prefork's children serialize accept: none, fcntl (record lock), flock, mutex.
+    #[arg(long, default_value = "none", value_parser = ["none", "fcntl", "flock", "mutex"])]
+    accept_lock: String,
 }
 
 fn main() -> ExitCode {
@@ -152,6 +155,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         .idle_timeout
         .filter(|s| *s > 0.0)
         .map(Duration::from_secs_f64);
+    match args.accept_lock.parse() {
+        Ok(lock) => config.accept_lock = lock,
+        Err(e) => {
+            eprintln!("server-models: {e}");
+            return ExitCode::from(2);
+        }
+    }
 
     let run = || -> std::io::Result<()> {
         let shutdown = Shutdown::install()?;
@@ -159,7 +169,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             args.addr,
             &ListenOptions {
                 backlog: args.backlog,
-                ..Default::default()
+                reuse_port: model.reuse_port(),
             },
         )?;
         let local = listener.local_addr()?;

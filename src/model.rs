@@ -4,6 +4,7 @@ use std::io;
 use std::net::TcpListener;
 use std::time::Duration;
 
+use crate::accept_lock::AcceptLock;
 use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
 
@@ -27,6 +28,12 @@ pub trait Model: Sync {
     /// FD_SETSIZE). Connections past it are refused with one log line.
     fn fd_limit(&self) -> Option<usize> {
         None
+    }
+
+    /// Whether the listener must be bound with SO_REUSEPORT, so that the model can bind more
+    /// listeners on the same address (one per thread, the kernel spreading connections).
+    fn reuse_port(&self) -> bool {
+        false
     }
 
     /// Serves connections from `ctx.listener` until `ctx.shutdown` fires; returns only when every
@@ -68,6 +75,8 @@ pub struct Config {
     pub read_chunk: usize,
     /// Connections idle for longer than this are closed; `None` keeps them forever.
     pub idle_timeout: Option<Duration>,
+    /// How preforked children serialize `accept` (Stevens' accept strategies).
+    pub accept_lock: AcceptLock,
 }
 
 impl Default for Config {
@@ -77,6 +86,7 @@ impl Default for Config {
             out_cap: 256 * 1024,
             read_chunk: 16 * 1024,
             idle_timeout: None,
+            accept_lock: AcceptLock::None,
         }
     }
 }

@@ -16,7 +16,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -107,20 +107,33 @@ pub fn accept(listener: &TcpListener, nonblocking: bool) -> io::Result<Accepted>
         Ok(fd) => {
             // SAFETY: accept4 returned a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            let _ = socket::setsockopt(&fd, sockopt::TcpNoDelay, &true);
-            exhaustion_over();
+            on_accepted(fd.as_fd());
             Ok(Accepted::Conn(TcpStream::from(fd)))
         }
-        Err(Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO | Errno::EPERM) => {
-            Ok(Accepted::Again)
-        }
-        Err(Errno::EAGAIN) => Ok(Accepted::Empty),
-        Err(e @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
+        Err(e) => accept_failed(e),
+    }
+}
+
+/// Finishes a connection however it was accepted (`accept4`, an io_uring completion, an async
+/// runtime): sets TCP_NODELAY, since every reply is one write that should leave at once, and
+/// ends an episode of descriptor exhaustion if one was going on.
+pub fn on_accepted(fd: BorrowedFd<'_>) {
+    let _ = socket::setsockopt(&fd, sockopt::TcpNoDelay, &true);
+    exhaustion_over();
+}
+
+/// Sorts an error from accept, however it was called, into what to do next (see the module
+/// docs); the start of an exhaustion episode is logged once.
+pub fn accept_failed(e: Errno) -> io::Result<Accepted> {
+    match e {
+        Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO | Errno::EPERM => Ok(Accepted::Again),
+        Errno::EAGAIN => Ok(Accepted::Empty),
+        Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => {
             exhaustion_began(e);
             Ok(Accepted::Exhausted(e))
         }
-        Err(Errno::EINVAL) => Ok(Accepted::Closed),
-        Err(e) => Err(e.into()),
+        Errno::EINVAL => Ok(Accepted::Closed),
+        e => Err(e.into()),
     }
 }
 

@@ -49,6 +49,11 @@ pub struct Shutdown {
 }
 
 extern "C" fn on_signal(_: libc::c_int) {
+    // The calls below set errno when they fail (shutdown of an already shut socket: ENOTCONN).
+    // A signal that lands between a failed syscall and the read of its errno would hand the
+    // interrupted code our errno instead of its own (an `accept` failing with ENOTCONN instead of
+    // EINVAL), so errno is saved here and restored on the way out.
+    let saved = nix::errno::Errno::last_raw();
     REQUESTED.store(true, Ordering::SeqCst);
     let fd = EVENT_FD.load(Ordering::SeqCst);
     if fd >= 0 {
@@ -65,6 +70,7 @@ extern "C" fn on_signal(_: libc::c_int) {
             unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
         }
     }
+    nix::errno::Errno::set_raw(saved);
 }
 
 impl Shutdown {

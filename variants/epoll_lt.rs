@@ -14,8 +14,8 @@
 //! reported again next time — and a connection left with unread input is never forgotten. The
 //! price: watching EPOLLOUT on a socket that is writable but has nothing to send would wake the
 //! loop on every turn, which is why the interest is switched off again once output drains. Out
-//! of descriptors, the listener stays readable while every `accept` fails, so it is switched
-//! off too (`EPOLL_CTL_MOD` to no events) until a connection closes or 50 ms pass.
+//! of descriptors the listener stays readable just as forever, so it is switched off too
+//! (`EPOLL_CTL_DEL`, and ADD again) until a connection closes or 50 ms pass.
 //!
 //! Cost: one `epoll_wait` per turn, O(ready) rather than O(watched) — the kernel's wait queue
 //! callbacks put a socket on the ready list when a packet arrives, so 10 000 idle connections
@@ -53,68 +53,84 @@ impl Model for EpollLt {
     }
 
     fn serve(&self, ctx: ServeContext) -> io::Result<()> {
-        let mut lp = EventLoop::new(ctx, None)?;
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        // Each report carries the descriptor number: the table's index.
-        let listener = lp.listener().as_raw_fd();
-        let shutdown = lp.shutdown_fd().as_raw_fd();
-        epoll.add(lp.shutdown_fd(), event(EpollFlags::EPOLLIN, shutdown))?;
-        epoll.add(lp.listener(), event(EpollFlags::EPOLLIN, listener))?;
-        let mut watching_listener = true;
-        let mut events = vec![EpollEvent::empty(); MAX_EVENTS];
-
-        while !lp.shutdown_requested() {
-            if lp.accepting() != watching_listener {
-                watching_listener = !watching_listener;
-                let flags = if watching_listener {
-                    EpollFlags::EPOLLIN
-                } else {
-                    EpollFlags::empty()
-                };
-                epoll.modify(lp.listener(), &mut event(flags, listener))?;
-            }
-            let n = match epoll.wait(&mut events, millis(lp.timeout())) {
-                Ok(n) => n,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            for ev in &events[..n] {
-                let fd = ev.data() as RawFd;
-                if fd == shutdown {
-                    continue; // the loop's condition sees it
-                }
-                if fd == listener {
-                    lp.accept(|s| Ok(epoll.add(s, event(EpollFlags::EPOLLIN, s.as_raw_fd()))?))?;
-                    continue;
-                }
-                let flags = ev.events();
-                let readable = flags.intersects(
-                    EpollFlags::EPOLLIN
-                        | EpollFlags::EPOLLRDHUP
-                        | EpollFlags::EPOLLHUP
-                        | EpollFlags::EPOLLERR,
-                );
-                let before = lp.interest(fd);
-                // One read per report: level-triggered, the rest will be reported again.
-                if lp.on_ready(fd, readable, flags.contains(EpollFlags::EPOLLOUT), 1) == Step::Done
-                {
-                    continue; // close(2) took it off the interest list
-                }
-                let after = lp.interest(fd);
-                if after != before
-                    && let Some((socket, after)) = lp.socket(fd).zip(after)
-                    && epoll
-                        .modify(socket, &mut event(flags_for(after), fd))
-                        .is_err()
-                {
-                    lp.close(fd); // ENOMEM: better one connection lost than the server
-                }
-            }
-            lp.sweep_idle(|_| {});
-        }
-        lp.close_all();
-        Ok(())
+        run(ctx, EpollFlags::empty(), || {})
     }
+}
+
+/// The loop itself, shared with `epoll-reuseport` and `epoll-exclusive`, which run one per
+/// thread: `listener_flags` are added to the listener's registration (EPOLLEXCLUSIVE), and
+/// `on_accept` hears of every connection accepted (their per-worker meter).
+pub fn run(
+    ctx: ServeContext,
+    listener_flags: EpollFlags,
+    mut on_accept: impl FnMut(),
+) -> io::Result<()> {
+    let mut lp = EventLoop::new(ctx, None)?;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    // Each report carries the descriptor number: the table's index.
+    let listener = lp.listener().as_raw_fd();
+    let shutdown = lp.shutdown_fd().as_raw_fd();
+    let listen = event(EpollFlags::EPOLLIN | listener_flags, listener);
+    epoll.add(lp.shutdown_fd(), event(EpollFlags::EPOLLIN, shutdown))?;
+    epoll.add(lp.listener(), listen)?;
+    let mut watching_listener = true;
+    let mut events = vec![EpollEvent::empty(); MAX_EVENTS];
+
+    while !lp.shutdown_requested() {
+        if lp.accepting() != watching_listener {
+            watching_listener = !watching_listener;
+            // Off with DEL and on with ADD (rather than MOD to no events): an EPOLLEXCLUSIVE
+            // registration cannot be modified, only removed and added again.
+            if watching_listener {
+                epoll.add(lp.listener(), listen)?;
+            } else {
+                epoll.delete(lp.listener())?;
+            }
+        }
+        let n = match epoll.wait(&mut events, millis(lp.timeout())) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for ev in &events[..n] {
+            let fd = ev.data() as RawFd;
+            if fd == shutdown {
+                continue; // the loop's condition sees it
+            }
+            if fd == listener {
+                lp.accept(|s| {
+                    epoll.add(s, event(EpollFlags::EPOLLIN, s.as_raw_fd()))?;
+                    on_accept();
+                    Ok(())
+                })?;
+                continue;
+            }
+            let flags = ev.events();
+            let readable = flags.intersects(
+                EpollFlags::EPOLLIN
+                    | EpollFlags::EPOLLRDHUP
+                    | EpollFlags::EPOLLHUP
+                    | EpollFlags::EPOLLERR,
+            );
+            let before = lp.interest(fd);
+            // One read per report: level-triggered, the rest will be reported again.
+            if lp.on_ready(fd, readable, flags.contains(EpollFlags::EPOLLOUT), 1) == Step::Done {
+                continue; // close(2) took it off the interest list
+            }
+            let after = lp.interest(fd);
+            if after != before
+                && let Some((socket, after)) = lp.socket(fd).zip(after)
+                && epoll
+                    .modify(socket, &mut event(flags_for(after), fd))
+                    .is_err()
+            {
+                lp.close(fd); // ENOMEM: better one connection lost than the server
+            }
+        }
+        lp.sweep_idle(|_| {});
+    }
+    lp.close_all();
+    Ok(())
 }
 
 /// An epoll registration for `fd` with its number as the report's data.

@@ -8,14 +8,19 @@ use crate::model::Model;
 
 pub mod busy_poll;
 pub mod epoll_et;
+pub mod epoll_exclusive;
 pub mod epoll_lt;
+pub mod epoll_reuseport;
 pub mod fork_per_conn;
+pub mod io_uring;
 pub mod iterative;
 pub mod poll;
 pub mod prefork;
+pub mod prefork_fdpass;
 pub mod select;
 pub mod thread_per_conn;
 pub mod thread_pool;
+pub mod tokio;
 
 /// Every model, in teaching order: the blocking family first, then the event-driven family.
 pub fn all() -> &'static [&'static dyn Model] {
@@ -24,11 +29,16 @@ pub fn all() -> &'static [&'static dyn Model] {
         &fork_per_conn::ForkPerConn,
         &thread_per_conn::ThreadPerConn,
         &prefork::Prefork,
+        &prefork_fdpass::PreforkFdpass,
         &thread_pool::ThreadPool,
         &busy_poll::BusyPoll,
         &select::Select,
         &poll::Poll,
         &epoll_lt::EpollLt,
         &epoll_et::EpollEt,
+        &epoll_reuseport::EpollReuseport,
+        &epoll_exclusive::EpollExclusive,
+        &io_uring::IoUringModel,
+        &tokio::Tokio,
     ]
 }

@@ -12,6 +12,12 @@
 //! is gone for this model; it survives where processes wait in select/poll/epoll on a shared
 //! listener, which is what EPOLLEXCLUSIVE (4.5) and SO_REUSEPORT (3.9) address.
 //!
+//! Stevens' accept strategies (`--accept-lock`): `none` (every child blocks in `accept`),
+//! `fcntl` or `flock` (a file lock around `accept`: two extra syscalls per connection), `mutex`
+//! (a process-shared pthread mutex: an atomic when uncontended). See [`crate::accept_lock`]. At
+//! shutdown the parent prints how many connections each child served (Stevens' per-child meter),
+//! which shows how evenly the kernel, or the lock, spread them.
+//!
 //! Cost: no fork per connection, so churn costs what `iterative` costs plus the scheduling;
 //! N processes' memory, mostly shared copy-on-write. Where it breaks: at most N clients at once —
 //! client N+1 completes its handshake and waits in the accept queue until a child is free.
@@ -20,10 +26,14 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
+use nix::unistd::Pid;
+
+use crate::accept_lock::SharedLock;
 use crate::children::Children;
 use crate::conn::serve_blocking;
+use crate::meter::WorkerMeter;
 use crate::model::{Concurrency, Model, ServeContext};
-use crate::net::{EXHAUSTED_BACKOFF, accept_blocking};
+use crate::net::{EXHAUSTED_BACKOFF, accept_blocking, interrupted};
 use crate::shutdown::Slot;
 
 /// Serves connections from N preforked processes that accept for themselves.
@@ -49,15 +59,34 @@ impl Model for Prefork {
             shutdown,
             config,
         } = ctx;
+        let workers = config.workers.max(1);
+        // Made before any fork, so that every child shares them.
+        let lock = SharedLock::new(config.accept_lock)?;
+        let meter = WorkerMeter::new(workers)?;
         let mut children = Children::new()?;
         // The parent never accepts, but a signal that shuts the shared listener wakes every
         // child blocked in accept on it.
         shutdown.shut_on_signal(Slot::Listener, Some(listener.as_raw_fd()));
-        let child = || {
+        let child = |worker: usize| {
+            let lock = match lock.child() {
+                Ok(lock) => lock,
+                Err(e) => {
+                    crate::event!("accept lock: {e}; child exits");
+                    return 1;
+                }
+            };
             let mut buf = Vec::new();
-            loop {
-                match accept_blocking(&listener, &shutdown) {
+            while !shutdown.requested() {
+                // With a lock, one child waits in accept and the others wait for the lock.
+                let accepted = match lock.around(|| accept_blocking(&listener, &shutdown)) {
+                    Ok(accepted) => accepted,
+                    // A signal while waiting for a file lock: check for shutdown, wait again.
+                    Err(e) if interrupted(&e) => continue,
+                    Err(e) => Err(e),
+                };
+                match accepted {
                     Ok(Some(stream)) => {
+                        meter.served(worker);
                         shutdown.shut_on_signal(Slot::Conn, Some(stream.as_raw_fd()));
                         let _ = serve_blocking(&stream, protocol, &config, &mut buf);
                         shutdown.shut_on_signal(Slot::Conn, None);
@@ -69,14 +98,26 @@ impl Model for Prefork {
                     }
                 }
             }
+            0
         };
         let mut result = Ok(());
-        // Keep N children alive until shutdown; one that dies while the server runs is replaced.
+        // Keep N children alive until shutdown; one that dies while the server runs is replaced
+        // in its worker slot, so that the meter counts per slot.
+        let mut slots: Vec<Option<Pid>> = vec![None; workers];
+        let free = |slots: &mut Vec<Option<Pid>>, pid: Pid| {
+            slots
+                .iter_mut()
+                .filter(|s| **s == Some(pid))
+                .for_each(|s| *s = None);
+        };
         let mut fork_failing = false;
         while !shutdown.requested() {
-            if children.len() < config.workers.max(1) {
-                match children.spawn(child) {
-                    Ok(_) => fork_failing = false,
+            if let Some(worker) = slots.iter().position(Option::is_none) {
+                match children.spawn(|| child(worker)) {
+                    Ok(pid) => {
+                        slots[worker] = Some(pid);
+                        fork_failing = false;
+                    }
                     Err(e) => {
                         // Out of processes or memory: try again after a pause (logged once),
                         // instead of a fork attempt and a log line in a tight loop.
@@ -85,19 +126,24 @@ impl Model for Prefork {
                             crate::event!("fork failed: {e}; retrying every {EXHAUSTED_BACKOFF:?}");
                         }
                         std::thread::sleep(EXHAUSTED_BACKOFF);
-                        children.reap();
+                        for pid in children.reap() {
+                            free(&mut slots, pid);
+                        }
                     }
                 }
                 continue;
             }
             match children.wait_any() {
-                Ok(Some(_)) if !shutdown.requested() => {
-                    crate::event!("a child exited; forking a replacement");
-                    // A child that dies at once (a persistent accept error) must not turn
-                    // into a fork loop.
-                    std::thread::sleep(EXHAUSTED_BACKOFF);
+                Ok(Some(pid)) => {
+                    free(&mut slots, pid);
+                    if !shutdown.requested() {
+                        crate::event!("a child exited; forking a replacement");
+                        // A child that dies at once (a persistent accept error) must not turn
+                        // into a fork loop.
+                        std::thread::sleep(EXHAUSTED_BACKOFF);
+                    }
                 }
-                Ok(_) => {}
+                Ok(None) => {}
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -105,6 +151,9 @@ impl Model for Prefork {
             }
         }
         children.stop_all();
+        if workers > 1 {
+            meter.report();
+        }
         result
     }
 }

@@ -11,7 +11,8 @@
 //! hand-off (a wake-up and a context switch) per connection. Where it breaks: at most N clients
 //! are served at once — client N+1 waits in the channel, connected but unanswered, until a
 //! worker frees up; N slow or idle clients stall everyone else. Compare with `thread-per-conn`
-//! (no limit, a thread each) and `prefork` (processes that accept for themselves).
+//! (no limit, a thread each) and `prefork` (processes that accept for themselves). At shutdown
+//! it prints how many connections each worker served (Stevens' per-child meter).
 
 use std::io;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use crossbeam::channel;
 
 use crate::conn::serve_blocking;
+use crate::meter::WorkerMeter;
 use crate::model::{Concurrency, Model, ServeContext};
 use crate::net::accept_blocking;
 use crate::shutdown::{ConnSet, Slot};
@@ -54,9 +56,11 @@ impl Model for ThreadPool {
         // Unbounded: a bound would only move the waiting from the channel back into the
         // kernel's accept queue, and the count of waiting connections is the same either way.
         let (tx, rx) = channel::unbounded::<std::net::TcpStream>();
-        std::thread::scope(|scope| {
-            for i in 0..config.workers.max(1) {
-                let (rx, conns, config) = (rx.clone(), &conns, &config);
+        let workers = config.workers.max(1);
+        let meter = WorkerMeter::new(workers)?;
+        let result = std::thread::scope(|scope| {
+            for i in 0..workers {
+                let (rx, conns, config, meter) = (rx.clone(), &conns, &config, &meter);
                 let spawned = std::thread::Builder::new()
                     .name(format!("worker-{i}"))
                     .spawn_scoped(scope, move || {
@@ -66,6 +70,7 @@ impl Model for ThreadPool {
                             let Some(conn) = conns.track(stream) else {
                                 continue;
                             };
+                            meter.served(i);
                             let _ = serve_blocking(conn.stream(), protocol, config, &mut buf);
                         }
                     });
@@ -90,6 +95,10 @@ impl Model for ThreadPool {
             conns.shut_all();
             drop(tx);
             result
-        })
+        });
+        if workers > 1 {
+            meter.report();
+        }
+        result
     }
 }

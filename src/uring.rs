@@ -1,0 +1,367 @@
+//! What a completion-based (io_uring) model needs beyond the `io-uring` crate: a ring of
+//! provided buffers, shared by every connection of one ring.
+//!
+//! With readiness (epoll) the program picks the buffer when it calls `read`. With completions it
+//! must name the buffer when it *submits* the receive, long before any byte arrives — one buffer
+//! per waiting connection, 10 000 idle connections, 10 000 idle buffers. Provided buffers turn
+//! that around: the program hands the kernel a pool (a "buffer ring", Linux 5.19), every receive
+//! says "take one from group G", and the completion says which buffer (its id) holds the bytes.
+//! The program reads them and gives the buffer back by writing its entry at the ring's tail.
+//! Memory is then one pool per ring, whatever the number of connections.
+//!
+//! [`Uring`] wraps the instance, its buffer ring and the count of operations in flight: the part
+//! of a completion loop that does not depend on what the operations are for. [`Conn`] is one
+//! connection's bytes in flight when the kernel, not the program, moves them.
+
+use std::io;
+use std::net::TcpStream;
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Instant;
+
+use crate::conn::{self, KEEP_CAPACITY};
+use crate::protocol::{AnySession, Protocol};
+use io_uring::types::BufRingEntry;
+use io_uring::{IoUring, Submitter, cqueue, squeue};
+use nix::errno::Errno;
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
+
+/// A ring of `count` provided buffers of `size` bytes each, registered as one buffer group.
+///
+/// One anonymous mapping holds both: the ring of entries the kernel reads buffer addresses from
+/// (page-aligned, as the kernel requires), then the buffers. The program touches a buffer only
+/// through a raw pointer, and only while the kernel does not own it.
+#[derive(Debug)]
+pub struct BufRing {
+    /// The start of the mapping: `count` ring entries.
+    entries: NonNull<BufRingEntry>,
+    /// The first buffer, page-aligned, after the entries.
+    buffers: NonNull<u8>,
+    mapped: usize,
+    count: u16,
+    size: usize,
+    /// Our copy of the ring's tail: how many buffers were ever given to the kernel.
+    tail: u16,
+    group: u16,
+}
+
+impl BufRing {
+    /// Maps a ring of `count` buffers (a power of two, at most 32 768) of `size` bytes each, every
+    /// buffer already in the ring. Pages cost memory only once the kernel first writes them.
+    pub fn new(count: u16, size: usize, group: u16) -> io::Result<BufRing> {
+        if !count.is_power_of_two() || count > 32768 || size == 0 || size > u32::MAX as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer ring: bad count or size",
+            ));
+        }
+        let page = 4096;
+        let ring_bytes = (usize::from(count) * size_of::<BufRingEntry>()).next_multiple_of(page);
+        let mapped = ring_bytes + usize::from(count) * size;
+        let len = NonZeroUsize::new(mapped).ok_or(io::ErrorKind::InvalidInput)?;
+        // SAFETY: a fresh, zero-filled anonymous mapping aliases nothing and is page-aligned.
+        let base = unsafe {
+            mmap_anonymous(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE,
+            )
+        }?;
+        // SAFETY: `ring_bytes` < `mapped`, so the buffers start inside the mapping.
+        let buffers = unsafe { base.cast::<u8>().add(ring_bytes) };
+        let mut ring = BufRing {
+            entries: base.cast(),
+            buffers,
+            mapped,
+            count,
+            size,
+            tail: 0,
+            group,
+        };
+        for bid in 0..count {
+            ring.recycle(bid);
+        }
+        Ok(ring)
+    }
+
+    /// Registers the ring with an io_uring instance (Linux 5.19 or later).
+    pub fn register(&self, submitter: &Submitter<'_>) -> io::Result<()> {
+        // SAFETY: the entries stay mapped until `self` is dropped, and the owner drops the
+        // io_uring instance before this buffer ring (see the field order of [`Uring`]), so the
+        // kernel never reads an unmapped entry.
+        unsafe {
+            submitter.register_buf_ring_with_flags(
+                self.entries.as_ptr() as u64,
+                self.count,
+                self.group,
+                0,
+            )
+        }
+    }
+
+    /// The buffer group id to put in receive operations.
+    pub fn group(&self) -> u16 {
+        self.group
+    }
+
+    /// The size of each buffer.
+    pub fn buf_size(&self) -> usize {
+        self.size
+    }
+
+    fn buffer(&self, bid: u16) -> *mut u8 {
+        // SAFETY: bid % count < count, so the offset stays inside the mapping.
+        unsafe {
+            self.buffers
+                .as_ptr()
+                .add(usize::from(bid % self.count) * self.size)
+        }
+    }
+
+    /// The first `len` bytes of buffer `bid`, which a completion has just handed back to us.
+    pub fn get(&self, bid: u16, len: usize) -> &[u8] {
+        // SAFETY: the buffer is inside the mapping, and the kernel, having completed into it,
+        // does not write it again until it is recycled (which needs `&mut self`).
+        unsafe { std::slice::from_raw_parts(self.buffer(bid), len.min(self.size)) }
+    }
+
+    /// Gives buffer `bid` back to the kernel: its entry is written at the tail, then the tail is
+    /// published with release ordering, so the kernel never sees the tail before the entry.
+    pub fn recycle(&mut self, bid: u16) {
+        let slot = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `slot` < count, inside the mapping; the kernel reads only entries below the
+        // tail, and this one is at the tail, not yet published.
+        let entry = unsafe { &mut *self.entries.as_ptr().add(slot) };
+        entry.set_addr(self.buffer(bid) as u64);
+        entry.set_len(self.size as u32);
+        entry.set_bid(bid % self.count);
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail is a u16 inside the first entry, aligned, and shared with the kernel
+        // only through atomic accesses.
+        let tail = unsafe { &*(BufRingEntry::tail(self.entries.as_ptr()) as *const AtomicU16) };
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `new` with this length, and nothing uses it any more.
+        unsafe {
+            let _ = munmap(self.entries.cast(), self.mapped);
+        }
+    }
+}
+
+/// An io_uring instance, its provided buffers, and how many operations are in flight.
+pub struct Uring {
+    // Field order matters: the instance is dropped (and with it every operation) before the
+    // buffers those operations name.
+    ring: IoUring,
+    bufs: BufRing,
+    inflight: usize,
+}
+
+impl Uring {
+    /// Sets up an instance with `sq` submission and `cq` completion entries and a registered
+    /// ring of `buffers` buffers of `buf_size` bytes (buffer group 0).
+    ///
+    /// It asks for SINGLE_ISSUER and DEFER_TASKRUN (Linux 6.1): completions are then processed
+    /// only when this thread enters the kernel, not by interrupting it. Refused, it says so
+    /// and uses a plain instance. Buffer rings need Linux 5.19; refused, it fails, saying so.
+    pub fn new(sq: u32, cq: u32, buffers: u16, buf_size: usize) -> io::Result<Uring> {
+        let builder = || {
+            let mut b = IoUring::builder();
+            b.setup_cqsize(cq);
+            b
+        };
+        let ring = match builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(sq)
+        {
+            Ok(ring) => ring,
+            Err(e) => {
+                crate::event!(
+                    "io_uring: SINGLE_ISSUER/DEFER_TASKRUN refused ({e}); using a plain ring"
+                );
+                builder().build(sq)?
+            }
+        };
+        let bufs = BufRing::new(buffers, buf_size, 0)?;
+        bufs.register(&ring.submitter()).map_err(|e| {
+            let why = format!(
+                "io_uring buffer ring refused ({e}): provided buffer rings need Linux 5.19 or later"
+            );
+            io::Error::new(e.kind(), why)
+        })?;
+        Ok(Uring {
+            ring,
+            bufs,
+            inflight: 0,
+        })
+    }
+
+    /// Queues one operation, handing the queue to the kernel first if it is full.
+    ///
+    /// # Safety
+    /// Every buffer the entry names must stay valid, and unmoved, until the operation's final
+    /// completion has been reaped.
+    pub unsafe fn push(&mut self, entry: &squeue::Entry) {
+        loop {
+            // SAFETY: upheld by the caller.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                self.inflight += 1;
+                return;
+            }
+            // Full: submit now. An error here shows again at the next `turn`; the entry waits
+            // for room either way.
+            let _ = self.ring.submit();
+        }
+    }
+
+    /// One turn of the loop, one syscall: submits every queued operation, sleeps until at least
+    /// one completes, and moves every completion into `done`.
+    pub fn turn(&mut self, done: &mut Vec<cqueue::Entry>) -> io::Result<()> {
+        match self.ring.submit_and_wait(1) {
+            Ok(_) => {}
+            // A signal (EINTR), or completions overflowed the queue (EBUSY): reap and go on.
+            Err(e)
+                if matches!(
+                    Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                    Errno::EINTR | Errno::EBUSY
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        let before = done.len();
+        done.extend(self.ring.completion());
+        // A multishot operation stays in flight until a completion without the MORE flag.
+        self.inflight -= done[before..]
+            .iter()
+            .filter(|c| !cqueue::more(c.flags()))
+            .count();
+        Ok(())
+    }
+
+    /// Operations submitted whose final completion has not been reaped.
+    pub fn inflight(&self) -> usize {
+        self.inflight
+    }
+
+    /// The provided buffers.
+    pub fn bufs(&self) -> &BufRing {
+        &self.bufs
+    }
+
+    /// The provided buffers, to recycle one.
+    pub fn bufs_mut(&mut self) -> &mut BufRing {
+        &mut self.bufs
+    }
+}
+
+/// One connection of a completion-based loop: its socket, its session, its bytes in flight, and
+/// which of its operations are in flight.
+///
+/// The reply buffer is double: a send in flight owns `sending` — the kernel reads it until the
+/// send completes, so it must neither move nor change — while new replies gather in `out`.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket.
+    pub stream: TcpStream,
+    session: AnySession,
+    /// Bytes received but not yet consumed by the session (an incomplete request).
+    pending: Vec<u8>,
+    /// Replies not yet handed to a send.
+    out: Vec<u8>,
+    /// The bytes of the send in flight; `sending[sent..]` is what is left to send.
+    sending: Vec<u8>,
+    sent: usize,
+    /// A receive is in flight.
+    pub recv_armed: bool,
+    /// A send is in flight.
+    pub send_armed: bool,
+    /// Cancellations in flight aimed at this connection's operations.
+    pub cancels: u8,
+    /// The peer sent FIN or the protocol asked to close: receive no more, flush, close.
+    pub read_done: bool,
+    /// A reset, the idle timeout or server shutdown: close without flushing.
+    pub abort: bool,
+    /// When a byte last moved, for the idle timeout.
+    pub last_active: Instant,
+}
+
+impl Conn {
+    /// A connection just accepted, nothing in flight.
+    pub fn new(stream: TcpStream, protocol: Protocol) -> Conn {
+        Conn {
+            stream,
+            session: protocol.session(),
+            pending: Vec::new(),
+            out: Vec::new(),
+            sending: Vec::new(),
+            sent: 0,
+            recv_armed: false,
+            send_armed: false,
+            cancels: 0,
+            read_done: false,
+            abort: false,
+            last_active: Instant::now(),
+        }
+    }
+
+    /// Feeds received bytes to the session (unless the connection no longer reads).
+    pub fn received(&mut self, bytes: &[u8]) {
+        if !self.read_done && !self.abort {
+            self.last_active = Instant::now();
+            self.read_done = conn::feed(&mut self.session, &mut self.pending, bytes, &mut self.out);
+        }
+    }
+
+    /// Reply bytes not yet sent.
+    pub fn backlog(&self) -> usize {
+        self.out.len() + self.sending.len() - self.sent
+    }
+
+    /// Whether any operation of this connection is still in flight.
+    pub fn busy(&self) -> bool {
+        self.recv_armed || self.send_armed || self.cancels > 0
+    }
+
+    /// Whether it is finished: aborted, or done reading with every reply sent.
+    pub fn finished(&self) -> bool {
+        self.abort || (self.read_done && self.backlog() == 0)
+    }
+
+    /// If no send is in flight and replies are owed, the bytes the next send must carry; the
+    /// caller submits it and sets `send_armed`. The slice stays valid and unchanged until
+    /// [`Conn::sent`] is called.
+    pub fn next_send(&mut self) -> Option<&[u8]> {
+        if self.send_armed {
+            return None;
+        }
+        if self.sending.is_empty() {
+            std::mem::swap(&mut self.out, &mut self.sending);
+        }
+        let rest = &self.sending[self.sent..];
+        (!rest.is_empty()).then_some(rest)
+    }
+
+    /// A send completed with `res` (bytes sent, or a negative errno, which aborts).
+    pub fn sent(&mut self, res: i32) {
+        self.send_armed = false;
+        let Ok(n) = usize::try_from(res) else {
+            self.abort = true;
+            return;
+        };
+        self.last_active = Instant::now();
+        self.sent += n;
+        if self.sent == self.sending.len() {
+            self.sending.clear();
+            self.sent = 0;
+            if self.sending.capacity() > KEEP_CAPACITY {
+                self.sending = Vec::new();
+            }
+        }
+    }
+}

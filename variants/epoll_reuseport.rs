@@ -1,0 +1,125 @@
+//! `epoll-reuseport` — one `epoll-lt` event loop per worker thread, each with a listener of its
+//! own, all bound to the same address with SO_REUSEPORT (Linux 3.9): the kernel, not the
+//! program, spreads new connections among the listeners.
+//!
+//! Syscalls, in order: the first listener comes bound from `serve` with SO_REUSEPORT set (the
+//! model asks for it, [`Model::reuse_port`]); N−1 more `socket`, `setsockopt(SO_REUSEPORT)`,
+//! `bind` to the same address, `listen`. Then N threads each run exactly the `epoll-lt` loop
+//! ([`super::epoll_lt::run`]) on their own listener: `epoll_wait`, `accept4`, `read`, `write`.
+//! Nothing is shared between the threads but the shutdown eventfd.
+//!
+//! How a connection finds its thread: each listener has its own accept queue (已完成连接队列), and
+//! when a SYN arrives the kernel hashes the connection's 4-tuple (addresses and ports) to pick
+//! one listener of the group. So there is no contention at all — no shared queue, no lock, no
+//! herd (惊群): a connection wakes exactly the thread that owns its listener. The price of
+//! hashing blind: the kernel does not know which thread is busy, so a thread stuck on slow work
+//! still gets its share of new connections, and they wait in its queue while other threads
+//! idle; and when a listener closes, the connections waiting in its queue are reset. Compare
+//! `epoll-exclusive`, where the threads share one queue and the kernel wakes one *idle* waiter.
+//!
+//! Cost: per connection, what `epoll-lt` costs; per worker, a thread, an epoll instance and a
+//! listener. The extra listeners take the default backlog ([`ListenOptions`]). At shutdown the
+//! model prints how many connections each thread accepted (the per-worker meter): with many
+//! client ports the hash spreads them evenly; with few, it may not. Compare with `epoll-lt` (one
+//! thread), `epoll-exclusive`, `tokio` (work stealing) and `io-uring`. Notes:
+//! `notes/epoll-reuseport.md`.
+
+use std::io;
+use std::net::TcpListener;
+
+use nix::sys::epoll::EpollFlags;
+
+use crate::meter::WorkerMeter;
+use crate::model::{Model, ServeContext};
+use crate::net::{self, ListenOptions};
+
+/// Serves with one epoll loop and one SO_REUSEPORT listener per worker thread.
+pub struct EpollReuseport;
+
+impl Model for EpollReuseport {
+    fn name(&self) -> &'static str {
+        "epoll-reuseport"
+    }
+
+    fn summary(&self) -> &'static str {
+        "an epoll-lt loop per worker thread, each with its own SO_REUSEPORT listener"
+    }
+
+    fn reuse_port(&self) -> bool {
+        true
+    }
+
+    fn serve(&self, ctx: ServeContext) -> io::Result<()> {
+        let addr = ctx.listener.local_addr()?;
+        let opts = ListenOptions {
+            reuse_port: true,
+            ..Default::default()
+        };
+        let mut more = Vec::new();
+        for _ in 1..ctx.config.workers.max(1) {
+            more.push(net::listen(addr, &opts).map_err(|e| {
+                let hint = "(was the first bound with SO_REUSEPORT?)";
+                io::Error::new(e.kind(), format!("another listener on {addr}: {e} {hint}"))
+            })?);
+        }
+        loop_per_thread(ctx, more, EpollFlags::empty())
+    }
+}
+
+/// Runs the `epoll-lt` loop on one thread per listener — the context's, then `more` — until
+/// shutdown, then prints how many connections each thread accepted. A loop that fails requests
+/// shutdown, so that the others stop too, and its error is returned.
+pub(crate) fn loop_per_thread(
+    ctx: ServeContext,
+    more: Vec<TcpListener>,
+    listener_flags: EpollFlags,
+) -> io::Result<()> {
+    let ServeContext {
+        listener,
+        protocol,
+        shutdown,
+        config,
+    } = ctx;
+    let listeners: Vec<TcpListener> = std::iter::once(listener).chain(more).collect();
+    let workers = listeners.len();
+    let meter = WorkerMeter::new(workers)?;
+    let result = std::thread::scope(|scope| {
+        let mut threads = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let ctx = ServeContext {
+                listener,
+                protocol,
+                shutdown,
+                config: config.clone(),
+            };
+            let meter = &meter;
+            let spawned = std::thread::Builder::new()
+                .name(format!("loop-{i}"))
+                .spawn_scoped(scope, move || {
+                    let result = super::epoll_lt::run(ctx, listener_flags, || meter.served(i));
+                    if result.is_err() {
+                        shutdown.request();
+                    }
+                    result
+                });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    shutdown.request();
+                    return Err(e);
+                }
+            }
+        }
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("an event loop thread panicked")))
+            })
+            .fold(Ok(()), Result::and)
+    });
+    if workers > 1 {
+        meter.report();
+    }
+    result
+}
