@@ -20,7 +20,7 @@
 //! (Busy polling is a real technique where a core is dedicated to it — DPDK, SO_BUSY_POLL — but
 //! there the point is to never give the core away; here it is the cautionary baseline.)
 //!
-//! The note, with the idle CPU measured: notes/busy_poll.md.
+//! The note, with the idle CPU measured: notes/busy-poll.md.
 
 use std::io;
 

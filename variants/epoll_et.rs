@@ -29,7 +29,7 @@
 //! Where it breaks: forgetting to drain is a hang, not an error — the bug this model teaches;
 //! one thread is still one core. Compare with `epoll-lt` (one read per report, MOD on change).
 //!
-//! The note: notes/epoll_et.md.
+//! The note: notes/epoll-et.md.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

@@ -25,7 +25,7 @@
 //! Where it breaks: nowhere in particular at C10K; one thread still means one core — compare
 //! `epoll-et` (fewer wake-ups per byte) and the multi-threaded models.
 //!
-//! The note: notes/epoll_lt.md.
+//! The note: notes/epoll-lt.md.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
