@@ -12,15 +12,19 @@
 //! - [`net`]: listener setup and `accept` with its error cases sorted out (EMFILE and friends).
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one shutdown signal every model can wait on.
 //! - [`children`]: forking, reaping and stopping child processes, for the process models.
+//! - [`load`]: the load generator: closed and open loop, churn, latency histograms.
+//! - [`spawn`]: a server started as a child process, for tests, benches and `compare`.
 //! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the registry.
 #![deny(missing_docs)]
 
 pub mod children;
 pub mod conn;
+pub mod load;
 pub mod model;
 pub mod net;
 pub mod protocol;
 pub mod shutdown;
+pub mod spawn;
 
 /// One module per model, in teaching order; see `variants/mod.rs`.
 #[path = "../variants/mod.rs"]
