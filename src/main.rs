@@ -4,6 +4,7 @@
 //! 1 for anything else (an address in use). Library code returns `io::Result`; only this file
 //! turns errors into messages.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -151,16 +152,24 @@ fn load(args: LoadArgs) -> ExitCode {
             });
         }
     };
-    if args.json {
+    let text = if args.json {
         match serde_json::to_string(&report) {
-            Ok(line) => println!("{line}"),
+            Ok(line) => line,
             Err(e) => {
                 eprintln!("server-models: load: {e}");
                 return ExitCode::FAILURE;
             }
         }
     } else {
-        println!("{report}");
+        report.to_string()
+    };
+    // A reader that went away (`load ... | head -1`) is not a failure of the run.
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("server-models: load: writing the report: {e}");
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
