@@ -12,6 +12,9 @@
 //! - [`net`]: listener setup and `accept` with its error cases sorted out (EMFILE and friends).
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one shutdown signal every model can wait on.
 //! - [`children`]: forking, reaping and stopping child processes, for the process models.
+//! - [`event_loop`]: what the event-driven models share — the table of connections, accepting
+//!   with EMFILE handled, the idle timeout, shutdown — so that they differ only in how they wait.
+//! - [`lab`]: the runnable labs, each putting one classic claim about sockets to this kernel.
 //! - [`load`]: the load generator: closed and open loop, churn, latency histograms.
 //! - [`spawn`]: a server started as a child process, for tests, benches and `compare`.
 //! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the registry.
@@ -19,6 +22,8 @@
 
 pub mod children;
 pub mod conn;
+pub mod event_loop;
+pub mod lab;
 pub mod load;
 pub mod model;
 pub mod net;

@@ -33,9 +33,20 @@ enum Command {
     List,
     /// Serve with one model until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Run a lab: real sockets on loopback putting one classic claim to this kernel.
+    Lab(LabArgs),
     /// Drive a server with load: closed loop, open loop (--rate) or churn; report latency,
     /// throughput, errors and the client's own CPU.
     Load(LoadArgs),
+}
+
+#[derive(Args)]
+struct LabArgs {
+    /// The lab; without one, list the labs.
+    name: Option<String>,
+    /// Print the observations as JSON instead of the story.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -114,7 +125,47 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(args),
+        Command::Lab(args) => lab(args),
         Command::Load(args) => load(args),
+    }
+}
+
+/// Lists the labs, or runs one. Runs in this process, which has no other thread: the labs
+/// that fork need that.
+fn lab(args: LabArgs) -> ExitCode {
+    use server_models::lab;
+    let Some(name) = args.name else {
+        let width = lab::all().iter().map(|l| l.name.len()).max().unwrap_or(0);
+        for l in lab::all() {
+            println!("{:width$}  {}", l.name, l.summary);
+        }
+        return ExitCode::SUCCESS;
+    };
+    let Some(chosen) = lab::find(&name) else {
+        let names: Vec<&str> = lab::all().iter().map(|l| l.name).collect();
+        eprintln!(
+            "server-models: unknown lab '{name}'; the labs are: {}",
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    match lab::run(chosen, !args.json) {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("server-models: lab {name}: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("server-models: lab {name}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
