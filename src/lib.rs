@@ -20,6 +20,8 @@
 //! - [`uring`]: the ring of provided buffers that a completion-based (io_uring) model shares
 //!   among its connections.
 //! - [`meter`]: Stevens' per-child meter, how many connections each worker served.
+//! - [`load`]: the load generator: closed and open loop, churn, latency histograms.
+//! - [`spawn`]: a server started as a child process, for tests, benches and `compare`.
 //! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the registry.
 #![deny(missing_docs)]
 
@@ -28,11 +30,13 @@ pub mod children;
 pub mod conn;
 pub mod event_loop;
 pub mod lab;
+pub mod load;
 pub mod meter;
 pub mod model;
 pub mod net;
 pub mod protocol;
 pub mod shutdown;
+pub mod spawn;
 pub mod uring;
 
 /// One module per model, in teaching order; see `variants/mod.rs`.

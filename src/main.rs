@@ -4,6 +4,7 @@
 //! 1 for anything else (an address in use). Library code returns `io::Result`; only this file
 //! turns errors into messages.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,6 +35,9 @@ enum Command {
     Serve(ServeArgs),
     /// Run a lab: real sockets on loopback putting one classic claim to this kernel.
     Lab(LabArgs),
+    /// Drive a server with load: closed loop, open loop (--rate) or churn; report latency,
+    /// throughput, errors and the client's own CPU.
+    Load(LoadArgs),
 }
 
 #[derive(Args)]
@@ -41,6 +45,46 @@ struct LabArgs {
     /// The lab; without one, list the labs.
     name: Option<String>,
     /// Print the observations as JSON instead of the story.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// The server's address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// The protocol to speak.
+    #[arg(long, default_value = "echo", value_parser = ["echo", "http"])]
+    protocol: String,
+    /// Connections open at once (with --churn: connection slots).
+    #[arg(long, default_value_t = 10)]
+    connections: usize,
+    /// The measured window, after the warm-up (10s, 500ms, 1.5).
+    #[arg(long, default_value = "10s", value_parser = server_models::load::parse_duration)]
+    duration: Duration,
+    /// Echo message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Open loop: total requests per second over all connections; latency from the schedule.
+    #[arg(long, conflicts_with = "churn")]
+    rate: Option<f64>,
+    /// Threads, each with its own epoll and a share of the connections.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Time before the measured window [default: 1s, or a fifth of --duration if shorter].
+    #[arg(long, value_parser = server_models::load::parse_duration)]
+    warmup: Option<Duration>,
+    /// Connect, one request, close, as fast as possible on every slot.
+    #[arg(long)]
+    churn: bool,
+    /// How long a connect or a reply may take before it counts as timed out.
+    #[arg(long, default_value = "5s", value_parser = server_models::load::parse_duration)]
+    timeout: Duration,
+    /// Stop after this many requests (no warm-up; --duration still bounds the run).
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Print one JSON object (schema in README.md) instead of the summary.
     #[arg(long)]
     json: bool,
 }
@@ -86,6 +130,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve(args),
         Command::Lab(args) => lab(args),
+        Command::Load(args) => load(args),
     }
 }
 
@@ -126,6 +171,62 @@ fn lab(args: LabArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn load(args: LoadArgs) -> ExitCode {
+    let protocol: Protocol = match args.protocol.parse() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("server-models: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = server_models::load::LoadOptions {
+        size: args.size,
+        rate: args.rate,
+        threads: args.threads,
+        warmup: args.warmup,
+        churn: args.churn,
+        timeout: args.timeout,
+        requests: args.requests,
+        ..server_models::load::LoadOptions::new(
+            args.addr,
+            protocol,
+            args.connections,
+            args.duration,
+        )
+    };
+    let report = match server_models::load::run(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("server-models: load: {e}");
+            return ExitCode::from(if e.kind() == std::io::ErrorKind::InvalidInput {
+                2
+            } else {
+                1
+            });
+        }
+    };
+    let text = if args.json {
+        match serde_json::to_string(&report) {
+            Ok(line) => line,
+            Err(e) => {
+                eprintln!("server-models: load: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        report.to_string()
+    };
+    // A reader that went away (`load ... | head -1`) is not a failure of the run.
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("server-models: load: writing the report: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

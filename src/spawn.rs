@@ -1,0 +1,223 @@
+//! A server started as a child process — `server-models serve MODEL --addr 127.0.0.1:0` — with
+//! the address it bound read from its `listening on` line, stopped and reaped when dropped.
+//!
+//! Tests, benches and `compare` all run servers this way: in a process of their own, so that a
+//! forking model never forks a multi-threaded harness and the server's CPU and memory can be
+//! measured apart from the client's.
+//!
+//! The server runs in a process group of its own (its pid is the group id). Stopping sends
+//! SIGTERM and waits; if the server has not exited within the grace period, or left children
+//! behind, the whole group gets SIGKILL — only while the leader is unreaped, so the group id
+//! cannot have been reused by a process this one did not start.
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
+
+use crate::protocol::Protocol;
+
+/// How long a server may take to print its `listening on` line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a server may take to shut down after SIGTERM before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Lines of the server's stderr kept for error messages.
+const KEEP_LINES: usize = 50;
+
+/// A running server process; dropping it stops and reaps it (and anything it forked).
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+    status: Option<ExitStatus>,
+}
+
+impl ServerProcess {
+    /// Starts `bin serve MODEL --addr 127.0.0.1:0 --protocol P EXTRA...` and waits for it to
+    /// say where it listens.
+    pub fn start(
+        bin: &Path,
+        model: &str,
+        protocol: Protocol,
+        extra_args: &[&str],
+    ) -> io::Result<ServerProcess> {
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "serve",
+            model,
+            "--addr",
+            "127.0.0.1:0",
+            "--protocol",
+            protocol.name(),
+        ])
+        .args(extra_args);
+        ServerProcess::start_command(cmd)
+    }
+
+    /// Starts any command that prints `... listening on ADDR ...` on stderr (a `serve` wrapped
+    /// in `taskset`, say). Stdin and stdout are null; stderr is read by a thread that keeps the
+    /// last lines, so a chatty server never blocks on a full pipe.
+    pub fn start_command(mut cmd: Command) -> io::Result<ServerProcess> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn()?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| io::Error::other("the server's stderr was not captured"))?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let keep = Arc::clone(&log);
+        std::thread::Builder::new()
+            .name("server-stderr".into())
+            .spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = listening_addr(&line)
+                        && let Some(tx) = tx.take()
+                    {
+                        let _ = tx.send(addr);
+                    }
+                    let mut keep = keep.lock().unwrap_or_else(|p| p.into_inner());
+                    if keep.len() == KEEP_LINES {
+                        keep.remove(0);
+                    }
+                    keep.push(line);
+                }
+            })?;
+        let mut server = ServerProcess {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            status: None,
+        };
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => {
+                server.addr = addr;
+                Ok(server)
+            }
+            Err(e) => {
+                let why = match e {
+                    mpsc::RecvTimeoutError::Timeout => {
+                        format!("no 'listening on' line within {START_TIMEOUT:?}")
+                    }
+                    mpsc::RecvTimeoutError::Disconnected => {
+                        "it exited before listening".to_string()
+                    }
+                };
+                let _ = server.stop();
+                Err(io::Error::other(format!(
+                    "server did not start: {why}; its stderr:\n{}",
+                    server.log_tail()
+                )))
+            }
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's process id (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines the server wrote to stderr.
+    pub fn log_tail(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
+    }
+
+    /// Stops the server: SIGTERM, up to [`STOP_GRACE`] to exit, then SIGKILL to its whole process
+    /// group (stragglers it forked included); reaps it and returns how it exited.
+    pub fn stop(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let _ = signal::kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        // Wait without reaping (WNOWAIT): while the leader is a zombie its pid, and so the
+        // group id, cannot be reused, and killing the group reaches only what it started.
+        loop {
+            match waitid(
+                Id::Pid(pid),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG,
+            ) {
+                Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => break,
+            }
+        }
+        let _ = signal::killpg(pid, Signal::SIGKILL);
+        let status = self.child.wait()?;
+        self.status = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// The address in a `... listening on ADDR ...` line.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split_once("listening on ")?.1;
+    rest.split_whitespace()
+        .next()?
+        .trim_end_matches([',', ';'])
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The address is read from the serve command's line, and from nothing else.
+    #[test]
+    fn reads_the_listening_line() {
+        let line =
+            "server-models[42]: iterative listening on 127.0.0.1:38211 (protocol echo, workers 2)";
+        assert_eq!(
+            listening_addr(line),
+            Some("127.0.0.1:38211".parse().expect("address"))
+        );
+        assert_eq!(
+            listening_addr("listening on [::1]:80"),
+            Some("[::1]:80".parse().expect("address"))
+        );
+        assert_eq!(listening_addr("server-models[42]: shut down cleanly"), None);
+        assert_eq!(listening_addr("listening on nowhere"), None);
+    }
+
+    /// A command that never listens is reported with its stderr, and reaped.
+    #[test]
+    fn a_server_that_exits_early_is_an_error_with_its_output() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo 'bind: address in use' >&2; exit 3"]);
+        let err = ServerProcess::start_command(cmd).expect_err("must not start");
+        assert!(err.to_string().contains("address in use"), "{err}");
+    }
+}
