@@ -183,8 +183,10 @@ pub struct Conn {
     /// The peer's FIN has arrived (EPOLLRDHUP): a short read no longer means the queue is
     /// empty, because the end of the stream waits behind the bytes and raises no new edge.
     hangup: bool,
-    /// When a byte last moved, for the idle timeout.
+    /// When a byte last moved, for the idle timeout; stamped by the loop (see [`Conn::take_moved`]).
     last_active: Instant,
+    /// A byte moved since the loop last asked.
+    moved: bool,
 }
 
 impl Conn {
@@ -200,6 +202,7 @@ impl Conn {
             unread: false,
             hangup: false,
             last_active: Instant::now(),
+            moved: false,
         }
     }
 
@@ -211,6 +214,19 @@ impl Conn {
     /// When a byte last moved.
     pub fn last_active(&self) -> Instant {
         self.last_active
+    }
+
+    /// Whether a byte moved since the last call (which clears the mark). The loop, not the
+    /// connection, reads the clock: once per readiness report rather than once per read and per
+    /// write, and not at all when no idle timeout is configured — a clock read is a sizeable
+    /// share of the work a request costs in user space.
+    pub fn take_moved(&mut self) -> bool {
+        std::mem::take(&mut self.moved)
+    }
+
+    /// Records that a byte moved at `now`.
+    pub fn set_last_active(&mut self, now: Instant) {
+        self.last_active = now;
     }
 
     /// Reply bytes the socket has not taken yet.
@@ -254,7 +270,7 @@ impl Conn {
                     self.unread = false;
                 }
                 Ok(n) => {
-                    self.last_active = Instant::now();
+                    self.moved = true;
                     // A short read means the socket's queue is empty: no need to hear EAGAIN.
                     // (New bytes arriving after it raise a new edge, so edge-triggered loops
                     // may rely on this too; epoll(7) says as much for stream sockets.)
@@ -292,7 +308,7 @@ impl Conn {
         };
         if let Ok(written) = sent {
             if written > 0 {
-                self.last_active = Instant::now();
+                self.moved = true;
             }
             self.out.extend_from_slice(&output[written..]);
         }
@@ -308,7 +324,7 @@ impl Conn {
             let written = write_some(&self.stream, &self.out[self.sent..])?;
             if written > 0 {
                 self.sent += written;
-                self.last_active = Instant::now();
+                self.moved = true;
             }
             if self.sent == self.out.len() {
                 // Drained: give the buffer back, so that an idle connection holds no memory.

@@ -21,7 +21,9 @@
 //!   the head's deadline is the timeout the loop passes to select/poll/epoll_wait, so the loop
 //!   sleeps until exactly the next expiry, with no periodic tick. It costs two descriptor
 //!   numbers (8 bytes) per connection. A heap (O(log n) per update) or a timing wheel is only
-//!   needed when timeouts differ per connection.
+//!   needed when timeouts differ per connection. The clock is read once per readiness report
+//!   that moved a byte, and never when no timeout is configured: at ~100 000 requests/s a clock
+//!   read per read and per write was a visible share of the user-space work.
 //! - **Shutdown**: the loops wait on [`Shutdown::fd`] beside their sockets (an eventfd the
 //!   signal handler writes), then [`EventLoop::close_all`].
 
@@ -203,7 +205,6 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(fd) else {
             return Step::Done;
         };
-        let before = conn.last_active();
         let step = if readable {
             conn.on_readable(&mut self.scratch, &self.config, max_reads)
         } else if writable {
@@ -218,7 +219,9 @@ impl EventLoop {
                 Step::Done
             }
             Ok(step) => {
-                if conn.last_active() != before {
+                // Without an idle timeout there is no timer to keep: no clock read, no relink.
+                if conn.take_moved() && self.config.idle_timeout.is_some() {
+                    conn.set_last_active(Instant::now());
                     self.conns.touch(fd);
                 }
                 step

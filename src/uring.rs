@@ -16,16 +16,21 @@
 use std::io;
 use std::net::TcpStream;
 use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
+use std::ptr::null_mut;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Instant;
 
 use crate::conn::{self, KEEP_CAPACITY};
 use crate::protocol::{AnySession, Protocol};
 use io_uring::types::BufRingEntry;
-use io_uring::{IoUring, Submitter, cqueue, squeue};
+use io_uring::{IoUring, Submitter, cqueue, opcode, squeue, types};
 use nix::errno::Errno;
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
+
+/// The registered file table's size at most: one slot per connection slot.
+const MAX_FIXED_FILES: u64 = 1 << 16;
 
 /// A ring of `count` provided buffers of `size` bytes each, registered as one buffer group.
 ///
@@ -154,13 +159,16 @@ impl Drop for BufRing {
     }
 }
 
-/// An io_uring instance, its provided buffers, and how many operations are in flight.
+/// An io_uring instance, its provided buffers, its table of registered files, and how many
+/// operations are in flight.
 pub struct Uring {
     // Field order matters: the instance is dropped (and with it every operation) before the
     // buffers those operations name.
     ring: IoUring,
     bufs: BufRing,
     inflight: usize,
+    /// Slots in the registered file table; 0 when the kernel refused one.
+    fixed_files: u32,
 }
 
 impl Uring {
@@ -196,11 +204,47 @@ impl Uring {
             );
             io::Error::new(e.kind(), why)
         })?;
+        // A registered (fixed) file lets an operation name the socket by its slot in this table:
+        // the kernel then skips looking the descriptor up and counting a reference to its file
+        // (fget/fput, two atomic operations) on every operation. Sparse: slots fill as
+        // connections arrive. Its size is bounded by RLIMIT_NOFILE, as the kernel requires.
+        let fixed_files =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map_or(0, |(soft, _)| soft.min(MAX_FIXED_FILES) as u32);
+        let fixed_files = match ring.submitter().register_files_sparse(fixed_files) {
+            Ok(()) => fixed_files,
+            Err(e) => {
+                crate::event!("io_uring: no registered file table ({e}); plain descriptors");
+                0
+            }
+        };
         Ok(Uring {
             ring,
             bufs,
             inflight: 0,
+            fixed_files,
         })
+    }
+
+    /// Registers `fd` in slot `slot` of the file table, so that operations can name it as
+    /// `types::Fixed(slot)`. Returns the slot, or `None` (use the plain descriptor) when the table
+    /// is too small or the kernel refuses. One `io_uring_register` per connection.
+    pub fn register_file(&mut self, slot: usize, fd: RawFd) -> Option<u32> {
+        let slot = u32::try_from(slot).ok().filter(|&s| s < self.fixed_files)?;
+        match self.ring.submitter().register_files_update(slot, &[fd]) {
+            Ok(1) => Some(slot),
+            _ => None,
+        }
+    }
+
+    /// Empties slot `slot` of the file table. The table holds its own reference to the socket,
+    /// so this must come before `close`, or closing the descriptor would not close the socket.
+    pub fn unregister_file(&mut self, slot: u32) {
+        // A failure leaves the socket open until the ring is dropped; it cannot be retried
+        // usefully, so it is only logged.
+        if let Err(e) = self.ring.submitter().register_files_update(slot, &[-1]) {
+            crate::event!("io_uring: unregistering file slot {slot} failed ({e})");
+        }
     }
 
     /// Queues one operation, handing the queue to the kernel first if it is full.
@@ -287,8 +331,10 @@ pub struct Conn {
     pub read_done: bool,
     /// A reset, the idle timeout or server shutdown: close without flushing.
     pub abort: bool,
-    /// When a byte last moved, for the idle timeout.
+    /// When a byte last moved, for the idle timeout (stamped by the loop, once per turn).
     pub last_active: Instant,
+    /// The socket's slot in the ring's registered file table, if it has one.
+    pub fixed: Option<u32>,
 }
 
 impl Conn {
@@ -307,13 +353,13 @@ impl Conn {
             read_done: false,
             abort: false,
             last_active: Instant::now(),
+            fixed: None,
         }
     }
 
     /// Feeds received bytes to the session (unless the connection no longer reads).
     pub fn received(&mut self, bytes: &[u8]) {
         if !self.read_done && !self.abort {
-            self.last_active = Instant::now();
             self.read_done = conn::feed(&mut self.session, &mut self.pending, bytes, &mut self.out);
         }
     }
@@ -347,6 +393,42 @@ impl Conn {
         (!rest.is_empty()).then_some(rest)
     }
 
+    /// The next send, if no send is in flight and replies are owed (see [`Conn::next_send`]),
+    /// naming the socket by its registered slot when it has one; marks the send in flight.
+    pub fn send_op(&mut self) -> Option<squeue::Entry> {
+        let (fd, fixed) = (types::Fd(self.stream.as_raw_fd()), self.fixed);
+        let rest = self.next_send()?;
+        let (ptr, len) = (rest.as_ptr(), rest.len() as u32);
+        let send = match fixed {
+            Some(slot) => opcode::Send::new(types::Fixed(slot), ptr, len),
+            None => opcode::Send::new(fd, ptr, len),
+        };
+        self.send_armed = true;
+        // MSG_NOSIGNAL: a peer that reset gets an EPIPE completion, not a SIGPIPE.
+        Some(send.flags(nix::libc::MSG_NOSIGNAL).build())
+    }
+
+    /// A receive taking its buffer from `bufs`: multishot (it stays armed, completing once per
+    /// burst of bytes), or a single one; marks the receive in flight.
+    pub fn recv_op(&mut self, bufs: &BufRing, multishot: bool) -> squeue::Entry {
+        let (fd, group, size) = (
+            self.stream.as_raw_fd(),
+            bufs.group(),
+            bufs.buf_size() as u32,
+        );
+        let single = |recv: opcode::Recv| {
+            let recv = recv.buf_group(group).build();
+            recv.flags(squeue::Flags::BUFFER_SELECT)
+        };
+        self.recv_armed = true;
+        match (multishot, self.fixed) {
+            (true, Some(slot)) => opcode::RecvMulti::new(types::Fixed(slot), group).build(),
+            (true, None) => opcode::RecvMulti::new(types::Fd(fd), group).build(),
+            (false, Some(slot)) => single(opcode::Recv::new(types::Fixed(slot), null_mut(), size)),
+            (false, None) => single(opcode::Recv::new(types::Fd(fd), null_mut(), size)),
+        }
+    }
+
     /// A send completed with `res` (bytes sent, or a negative errno, which aborts).
     pub fn sent(&mut self, res: i32) {
         self.send_armed = false;
@@ -354,7 +436,6 @@ impl Conn {
             self.abort = true;
             return;
         };
-        self.last_active = Instant::now();
         self.sent += n;
         if self.sent == self.sending.len() {
             self.sending.clear();

@@ -4,13 +4,16 @@
 //!
 //! Syscalls, in order: `io_uring_setup` (with SINGLE_ISSUER and DEFER_TASKRUN: completions are
 //! processed only when this thread asks), `io_uring_register` of a ring of provided buffers
-//! ([`crate::uring::BufRing`]); then one loop around `io_uring_enter` (`submit_and_wait`), which
+//! ([`crate::uring::BufRing`]) and of a sparse table of registered files; then one loop around `io_uring_enter` (`submit_and_wait`), which
 //! submits everything queued since the last turn and sleeps until at least one completion.
 //! There are no `accept4`, `recv` or `send` calls: those are operations in the ring —
 //! - one *multishot* accept on the listener: submitted once, it completes once per connection;
 //! - one multishot receive per connection, taking buffers from the shared pool: an idle
 //!   connection holds no buffer, and a completion says which buffer holds its bytes;
 //! - a send per reply batch, from a buffer the connection owns until the send completes;
+//! - each accepted socket is put in the registered file table (one `io_uring_register`, and one
+//!   more before its close), and its receives and sends name it by slot (IOSQE_FIXED_FILE): the
+//!   kernel then skips the descriptor lookup and the file reference count on every operation;
 //! - a poll on the shutdown eventfd, and a timeout for the idle sweep — operations like the rest.
 //!
 //! The bytes are the same as every model's: completions feed the same sans-IO session through
@@ -106,6 +109,7 @@ impl Model for IoUringModel {
             stopping: false,
             sweep,
             backoff: timespec(net::EXHAUSTED_BACKOFF),
+            now: None,
         };
         let stop = opcode::PollAdd::new(
             types::Fd(ctx.shutdown.fd().as_raw_fd()),
@@ -150,6 +154,8 @@ struct Server {
     /// The idle sweep's period (boxed: the kernel reads it at submission, from a fixed address).
     sweep: Option<Box<types::Timespec>>,
     backoff: Box<types::Timespec>,
+    /// The clock, read once per turn, only when an idle timeout is configured.
+    now: Option<Instant>,
 }
 
 impl Server {
@@ -158,6 +164,7 @@ impl Server {
         let mut done = Vec::with_capacity(CQ_ENTRIES as usize);
         while !(self.stopping && self.uring.inflight() == 0) {
             self.uring.turn(&mut done)?;
+            self.now = self.config.idle_timeout.map(|_| Instant::now());
             for cqe in done.drain(..) {
                 let (res, flags) = (cqe.result(), cqe.flags());
                 let slot = (cqe.user_data() & 0xffff_ffff) as usize;
@@ -258,17 +265,15 @@ impl Server {
     }
 
     fn insert(&mut self, stream: TcpStream) -> usize {
-        let conn = Conn::new(stream, self.protocol);
-        match self.free.pop() {
-            Some(slot) => {
-                self.conns[slot] = Some(conn);
-                slot
-            }
-            None => {
-                self.conns.push(Some(conn));
-                self.conns.len() - 1
-            }
+        let mut conn = Conn::new(stream, self.protocol);
+        let slot = self.free.pop().unwrap_or(self.conns.len());
+        conn.fixed = self.uring.register_file(slot, conn.stream.as_raw_fd());
+        if slot == self.conns.len() {
+            self.conns.push(Some(conn));
+        } else {
+            self.conns[slot] = Some(conn);
         }
+        slot
     }
 
     fn on_recv(&mut self, slot: usize, res: i32, flags: u32) {
@@ -285,7 +290,11 @@ impl Server {
         }
         match res {
             0 => conn.read_done = true,
-            r if r > 0 => {}
+            r if r > 0 => {
+                if let Some(now) = self.now {
+                    conn.last_active = now;
+                }
+            }
             // The pool ran dry (the multishot receive ended) or we cancelled it: `settle`
             // re-arms it if it is still wanted.
             r if r == -libc::ENOBUFS || r == -libc::ECANCELED => {}
@@ -303,6 +312,9 @@ impl Server {
     fn on_send(&mut self, slot: usize, res: i32) {
         if let Some(conn) = self.conns[slot].as_mut() {
             conn.sent(res);
+            if let (true, Some(now)) = (res > 0, self.now) {
+                conn.last_active = now;
+            }
         }
         self.settle(slot);
     }
@@ -314,7 +326,6 @@ impl Server {
         let Some(conn) = self.conns[slot].as_mut() else {
             return;
         };
-        let fd = types::Fd(conn.stream.as_raw_fd());
         let mut queue: [Option<squeue::Entry>; 2] = [None, None];
         if conn.finished() {
             // Finished: stop whatever is still in flight; close when the last one ends.
@@ -327,39 +338,26 @@ impl Server {
                 }
             }
             if !conn.busy() {
-                if let Some(conn) = self.conns[slot].take()
-                    && !conn.abort
-                {
-                    lingering_close(&conn.stream);
+                if let Some(conn) = self.conns[slot].take() {
+                    if let Some(fixed) = conn.fixed {
+                        self.uring.unregister_file(fixed);
+                    }
+                    if !conn.abort {
+                        lingering_close(&conn.stream);
+                    }
                 }
                 self.free.push(slot);
                 self.resume_accept();
                 return;
             }
         } else {
-            if let Some(rest) = conn.next_send() {
-                // MSG_NOSIGNAL: a peer that reset gets an EPIPE completion, not a SIGPIPE.
-                let send = opcode::Send::new(fd, rest.as_ptr(), rest.len() as u32)
-                    .flags(libc::MSG_NOSIGNAL);
-                queue[1] = Some(send.build().user_data(token(op::SEND, slot)));
-                conn.send_armed = true;
+            if let Some(send) = conn.send_op() {
+                queue[1] = Some(send.user_data(token(op::SEND, slot)));
             }
             let over_cap = conn.backlog() >= self.config.out_cap;
             if conn.cancels == 0 && !conn.recv_armed && !conn.read_done && !over_cap {
-                let recv = if self.multishot_recv {
-                    opcode::RecvMulti::new(fd, self.uring.bufs().group()).build()
-                } else {
-                    opcode::Recv::new(
-                        fd,
-                        std::ptr::null_mut(),
-                        self.uring.bufs().buf_size() as u32,
-                    )
-                    .buf_group(self.uring.bufs().group())
-                    .build()
-                    .flags(squeue::Flags::BUFFER_SELECT)
-                };
+                let recv = conn.recv_op(self.uring.bufs(), self.multishot_recv);
                 queue[0] = Some(recv.user_data(token(op::RECV, slot)));
-                conn.recv_armed = true;
             } else if conn.cancels == 0 && conn.recv_armed && over_cap {
                 // Backpressure: the peer is not reading its replies, so stop receiving.
                 queue[0] = Some(cancel_for(conn, op::RECV, slot));
