@@ -11,6 +11,13 @@ Server CPU is user+sys from /proc/PID/stat (threads included; children included 
 models) over the measured window, divided by the requests the client completed in it.
 
     python3 scripts/efficiency.py [--rounds 3] [--duration 5] [--connections 100,1000]
+        [--baseline OLD-BINARY] [--no-load-http]
+
+--baseline runs every model a second time from another build of server-models, interleaved in
+the same rounds (before/after a change). Unless --no-load-http, the C server is also driven over
+HTTP by `server-models load` beside wrk, so that the two clients' CPU per request compare on the
+same server. nginx, when installed, runs with one worker process, no access log, answering the
+same 13-byte body.
 
 Needs: a release build (cargo build --release), gcc, wrk. Loopback only; every server it starts
 is stopped before it exits.
@@ -102,26 +109,45 @@ class Server:
             self.proc.wait()
 
 
-def drive(protocol, port, conns, duration):
+def drive(protocol, port, conns, duration, client="wrk"):
     """Runs the client on CPU 1; returns (requests, client user+sys seconds)."""
-    if protocol == "http":
+    if protocol == "http" and client == "wrk":
         cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{duration}s",
                f"http://127.0.0.1:{port}/"]
     else:
-        cmd = ["taskset", "-c", "1", BIN, "load", "--addr", f"127.0.0.1:{port}", "--protocol", "echo",
+        cmd = ["taskset", "-c", "1", BIN, "load", "--addr", f"127.0.0.1:{port}", "--protocol", protocol,
                "--connections", str(conns), "--duration", f"{duration}s", "--warmup", "0s",
                "--size", "64", "--json"]
     before = os.times()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
     after = os.times()
     client_cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    if protocol == "http":
+    if protocol == "http" and client == "wrk":
         m = re.search(r"(\d+) requests in", out)
         errors = re.search(r"Socket errors: (.*)", out)
         return (int(m.group(1)) if m else 0), client_cpu, (errors.group(1) if errors else "")
     data = json.loads(out)
     errs = sum(data["errors"].values())
     return data["requests"], client_cpu, (f"{errs} errors" if errs else "")
+
+
+def nginx_argv(nginx, port):
+    """nginx in the foreground, one process (no master), no access log, the C server's answer."""
+    prefix = f"/tmp/server-models-nginx-{port}"
+    os.makedirs(f"{prefix}/logs", exist_ok=True)
+    conf = f"{prefix}/nginx.conf"
+    with open(conf, "w") as f:
+        f.write(f"""daemon off; master_process off; worker_processes 1; pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log crit;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off; server_tokens off; keepalive_requests 1000000000;
+  client_body_temp_path {prefix}; proxy_temp_path {prefix}; fastcgi_temp_path {prefix};
+  uwsgi_temp_path {prefix}; scgi_temp_path {prefix};
+  server {{ listen 127.0.0.1:{port}; location / {{ default_type text/plain; return 200 "Hello, world!"; }} }}
+}}
+""")
+    return [nginx, "-p", prefix, "-c", conf]
 
 
 def main():
@@ -131,30 +157,45 @@ def main():
     ap.add_argument("--connections", default="100,1000")
     ap.add_argument("--protocols", default="http,echo")
     ap.add_argument("--models", default="epoll-lt,epoll-et,io-uring,tokio")
+    ap.add_argument("--baseline", help="another server-models binary, run beside (before/after)")
+    ap.add_argument("--no-load-http", action="store_true", help="skip the load-vs-wrk HTTP row")
     args = ap.parse_args()
     conns_list = [int(c) for c in args.connections.split(",")]
 
     ref = "/tmp/server-models-c-epoll"
     subprocess.run(["gcc", "-O2", "-o", ref, REF_SRC], check=True)
-    servers = [("c-epoll (reference)", lambda proto, port: [ref, proto, str(port)])]
+    # (name, argv(proto, port) or None where the server does not speak proto, HTTP client)
+    servers = [("c-epoll (reference)", lambda proto, port: [ref, proto, str(port)], "wrk")]
     for m in args.models.split(","):
         servers.append((m, lambda proto, port, m=m: [BIN, "serve", m, "--addr", f"127.0.0.1:{port}",
-                                                       "--protocol", proto, "--workers", "1"]))
+                                                       "--protocol", proto, "--workers", "1"], "wrk"))
+    if args.baseline:
+        for m in args.models.split(","):
+            servers.append((f"{m} (baseline)", lambda proto, port, m=m: [
+                args.baseline, "serve", m, "--addr", f"127.0.0.1:{port}", "--protocol", proto,
+                "--workers", "1"], "wrk"))
     nginx = shutil.which("nginx")
+    if nginx:
+        servers.append(("nginx (1 worker)", lambda proto, port: nginx_argv(nginx, port) if proto == "http" else None, "wrk"))
+    if not args.no_load_http:
+        servers.append(("c-epoll, HTTP by load", lambda proto, port: [ref, proto, str(port)] if proto == "http" else None, "load"))
 
     results = {}
     for proto in args.protocols.split(","):
         for conns in conns_list:
             for rnd in range(args.rounds):
-                for name, argv in servers:
+                for name, argv, client in servers:
                     port = free_port()
-                    with Server(name, argv(proto, port)) as srv:
+                    cmd = argv(proto, port)
+                    if cmd is None:
+                        continue
+                    with Server(name, cmd) as srv:
                         if not wait_port(port):
                             print(f"{name}: did not start", file=sys.stderr)
                             continue
-                        drive(proto, port, conns, 1)  # warm-up
+                        drive(proto, port, conns, 1, client)  # warm-up
                         u0, s0 = cpu_seconds(srv.proc.pid)
-                        reqs, client_cpu, errs = drive(proto, port, conns, args.duration)
+                        reqs, client_cpu, errs = drive(proto, port, conns, args.duration, client)
                         u1, s1 = cpu_seconds(srv.proc.pid)
                     if reqs:
                         key = (proto, conns, name)
@@ -171,8 +212,10 @@ def main():
         for conns in conns_list:
             base = results.get((proto, conns, servers[0][0]))
             base_us = statistics.median(r[0] for r in base) if base else None
-            for name, _ in servers:
+            for name, argv, _ in servers:
                 rows = results.get((proto, conns, name))
+                if argv(proto, 0) is None:
+                    continue
                 if not rows:
                     print(f"| {proto} | {conns} | {name} | — | — | — | — |")
                     continue
