@@ -200,14 +200,18 @@ def main():
                     if reqs:
                         key = (proto, conns, name)
                         results.setdefault(key, []).append(
-                            ((u1 - u0 + s1 - s0) * 1e6 / reqs, reqs / args.duration, client_cpu * 1e6 / reqs, errs))
+                            ((u1 - u0 + s1 - s0) * 1e6 / reqs, reqs / args.duration, client_cpu * 1e6 / reqs, errs,
+                             rnd))
                     print(f"round {rnd + 1} {proto} c={conns} {name}: {reqs / args.duration:,.0f} req/s, "
                           f"server {(u1 - u0 + s1 - s0) * 1e6 / max(reqs, 1):.2f} us/req {errs}", file=sys.stderr)
 
     print(f"\nServer CPU per request, median of {args.rounds} interleaved rounds of {args.duration} s; "
           f"server on CPU 0, client on CPU 1; kernel {os.uname().release}\n")
-    print("| protocol | conns | server | req/s | server CPU µs/req | × c-epoll | client CPU µs/req |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    # The per-round ratio pairs each server with the C server of the same round, so drift that
+    # hits a whole round cancels; its spread (min-max over rounds) shows the noise.
+    print("| protocol | conns | server | req/s | server CPU µs/req | × c-epoll | per-round × c-epoll: "
+          "median [min–max] | client CPU µs/req |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | --- | ---: |")
     for proto in args.protocols.split(","):
         for conns in conns_list:
             base = results.get((proto, conns, servers[0][0]))
@@ -217,13 +221,17 @@ def main():
                 if argv(proto, 0) is None:
                     continue
                 if not rows:
-                    print(f"| {proto} | {conns} | {name} | — | — | — | — |")
+                    print(f"| {proto} | {conns} | {name} | — | — | — | — | — |")
                     continue
                 us = statistics.median(r[0] for r in rows)
                 rps = statistics.median(r[1] for r in rows)
                 cl = statistics.median(r[2] for r in rows)
                 ratio = f"{us / base_us:.3f}" if base_us else "—"
-                print(f"| {proto} | {conns} | {name} | {rps:,.0f} | {us:.2f} | {ratio} | {cl:.2f} |")
+                ref_by_round = {r[4]: r[0] for r in base or []}
+                paired = [r[0] / ref_by_round[r[4]] for r in rows if r[4] in ref_by_round]
+                spread = (f"{statistics.median(paired):.3f} [{min(paired):.3f}–{max(paired):.3f}]"
+                          if paired else "—")
+                print(f"| {proto} | {conns} | {name} | {rps:,.0f} | {us:.2f} | {ratio} | {spread} | {cl:.2f} |")
     if nginx is None:
         print("\n(nginx not installed: apt-get install nginx to add it beside the others.)")
 
