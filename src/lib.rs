@@ -12,11 +12,13 @@
 //! - [`net`]: listener setup and `accept` with its error cases sorted out (EMFILE and friends).
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one shutdown signal every model can wait on.
 //! - [`children`]: forking, reaping and stopping child processes, for the process models.
+//! - [`measure`]: a server's process tree measured from /proc: CPU, PSS, threads, switches.
 //! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the registry.
 #![deny(missing_docs)]
 
 pub mod children;
 pub mod conn;
+pub mod measure;
 pub mod model;
 pub mod net;
 pub mod protocol;

@@ -28,6 +28,9 @@ enum Command {
     List,
     /// Serve with one model until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// A process with a known footprint, for the measurement tests.
+    #[command(subcommand, hide = true)]
+    Probe(server_models::measure::probe::Probe),
 }
 
 #[derive(Args)]
@@ -66,6 +69,13 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(args),
+        Command::Probe(probe) => match server_models::measure::probe::run(&probe) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("server-models probe: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
