@@ -26,7 +26,11 @@ extern "C" fn on_sigchld(_: libc::c_int) {
 impl Children {
     /// Starts tracking children, installing the SIGCHLD handler that interrupts the parent.
     pub fn new() -> io::Result<Children> {
-        let action = SigAction::new(SigHandler::Handler(on_sigchld), SaFlags::SA_NOCLDSTOP, SigSet::empty());
+        let action = SigAction::new(
+            SigHandler::Handler(on_sigchld),
+            SaFlags::SA_NOCLDSTOP,
+            SigSet::empty(),
+        );
         // SAFETY: the handler does nothing, which is async-signal-safe.
         unsafe { signal::sigaction(Signal::SIGCHLD, &action) }?;
         Ok(Children::default())

@@ -40,7 +40,12 @@ pub enum End {
 /// buffer are full. The idle timeout, if any, becomes SO_RCVTIMEO and SO_SNDTIMEO on the socket.
 /// Errors (a reset peer) are returned for the caller to count; the socket is closed either way
 /// when the caller drops it.
-pub fn serve_blocking(stream: &TcpStream, protocol: Protocol, config: &Config, buf: &mut Vec<u8>) -> io::Result<End> {
+pub fn serve_blocking(
+    stream: &TcpStream,
+    protocol: Protocol,
+    config: &Config,
+    buf: &mut Vec<u8>,
+) -> io::Result<End> {
     if config.idle_timeout.is_some() {
         stream.set_read_timeout(config.idle_timeout)?;
         stream.set_write_timeout(config.idle_timeout)?;
@@ -192,7 +197,12 @@ impl Conn {
     ///
     /// Level-triggered loops pass `max_reads = 1`: the kernel will say again if more is there.
     /// Edge-triggered loops pass a budget and get [`Step::Budget`] back if it ran out first.
-    pub fn on_readable(&mut self, scratch: &mut [u8], config: &Config, max_reads: usize) -> io::Result<Step> {
+    pub fn on_readable(
+        &mut self,
+        scratch: &mut [u8],
+        config: &Config,
+        max_reads: usize,
+    ) -> io::Result<Step> {
         let mut reads = 0;
         let mut drained = false;
         while self.interest(config).read {
@@ -207,7 +217,12 @@ impl Conn {
                 }
                 Ok(n) => {
                     self.last_active = Instant::now();
-                    if feed(&mut self.session, &mut self.pending, &scratch[..n], &mut self.out) {
+                    if feed(
+                        &mut self.session,
+                        &mut self.pending,
+                        &scratch[..n],
+                        &mut self.out,
+                    ) {
                         self.read_done = true;
                     }
                     // A short read means the socket's queue is empty: no need to hear EAGAIN.
@@ -226,11 +241,14 @@ impl Conn {
         }
         let step = self.on_writable()?;
         let over_cap = self.pending_output() >= config.out_cap;
-        Ok(if step == Step::Open && !drained && !over_cap && !self.read_done && reads == max_reads {
-            Step::Budget
-        } else {
-            step
-        })
+        Ok(
+            if step == Step::Open && !drained && !over_cap && !self.read_done && reads == max_reads
+            {
+                Step::Budget
+            } else {
+                step
+            },
+        )
     }
 
     /// Handles writability: writes pending output until done or EAGAIN.

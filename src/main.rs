@@ -16,7 +16,11 @@ use server_models::protocol::Protocol;
 use server_models::shutdown::Shutdown;
 
 #[derive(Parser)]
-#[command(name = "server-models", version, about = "The classic ways of serving many TCP connections, side by side")]
+#[command(
+    name = "server-models",
+    version,
+    about = "The classic ways of serving many TCP connections, side by side"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,11 +106,20 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(cap) = args.out_cap {
         config.out_cap = cap.max(1);
     }
-    config.idle_timeout = args.idle_timeout.filter(|s| *s > 0.0).map(Duration::from_secs_f64);
+    config.idle_timeout = args
+        .idle_timeout
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64);
 
     let run = || -> std::io::Result<()> {
         let shutdown = Shutdown::install()?;
-        let listener = net::listen(args.addr, &ListenOptions { backlog: args.backlog, ..Default::default() })?;
+        let listener = net::listen(
+            args.addr,
+            &ListenOptions {
+                backlog: args.backlog,
+                ..Default::default()
+            },
+        )?;
         let local = listener.local_addr()?;
         server_models::event!(
             "{} listening on {} (protocol {}, workers {})",
@@ -115,7 +128,12 @@ fn serve(args: ServeArgs) -> ExitCode {
             protocol,
             config.workers
         );
-        model.serve(ServeContext { listener, protocol, shutdown, config })?;
+        model.serve(ServeContext {
+            listener,
+            protocol,
+            shutdown,
+            config,
+        })?;
         server_models::event!("{} shut down cleanly", model.name());
         Ok(())
     };

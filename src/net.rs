@@ -53,7 +53,12 @@ pub fn listen(addr: SocketAddr, opts: &ListenOptions) -> io::Result<TcpListener>
     } else {
         AddressFamily::Inet6
     };
-    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp)?;
+    let fd = socket::socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Tcp,
+    )?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     if opts.reuse_port {
         socket::setsockopt(&fd, sockopt::ReusePort, &true)?;
@@ -104,7 +109,9 @@ pub fn accept(listener: &TcpListener, nonblocking: bool) -> io::Result<Accepted>
             exhaustion_over();
             Ok(Accepted::Conn(TcpStream::from(fd)))
         }
-        Err(Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO | Errno::EPERM) => Ok(Accepted::Again),
+        Err(Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO | Errno::EPERM) => {
+            Ok(Accepted::Again)
+        }
         Err(Errno::EAGAIN) => Ok(Accepted::Empty),
         Err(e @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)) => {
             exhaustion_began(e);
@@ -122,7 +129,10 @@ pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(50);
 /// Accepts the next connection on a blocking listener; `None` once the listener is shut down
 /// or shutdown is requested. Out of descriptors, it sleeps [`EXHAUSTED_BACKOFF`] between tries
 /// rather than spinning.
-pub fn accept_blocking(listener: &TcpListener, shutdown: &crate::shutdown::Shutdown) -> io::Result<Option<TcpStream>> {
+pub fn accept_blocking(
+    listener: &TcpListener,
+    shutdown: &crate::shutdown::Shutdown,
+) -> io::Result<Option<TcpStream>> {
     loop {
         if shutdown.requested() {
             return Ok(None);

@@ -20,8 +20,8 @@ use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use nix::libc;
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -71,19 +71,26 @@ impl Shutdown {
     /// Installs the SIGINT and SIGTERM handlers (once per process) and returns the handle.
     pub fn install() -> io::Result<Shutdown> {
         static INSTALLED: OnceLock<Result<(), nix::Error>> = OnceLock::new();
-        INSTALLED
-            .get_or_init(|| {
-                let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
-                // The eventfd lives as long as the process: leak it into the static.
-                EVENT_FD.store(std::os::fd::IntoRawFd::into_raw_fd(std::os::fd::OwnedFd::from(efd)), Ordering::SeqCst);
-                let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
-                for signal in [Signal::SIGINT, Signal::SIGTERM] {
-                    // SAFETY: the handler only calls async-signal-safe functions (see above).
-                    unsafe { sigaction(signal, &action) }?;
-                }
-                Ok(())
-            })
-            .clone()?;
+        let installed = *INSTALLED.get_or_init(|| {
+            let efd =
+                EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+            // The eventfd lives as long as the process: leak it into the static.
+            EVENT_FD.store(
+                std::os::fd::IntoRawFd::into_raw_fd(std::os::fd::OwnedFd::from(efd)),
+                Ordering::SeqCst,
+            );
+            let action = SigAction::new(
+                SigHandler::Handler(on_signal),
+                SaFlags::empty(),
+                SigSet::empty(),
+            );
+            for signal in [Signal::SIGINT, Signal::SIGTERM] {
+                // SAFETY: the handler only calls async-signal-safe functions (see above).
+                unsafe { sigaction(signal, &action) }?;
+            }
+            Ok(())
+        });
+        installed?;
         Ok(Shutdown { _private: () })
     }
 

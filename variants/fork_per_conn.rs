@@ -40,7 +40,12 @@ impl Model for ForkPerConn {
     }
 
     fn serve(&self, ctx: ServeContext) -> io::Result<()> {
-        let ServeContext { listener, protocol, shutdown, config } = ctx;
+        let ServeContext {
+            listener,
+            protocol,
+            shutdown,
+            config,
+        } = ctx;
         let mut children = Children::new()?;
         shutdown.shut_on_signal(Slot::Listener, Some(listener.as_raw_fd()));
         let result = loop {

@@ -36,10 +36,18 @@ impl Model for Iterative {
     }
 
     fn serve(&self, ctx: ServeContext) -> io::Result<()> {
-        let ServeContext { listener, protocol, shutdown, config } = ctx;
+        let ServeContext {
+            listener,
+            protocol,
+            shutdown,
+            config,
+        } = ctx;
         // One process, one thread, blocked in accept or read: the signal handler shuts the
         // socket we are blocked on, so the call returns and the loop sees the shutdown.
-        shutdown.shut_on_signal(Slot::Listener, Some(std::os::fd::AsRawFd::as_raw_fd(&listener)));
+        shutdown.shut_on_signal(
+            Slot::Listener,
+            Some(std::os::fd::AsRawFd::as_raw_fd(&listener)),
+        );
         let mut buf = Vec::new();
         while let Some(stream) = accept_blocking(&listener, &shutdown)? {
             shutdown.shut_on_signal(Slot::Conn, Some(std::os::fd::AsRawFd::as_raw_fd(&stream)));

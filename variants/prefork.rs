@@ -42,7 +42,12 @@ impl Model for Prefork {
     }
 
     fn serve(&self, ctx: ServeContext) -> io::Result<()> {
-        let ServeContext { listener, protocol, shutdown, config } = ctx;
+        let ServeContext {
+            listener,
+            protocol,
+            shutdown,
+            config,
+        } = ctx;
         let mut children = Children::new()?;
         // The parent never accepts, but a signal that shuts the shared listener wakes every
         // child blocked in accept on it.

@@ -36,8 +36,16 @@ impl Model for ThreadPerConn {
     }
 
     fn serve(&self, ctx: ServeContext) -> io::Result<()> {
-        let ServeContext { listener, protocol, shutdown, config } = ctx;
-        shutdown.shut_on_signal(Slot::Listener, Some(std::os::fd::AsRawFd::as_raw_fd(&listener)));
+        let ServeContext {
+            listener,
+            protocol,
+            shutdown,
+            config,
+        } = ctx;
+        shutdown.shut_on_signal(
+            Slot::Listener,
+            Some(std::os::fd::AsRawFd::as_raw_fd(&listener)),
+        );
         let conns = Arc::new(ConnSet::default());
         // The scope joins every connection thread before `serve` returns.
         std::thread::scope(|scope| {
@@ -48,7 +56,9 @@ impl Model for ThreadPerConn {
                     Err(e) => break Err(e),
                 };
                 // Registered so that shutdown can wake the thread blocked in read.
-                let Some(conn) = conns.track(stream) else { break Ok(()) };
+                let Some(conn) = conns.track(stream) else {
+                    break Ok(());
+                };
                 let config = &config;
                 let spawned = std::thread::Builder::new()
                     .stack_size(STACK_SIZE)

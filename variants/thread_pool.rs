@@ -39,8 +39,16 @@ impl Model for ThreadPool {
     }
 
     fn serve(&self, ctx: ServeContext) -> io::Result<()> {
-        let ServeContext { listener, protocol, shutdown, config } = ctx;
-        shutdown.shut_on_signal(Slot::Listener, Some(std::os::fd::AsRawFd::as_raw_fd(&listener)));
+        let ServeContext {
+            listener,
+            protocol,
+            shutdown,
+            config,
+        } = ctx;
+        shutdown.shut_on_signal(
+            Slot::Listener,
+            Some(std::os::fd::AsRawFd::as_raw_fd(&listener)),
+        );
         let conns = Arc::new(ConnSet::default());
         // Unbounded: a bound would only move the waiting from the channel back into the
         // kernel's accept queue, and the count of waiting connections is the same either way.
@@ -54,7 +62,9 @@ impl Model for ThreadPool {
                         let mut buf = Vec::new();
                         // Ends when the sender is dropped and the queue is empty.
                         for stream in rx {
-                            let Some(conn) = conns.track(stream) else { continue };
+                            let Some(conn) = conns.track(stream) else {
+                                continue;
+                            };
                             let _ = serve_blocking(conn.stream(), protocol, config, &mut buf);
                         }
                     });

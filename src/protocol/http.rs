@@ -61,17 +61,31 @@ impl Session for Http {
                 self.skip -= n;
                 pos += n as usize;
                 if self.skip > 0 {
-                    return Progress { consumed: pos, close: false };
+                    return Progress {
+                        consumed: pos,
+                        close: false,
+                    };
                 }
             }
             if pos == input.len() {
-                return Progress { consumed: pos, close: false };
+                return Progress {
+                    consumed: pos,
+                    close: false,
+                };
             }
             match parse(&input[pos..]) {
-                Parsed::Partial => return Progress { consumed: pos, close: false },
+                Parsed::Partial => {
+                    return Progress {
+                        consumed: pos,
+                        close: false,
+                    };
+                }
                 Parsed::Reject(answer) => {
                     out.extend_from_slice(answer);
-                    return Progress { consumed: input.len(), close: true };
+                    return Progress {
+                        consumed: input.len(),
+                        close: true,
+                    };
                 }
                 Parsed::Complete(head) => {
                     pos += head.len;
@@ -85,7 +99,10 @@ impl Session for Http {
                     };
                     out.extend_from_slice(answer);
                     if !head.keep_alive {
-                        return Progress { consumed: input.len(), close: true };
+                        return Progress {
+                            consumed: input.len(),
+                            close: true,
+                        };
                     }
                 }
             }
@@ -161,7 +178,10 @@ mod tests {
     }
 
     fn count(haystack: &[u8], needle: &[u8]) -> usize {
-        haystack.windows(needle.len()).filter(|w| *w == needle).count()
+        haystack
+            .windows(needle.len())
+            .filter(|w| *w == needle)
+            .count()
     }
 
     const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -176,7 +196,12 @@ mod tests {
     /// is answered before its request is complete.
     #[test]
     fn pipelined_requests_at_every_split() {
-        let input = [GET, GET, b"GET /x HTTP/1.1\r\nHost: y\r\nConnection: close\r\n\r\n"].concat();
+        let input = [
+            GET,
+            GET,
+            b"GET /x HTTP/1.1\r\nHost: y\r\nConnection: close\r\n\r\n",
+        ]
+        .concat();
         let mut expected = [OK, OK].concat();
         expected.extend_from_slice(OK_CLOSE);
         for a in 0..=input.len() {
@@ -193,7 +218,10 @@ mod tests {
     /// HTTP/1.0 closes unless it asks to keep alive, and then the answer says keep-alive.
     #[test]
     fn http10_closes_unless_keep_alive() {
-        assert_eq!(answers(b"GET / HTTP/1.0\r\n\r\n"), (OK_CLOSE.to_vec(), true));
+        assert_eq!(
+            answers(b"GET / HTTP/1.0\r\n\r\n"),
+            (OK_CLOSE.to_vec(), true)
+        );
         assert_eq!(
             answers(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
             (OK_KEEP_ALIVE.to_vec(), false)
@@ -219,20 +247,41 @@ mod tests {
     /// A request head over 16 KiB gets 431 and a close, whether it is complete or still coming.
     #[test]
     fn oversized_headers_get_431() {
-        let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n", "a".repeat(MAX_HEADER_BYTES));
+        let big = format!(
+            "GET / HTTP/1.1\r\nX-Big: {}\r\n",
+            "a".repeat(MAX_HEADER_BYTES)
+        );
         let (out, closed) = answers(big.as_bytes());
-        assert_eq!((out.as_slice(), closed), (TOO_LARGE, true), "incomplete head");
+        assert_eq!(
+            (out.as_slice(), closed),
+            (TOO_LARGE, true),
+            "incomplete head"
+        );
         let complete = format!("{big}\r\n");
-        assert_eq!(answers(complete.as_bytes()), (TOO_LARGE.to_vec(), true), "complete head");
-        let many: String = (0..MAX_HEADERS + 1).map(|i| format!("H{i}: v\r\n")).collect();
+        assert_eq!(
+            answers(complete.as_bytes()),
+            (TOO_LARGE.to_vec(), true),
+            "complete head"
+        );
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("H{i}: v\r\n"))
+            .collect();
         let req = format!("GET / HTTP/1.1\r\n{many}\r\n");
-        assert_eq!(answers(req.as_bytes()), (TOO_LARGE.to_vec(), true), "too many headers");
+        assert_eq!(
+            answers(req.as_bytes()),
+            (TOO_LARGE.to_vec(), true),
+            "too many headers"
+        );
     }
 
     /// A body announced by Content-Length is skipped, even when it arrives in pieces.
     #[test]
     fn content_length_body_is_skipped() {
-        let input = [&b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789"[..], GET].concat();
+        let input = [
+            &b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789"[..],
+            GET,
+        ]
+        .concat();
         let expected = [METHOD_NOT_ALLOWED, OK].concat();
         for cut in 0..=input.len() {
             let (out, closed) = feed_in_pieces(&mut Http::default(), &input, &[cut]);
@@ -244,8 +293,12 @@ mod tests {
     /// HEAD gets the head only; chunked bodies are refused with 501 rather than misread.
     #[test]
     fn head_and_chunked() {
-        assert_eq!(answers(b"HEAD / HTTP/1.1\r\n\r\n"), (OK_HEAD.to_vec(), false));
-        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        assert_eq!(
+            answers(b"HEAD / HTTP/1.1\r\n\r\n"),
+            (OK_HEAD.to_vec(), false)
+        );
+        let chunked =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
         assert_eq!(answers(chunked), (NOT_IMPLEMENTED.to_vec(), true));
     }
 

@@ -101,7 +101,11 @@ pub(crate) mod testing {
 
     /// Feeds `input` the way a socket might deliver it: in pieces of the given sizes, keeping
     /// what the session did not consume and feeding it again with the next piece.
-    pub fn feed_in_pieces(session: &mut dyn Session, input: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
+    pub fn feed_in_pieces(
+        session: &mut dyn Session,
+        input: &[u8],
+        cuts: &[usize],
+    ) -> (Vec<u8>, bool) {
         let mut out = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
         let mut start = 0;

@@ -1,0 +1,58 @@
+//! The command line's promises: the model list, and clear errors with the right exit codes.
+
+mod common;
+
+use std::process::Command;
+
+fn server_models(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_server-models"))
+        .args(args)
+        .output()
+        .expect("run server-models")
+}
+
+/// `list` prints every registered model with its summary, in registry (teaching) order.
+#[test]
+fn list_prints_every_model_in_order() {
+    let out = server_models(&["list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let listed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(listed, server_models::model::names());
+    for m in server_models::variants::all() {
+        assert!(
+            text.contains(m.summary()),
+            "summary of {} missing",
+            m.name()
+        );
+    }
+}
+
+/// An unknown model is a usage error (exit 2) that lists the models.
+#[test]
+fn unknown_model_lists_the_models() {
+    let out = server_models(&["serve", "no-such-model", "--addr", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown model 'no-such-model'"), "{err}");
+    for name in server_models::model::names() {
+        assert!(err.contains(name), "{name} not listed in: {err}");
+    }
+}
+
+/// An address in use fails with exit 1 and a message that names TIME_WAIT and SO_REUSEADDR.
+#[test]
+fn address_in_use_is_explained() {
+    let server = common::Server::start("iterative", "echo", &[]).expect("first server");
+    let addr = server.addr.to_string();
+    let out = server_models(&["serve", "iterative", "--addr", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use") && err.contains("TIME_WAIT") && err.contains("SO_REUSEADDR"),
+        "{err}"
+    );
+}
