@@ -13,16 +13,22 @@
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one shutdown signal every model can wait on.
 //! - [`children`]: forking, reaping and stopping child processes, for the process models.
 //! - [`measure`]: a server's process tree measured from /proc: CPU, PSS, threads, switches.
+//! - [`compare`]: every model through the same sweep, measured the same way (the main job).
+//! - [`report`]: the tables, results.json/csv, index.md and the SVG plots of a comparison.
+//! - [`spawn`]: a `serve` child process, its address read from its listening line.
 //! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the registry.
 #![deny(missing_docs)]
 
 pub mod children;
+pub mod compare;
 pub mod conn;
 pub mod measure;
 pub mod model;
 pub mod net;
 pub mod protocol;
+pub mod report;
 pub mod shutdown;
+pub mod spawn;
 
 /// One module per model, in teaching order; see `variants/mod.rs`.
 #[path = "../variants/mod.rs"]

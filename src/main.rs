@@ -32,6 +32,8 @@ enum Command {
     List,
     /// Serve with one model until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Compare the models: the same sweep against each, a table, and a report with plots.
+    Compare(server_models::compare::cli::CompareArgs),
     /// A process with a known footprint, for the measurement tests.
     #[command(subcommand, hide = true)]
     Probe(server_models::measure::probe::Probe),
@@ -73,6 +75,17 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(args),
+        Command::Compare(args) => match server_models::compare::cli::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                eprintln!("server-models compare: {e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("server-models compare: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Probe(probe) => match server_models::measure::probe::run(&probe) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
