@@ -12,16 +12,18 @@
 //! - [`net`]: listener setup and `accept` with its error cases sorted out (EMFILE and friends).
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one shutdown signal every model can wait on.
 //! - [`children`]: forking, reaping and stopping child processes, for the process models.
+//! - [`load`]: the load generator: closed and open loop, churn, latency histograms.
+//! - [`spawn`]: a server started as a child process, for tests, benches and `compare`.
 //! - [`measure`]: a server's process tree measured from /proc: CPU, PSS, threads, switches.
 //! - [`compare`]: every model through the same sweep, measured the same way (the main job).
 //! - [`report`]: the tables, results.json/csv, index.md and the SVG plots of a comparison.
-//! - [`spawn`]: a `serve` child process, its address read from its listening line.
 //! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the registry.
 #![deny(missing_docs)]
 
 pub mod children;
 pub mod compare;
 pub mod conn;
+pub mod load;
 pub mod measure;
 pub mod model;
 pub mod net;

@@ -32,11 +32,54 @@ enum Command {
     List,
     /// Serve with one model until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Drive a server with load: closed loop, open loop (--rate) or churn; report latency,
+    /// throughput, errors and the client's own CPU.
+    Load(LoadArgs),
     /// Compare the models: the same sweep against each, a table, and a report with plots.
     Compare(server_models::compare::cli::CompareArgs),
     /// A process with a known footprint, for the measurement tests.
     #[command(subcommand, hide = true)]
     Probe(server_models::measure::probe::Probe),
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// The server's address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// The protocol to speak.
+    #[arg(long, default_value = "echo", value_parser = ["echo", "http"])]
+    protocol: String,
+    /// Connections open at once (with --churn: connection slots).
+    #[arg(long, default_value_t = 10)]
+    connections: usize,
+    /// The measured window, after the warm-up (10s, 500ms, 1.5).
+    #[arg(long, default_value = "10s", value_parser = server_models::load::parse_duration)]
+    duration: Duration,
+    /// Echo message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Open loop: total requests per second over all connections; latency from the schedule.
+    #[arg(long, conflicts_with = "churn")]
+    rate: Option<f64>,
+    /// Threads, each with its own epoll and a share of the connections.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Time before the measured window [default: 1s, or a fifth of --duration if shorter].
+    #[arg(long, value_parser = server_models::load::parse_duration)]
+    warmup: Option<Duration>,
+    /// Connect, one request, close, as fast as possible on every slot.
+    #[arg(long)]
+    churn: bool,
+    /// How long a connect or a reply may take before it counts as timed out.
+    #[arg(long, default_value = "5s", value_parser = server_models::load::parse_duration)]
+    timeout: Duration,
+    /// Stop after this many requests (no warm-up; --duration still bounds the run).
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Print one JSON object (schema in README.md) instead of the summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -75,6 +118,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(args),
+        Command::Load(args) => load(args),
         Command::Compare(args) => match server_models::compare::cli::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
@@ -94,6 +138,54 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn load(args: LoadArgs) -> ExitCode {
+    let protocol: Protocol = match args.protocol.parse() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("server-models: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = server_models::load::LoadOptions {
+        size: args.size,
+        rate: args.rate,
+        threads: args.threads,
+        warmup: args.warmup,
+        churn: args.churn,
+        timeout: args.timeout,
+        requests: args.requests,
+        ..server_models::load::LoadOptions::new(
+            args.addr,
+            protocol,
+            args.connections,
+            args.duration,
+        )
+    };
+    let report = match server_models::load::run(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("server-models: load: {e}");
+            return ExitCode::from(if e.kind() == std::io::ErrorKind::InvalidInput {
+                2
+            } else {
+                1
+            });
+        }
+    };
+    if args.json {
+        match serde_json::to_string(&report) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("server-models: load: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        println!("{report}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

@@ -1,110 +1,129 @@
-//! Starting `server-models serve` as a child process, learning its address from its listening
-//! line, and stopping it — with everything it forked — when done.
+//! A server started as a child process — `server-models serve MODEL --addr 127.0.0.1:0` — with
+//! the address it bound read from its `listening on` line, stopped and reaped when dropped.
 //!
-//! The server runs in a process group of its own, so that if it does not stop on SIGTERM the
-//! whole group (the server and any child it forked) can be killed without touching anything
-//! else.
+//! Tests, benches and `compare` all run servers this way: in a process of their own, so that a
+//! forking model never forks a multi-threaded harness and the server's CPU and memory can be
+//! measured apart from the client's.
+//!
+//! The server runs in a process group of its own (its pid is the group id). Stopping sends
+//! SIGTERM and waits; if the server has not exited within the grace period, or left children
+//! behind, the whole group gets SIGKILL — only while the leader is unreaped, so the group id
+//! cannot have been reused by a process this one did not start.
 
-use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 
-/// How many of the server's last stderr lines are kept, to say why it failed.
-const LOG_LINES: usize = 20;
+use crate::protocol::Protocol;
 
-/// A `serve` command for this executable: `serve MODEL --addr 127.0.0.1:0 --protocol P`, to
-/// which the caller adds options (`--workers`) before [`Server::spawn`].
-pub fn serve_command(model: &str, protocol: &str) -> io::Result<Command> {
-    let mut command = Command::new(std::env::current_exe()?);
-    command.args([
-        "serve",
-        model,
-        "--addr",
-        "127.0.0.1:0",
-        "--protocol",
-        protocol,
-    ]);
-    Ok(command)
-}
+/// How long a server may take to print its `listening on` line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running server process.
-pub struct Server {
+/// How long a server may take to shut down after SIGTERM before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Lines of the server's stderr kept for error messages.
+const KEEP_LINES: usize = 50;
+
+/// A running server process; dropping it stops and reaps it (and anything it forked).
+#[derive(Debug)]
+pub struct ServerProcess {
     child: Child,
     addr: SocketAddr,
-    listening: String,
-    log: Arc<Mutex<VecDeque<String>>>,
+    log: Arc<Mutex<Vec<String>>>,
+    status: Option<ExitStatus>,
 }
 
-impl Server {
-    /// Spawns `command` (a `serve` command line) with stderr piped, and waits up to `timeout`
-    /// for the line `... listening on ADDR ...`. The server's later stderr lines are kept (the
-    /// last few), so that a failure can say what the server said.
-    pub fn spawn(mut command: Command, timeout: Duration) -> io::Result<Server> {
-        command
-            .stdin(Stdio::null())
+impl ServerProcess {
+    /// Starts `bin serve MODEL --addr 127.0.0.1:0 --protocol P EXTRA...` and waits for it to
+    /// say where it listens.
+    pub fn start(
+        bin: &Path,
+        model: &str,
+        protocol: Protocol,
+        extra_args: &[&str],
+    ) -> io::Result<ServerProcess> {
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "serve",
+            model,
+            "--addr",
+            "127.0.0.1:0",
+            "--protocol",
+            protocol.name(),
+        ])
+        .args(extra_args);
+        ServerProcess::start_command(cmd)
+    }
+
+    /// Starts any command that prints `... listening on ADDR ...` on stderr (a `serve` wrapped
+    /// in `taskset`, say). Stdin and stdout are null; stderr is read by a thread that keeps the
+    /// last lines, so a chatty server never blocks on a full pipe.
+    pub fn start_command(mut cmd: Command) -> io::Result<ServerProcess> {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = command.spawn()?;
-        let Some(stderr) = child.stderr.take() else {
-            return Err(io::Error::other("the server's stderr was not piped"));
-        };
-        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let mut child = cmd.spawn()?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| io::Error::other("the server's stderr was not captured"))?;
+        let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
-        let sink = Arc::clone(&log);
-        // Drains stderr for the server's whole life: a server blocked writing to a full pipe
-        // (an EMFILE line) would stall the measurement.
-        thread::Builder::new()
+        let keep = Arc::clone(&log);
+        std::thread::Builder::new()
             .name("server-stderr".into())
             .spawn(move || {
                 let mut tx = Some(tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if line.contains("listening on ")
+                    if let Some(addr) = listening_addr(&line)
                         && let Some(tx) = tx.take()
                     {
-                        let _ = tx.send(line.clone());
+                        let _ = tx.send(addr);
                     }
-                    let Ok(mut log) = sink.lock() else { break };
-                    if log.len() == LOG_LINES {
-                        log.pop_front();
+                    let mut keep = keep.lock().unwrap_or_else(|p| p.into_inner());
+                    if keep.len() == KEEP_LINES {
+                        keep.remove(0);
                     }
-                    log.push_back(line);
+                    keep.push(line);
                 }
             })?;
-        let mut server = Server {
+        let mut server = ServerProcess {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            listening: String::new(),
             log,
+            status: None,
         };
-        match rx.recv_timeout(timeout) {
-            Ok(line) => {
-                server.addr = parse_listening_addr(&line).ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("no address in the listening line: {line}"),
-                    )
-                })?;
-                server.listening = line;
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => {
+                server.addr = addr;
                 Ok(server)
             }
-            Err(_) => {
-                // The server exited, or said nothing in time: stop it and report what it said.
-                let status = server.stop(Duration::from_millis(500)).ok();
-                let said = server.log_tail().join(" / ");
-                Err(io::Error::other(match status {
-                    Some(s) => format!("the server exited ({s}) before listening: {said}"),
-                    None => format!("the server did not listen within {timeout:?}: {said}"),
-                }))
+            Err(e) => {
+                let why = match e {
+                    mpsc::RecvTimeoutError::Timeout => {
+                        format!("no 'listening on' line within {START_TIMEOUT:?}")
+                    }
+                    mpsc::RecvTimeoutError::Disconnected => {
+                        "it exited before listening".to_string()
+                    }
+                };
+                let _ = server.stop();
+                Err(io::Error::other(format!(
+                    "server did not start: {why}; its stderr:\n{}",
+                    server.log_tail()
+                )))
             }
         }
     }
@@ -114,63 +133,68 @@ impl Server {
         self.addr
     }
 
-    /// The server's pid: the root of its process tree.
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+    /// The server's process id (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
-    /// The line in which the server announced its address.
-    pub fn listening_line(&self) -> &str {
-        &self.listening
-    }
-
-    /// The last lines the server printed to stderr.
-    pub fn log_tail(&self) -> Vec<String> {
+    /// The last lines the server wrote to stderr.
+    pub fn log_tail(&self) -> String {
         self.log
             .lock()
-            .map(|l| l.iter().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
     }
 
-    /// The server's exit status if it has exited, without waiting.
-    pub fn try_exited(&mut self) -> io::Result<Option<ExitStatus>> {
-        self.child.try_wait()
+    /// Whether the server has exited, without reaping it (it stays a zombie until
+    /// [`stop`](Self::stop), so its pid and group id stay its own).
+    pub fn has_exited(&self) -> bool {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+        self.status.is_some() || !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive))
     }
 
-    /// Asks the server to stop (SIGTERM) and waits up to `grace` for it to exit; then kills its
-    /// whole process group and reaps it.
-    pub fn stop(&mut self, grace: Duration) -> io::Result<ExitStatus> {
-        if let Some(status) = self.child.try_wait()? {
+    /// Stops the server: SIGTERM, up to [`STOP_GRACE`] to exit, then SIGKILL to its whole process
+    /// group (stragglers it forked included); reaps it and returns how it exited.
+    pub fn stop(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.status {
             return Ok(status);
         }
-        let pid = Pid::from_raw(self.pid());
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let _ = signal::kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        // Wait without reaping (WNOWAIT): while the leader is a zombie its pid, and so the
+        // group id, cannot be reused, and killing the group reaches only what it started.
+        loop {
+            match waitid(
+                Id::Pid(pid),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG,
+            ) {
+                Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => break,
             }
-            thread::sleep(Duration::from_millis(5));
         }
-        let _ = killpg(pid, Signal::SIGKILL);
-        self.child.wait()
+        let _ = signal::killpg(pid, Signal::SIGKILL);
+        let status = self.child.wait()?;
+        self.status = Some(status);
+        Ok(status)
     }
 }
 
-impl Drop for Server {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.stop(Duration::from_secs(2));
-        // Children the server forked and failed to stop share its process group.
-        let _ = killpg(Pid::from_raw(self.pid()), Signal::SIGKILL);
+        let _ = self.stop();
     }
 }
 
-/// The address in a line `... listening on ADDR ...`.
-pub fn parse_listening_addr(line: &str) -> Option<SocketAddr> {
-    line.split("listening on ")
-        .nth(1)?
-        .split_whitespace()
+/// The address in a `... listening on ADDR ...` line.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split_once("listening on ")?.1;
+    rest.split_whitespace()
         .next()?
+        .trim_end_matches([',', ';'])
         .parse()
         .ok()
 }
@@ -179,15 +203,29 @@ pub fn parse_listening_addr(line: &str) -> Option<SocketAddr> {
 mod tests {
     use super::*;
 
-    /// The address is the word after `listening on`.
+    /// The address is read from the serve command's line, and from nothing else.
     #[test]
-    fn address_from_the_listening_line() {
+    fn reads_the_listening_line() {
         let line =
-            "server-models[12]: epoll listening on 127.0.0.1:4242 (protocol echo, workers 1)";
+            "server-models[42]: iterative listening on 127.0.0.1:38211 (protocol echo, workers 2)";
         assert_eq!(
-            parse_listening_addr(line),
-            Some("127.0.0.1:4242".parse().expect("literal"))
+            listening_addr(line),
+            Some("127.0.0.1:38211".parse().expect("address"))
         );
-        assert_eq!(parse_listening_addr("no address here"), None);
+        assert_eq!(
+            listening_addr("listening on [::1]:80"),
+            Some("[::1]:80".parse().expect("address"))
+        );
+        assert_eq!(listening_addr("server-models[42]: shut down cleanly"), None);
+        assert_eq!(listening_addr("listening on nowhere"), None);
+    }
+
+    /// A command that never listens is reported with its stderr, and reaped.
+    #[test]
+    fn a_server_that_exits_early_is_an_error_with_its_output() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo 'bind: address in use' >&2; exit 3"]);
+        let err = ServerProcess::start_command(cmd).expect_err("must not start");
+        assert!(err.to_string().contains("address in use"), "{err}");
     }
 }

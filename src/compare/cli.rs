@@ -8,6 +8,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Options, Progress};
+use crate::load::parse_duration;
 use crate::model::{self, Model};
 use crate::protocol::Protocol;
 use crate::report::machine::Machine;
@@ -124,23 +125,6 @@ impl CompareArgs {
             pin: !self.no_pin,
         })
     }
-}
-
-/// Parses `1s`, `250ms`, `1.5` (seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, scale) = if let Some(ms) = s.strip_suffix("ms") {
-        (ms, 1e-3)
-    } else if let Some(secs) = s.strip_suffix('s') {
-        (secs, 1.0)
-    } else {
-        (s, 1.0)
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (try 1s, 250ms)"))?;
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("'{s}' is not a duration"))
 }
 
 /// Runs `compare`: the sweep with a progress bar, the tables on stdout, the report written.

@@ -7,11 +7,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
+use crate::load::LoadReport;
 use crate::measure::placement;
 use crate::protocol::Protocol;
-use crate::report::row::{Errors, Latency};
 
 /// What one load run is asked to do.
 #[derive(Clone, Debug)]
@@ -34,28 +32,11 @@ pub struct LoadPlan {
     pub duration: Duration,
 }
 
-/// The load generator's `--json` object: the fields the harness reads.
-#[derive(Clone, Debug, Deserialize)]
-pub struct LoadResult {
-    /// The measured window, seconds.
-    pub duration_s: f64,
-    /// Requests completed in the window.
-    pub requests: u64,
-    /// Requests per second in the window.
-    pub requests_per_sec: f64,
-    /// Errors over the whole run.
-    pub errors: Errors,
-    /// The load process's CPU over the window, % of one core.
-    pub client_cpu_percent: f64,
-    /// Latency of the requests in the window, µs.
-    pub latency_us: Latency,
-}
-
 /// A finished load run.
 #[derive(Debug)]
 pub struct LoadRun {
     /// What the load generator reported.
-    pub result: LoadResult,
+    pub result: LoadReport,
     /// When the load process was started: its window begins `warmup` after this.
     pub started: Instant,
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::point::{NotMeasured, start_server};
 use super::{Point, Setup, unreachable};
+use crate::load::{Reply, Verdict};
 use crate::measure::TreeWatch;
 use crate::model::Model;
 use crate::protocol::Protocol;
@@ -58,7 +59,7 @@ fn measure_once(
         return Err(NotMeasured::Unreachable(why));
     }
     let addr = server.addr();
-    let mut watch = TreeWatch::new(server.pid());
+    let mut watch = TreeWatch::new(server.pid() as i32);
     // One connection first and closed, so that code and allocator arenas touched by serving any
     // connection at all are in the base, not charged to the idle connections.
     drop(connect_and_ask(addr, point.protocol, point.size)?);
@@ -90,7 +91,8 @@ fn measure_once(
     }
     thread::sleep(SETTLE);
     let loaded = watch.sample()?;
-    if let Ok(Some(status)) = server.try_exited() {
+    if server.has_exited() {
+        let status = server.stop()?;
         return Err(NotMeasured::Failed(format!("the server exited ({status})")));
     }
     drop(held);
@@ -113,30 +115,12 @@ fn connect_and_ask(addr: SocketAddr, protocol: Protocol, size: usize) -> io::Res
     let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_nodelay(true)?;
-    match protocol {
-        Protocol::Echo => {
-            let message = vec![b'x'; size.max(1)];
-            stream.write_all(&message)?;
-            let mut back = vec![0; message.len()];
-            stream.read_exact(&mut back)?;
-            if back != message {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "the echo came back different",
-                ));
-            }
-        }
-        Protocol::Http => {
-            stream.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())?;
-            read_http_response(&mut stream)?;
-        }
-    }
-    Ok(stream)
-}
-
-/// Reads one HTTP response with a `Content-Length` body.
-fn read_http_response(stream: &mut TcpStream) -> io::Result<()> {
-    let mut got = Vec::new();
+    let request = match protocol {
+        Protocol::Echo => (0..size.max(1)).map(|i| b'a' + (i % 26) as u8).collect(),
+        Protocol::Http => format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes(),
+    };
+    stream.write_all(&request)?;
+    let mut reply = Reply::default();
     let mut chunk = [0u8; 4096];
     loop {
         let n = stream.read(&mut chunk)?;
@@ -146,16 +130,15 @@ fn read_http_response(stream: &mut TcpStream) -> io::Result<()> {
                 "the server closed before answering",
             ));
         }
-        got.extend_from_slice(&chunk[..n]);
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-            let body: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if got.len() >= end + 4 + body {
-                return Ok(());
+        let verdict = match protocol {
+            Protocol::Echo => reply.feed_echo(&chunk[..n], &request),
+            Protocol::Http => reply.feed_http(&chunk[..n]),
+        };
+        match verdict {
+            Verdict::Incomplete => {}
+            Verdict::Complete { .. } => return Ok(stream),
+            Verdict::Mismatch => {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "a wrong reply"));
             }
         }
     }

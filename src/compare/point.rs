@@ -2,23 +2,22 @@
 //! server's tree sampled throughout; repeated and reduced to medians.
 
 use std::io;
+use std::process::Command;
 use std::time::Duration;
 
-use super::client::{self, LoadPlan, LoadResult};
+use super::client::{self, LoadPlan};
 use super::{Point, Setup, unreachable};
+use crate::load::LoadReport;
 use crate::measure::procfs::ticks_per_second;
 use crate::measure::tree::{self, Peaks, Window};
 use crate::measure::{Sampler, placement};
 use crate::model::Model;
 use crate::report::row::{self, Errors, Latency, Mode, Row, Status, SwitchRates, Tasks};
-use crate::spawn::{self, Server};
+use crate::spawn::ServerProcess;
 
 /// How often the server's tree is sampled while the load runs (less often for a large tree;
 /// see [`Sampler`]).
 const SAMPLE_EVERY: Duration = Duration::from_millis(25);
-
-/// How long a server may take to print its listening line.
-const SERVER_START: Duration = Duration::from_secs(10);
 
 /// Why a run gave no figures.
 pub enum NotMeasured {
@@ -39,25 +38,36 @@ pub fn start_server(
     setup: &Setup,
     model: &dyn Model,
     point: &Point,
-) -> io::Result<(Server, usize)> {
-    let mut command = spawn::serve_command(model.name(), point.protocol.name())?;
+) -> io::Result<(ServerProcess, usize)> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args([
+        "serve",
+        model.name(),
+        "--addr",
+        "127.0.0.1:0",
+        "--protocol",
+        point.protocol.name(),
+    ]);
     if let Some(w) = setup.workers {
         command.args(["--workers", &w.to_string()]);
     }
     if let Some(cpu) = setup.placement.server {
         placement::pin_command(&mut command, cpu)?;
     }
-    let server = Server::spawn(command, SERVER_START)?;
+    let server = ServerProcess::start_command(command)?;
     // The listening line says `workers N`; a server that does not say it runs the default,
     // which for a server pinned to one CPU is one.
-    let workers = announced_workers(server.listening_line())
-        .or(setup.workers)
-        .unwrap_or(if setup.placement.server.is_some() {
-            1
-        } else {
-            crate::model::Config::default().workers
-        });
-    Ok((server, workers))
+    let workers = server
+        .log_tail()
+        .lines()
+        .find(|l| l.contains("listening on "))
+        .and_then(announced_workers);
+    let default = if setup.placement.server.is_some() {
+        1
+    } else {
+        crate::model::Config::default().workers
+    };
+    Ok((server, workers.or(setup.workers).unwrap_or(default)))
 }
 
 /// The `workers N` of a listening line.
@@ -72,15 +82,22 @@ pub fn announced_workers(line: &str) -> Option<usize> {
 
 /// What one run measured.
 struct Measured {
-    load: LoadResult,
+    load: LoadReport,
     window: Window,
     peaks: Peaks,
     workers: usize,
 }
 
-/// Runs the point once on a fresh server.
-fn measure_once(setup: &Setup, model: &dyn Model, point: &Point) -> Result<Measured, NotMeasured> {
+/// Runs the point once on a fresh server; `announced` learns the server's worker count even when
+/// the point turns out unreachable.
+fn measure_once(
+    setup: &Setup,
+    model: &dyn Model,
+    point: &Point,
+    announced: &mut Option<usize>,
+) -> Result<Measured, NotMeasured> {
     let (mut server, workers) = start_server(setup, model, point)?;
+    *announced = Some(workers);
     if let Some(why) = unreachable(
         model,
         point.mode,
@@ -90,7 +107,7 @@ fn measure_once(setup: &Setup, model: &dyn Model, point: &Point) -> Result<Measu
     ) {
         return Err(NotMeasured::Unreachable(why));
     }
-    let sampler = Sampler::start(server.pid(), SAMPLE_EVERY)?;
+    let sampler = Sampler::start(server.pid() as i32, SAMPLE_EVERY)?;
     let plan = LoadPlan {
         addr: server.addr(),
         protocol: point.protocol,
@@ -103,15 +120,15 @@ fn measure_once(setup: &Setup, model: &dyn Model, point: &Point) -> Result<Measu
     };
     let load = client::run_load(&plan, setup.placement.client, setup.interrupted);
     let series = sampler.finish();
-    let exited = server.try_exited()?;
-    let log = server.log_tail();
-    let _ = server.stop(Duration::from_secs(5));
-    if let Some(status) = exited {
-        let said = log.last().map(String::as_str).unwrap_or("");
+    if server.has_exited() {
+        let status = server.stop()?;
+        let log = server.log_tail();
+        let said = log.lines().last().unwrap_or("");
         return Err(NotMeasured::Failed(format!(
             "the server exited during the run ({status}): {said}"
         )));
     }
+    server.stop()?;
     let load = load?;
     if let Some(e) = series.error {
         return Err(NotMeasured::Failed(format!("sampling the server: {e}")));
@@ -152,7 +169,7 @@ pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
         if (setup.interrupted)() {
             return row.with_status(Status::Failed, "interrupted");
         }
-        match measure_once(setup, model, point) {
+        match measure_once(setup, model, point, &mut row.workers) {
             Ok(m) => runs.push(m),
             Err(NotMeasured::Unreachable(why)) => return row.with_status(Status::Unreachable, why),
             Err(NotMeasured::Failed(why)) => return row.with_status(Status::Failed, why),

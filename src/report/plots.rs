@@ -91,6 +91,15 @@ pub fn latency(path: &Path, title: &str, lines: &[Line]) -> io::Result<()> {
     )
 }
 
+/// Bytes at powers of ten, for a log axis whose ticks fall there: `100 B`, `10 kB`, `1 MB`.
+fn si_bytes(v: f64) -> String {
+    match v {
+        v if v >= 1e6 => format!("{} MB", v / 1e6),
+        v if v >= 1e3 => format!("{} kB", v / 1e3),
+        v => format!("{v} B"),
+    }
+}
+
 fn decade_below(v: f64) -> f64 {
     10f64.powf(v.log10().floor())
 }
@@ -137,7 +146,8 @@ where
         .y_label_formatter(y_format)
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 14))
-        .light_line_style(RGBColor(238, 238, 238))
+        .max_light_lines(0)
+        .bold_line_style(RGBColor(225, 225, 225))
         .draw()
         .map_err(err)?;
     for (i, line) in lines.iter().enumerate() {
@@ -219,7 +229,8 @@ pub fn cpu(path: &Path, title: &str, models: &[CpuBars], counts: &[usize]) -> io
         .x_desc("server CPU per request, µs (user solid, sys light)")
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 14))
-        .light_line_style(RGBColor(238, 238, 238))
+        .max_light_lines(0)
+        .bold_line_style(RGBColor(225, 225, 225))
         .draw()
         .map_err(err)?;
     let band = 0.8 / k as f64;
@@ -297,11 +308,12 @@ pub fn memory(path: &Path, title: &str, bars: &[MemoryBar]) -> io::Result<()> {
         .disable_y_mesh()
         .y_labels(n)
         .y_label_formatter(&name_at)
-        .x_label_formatter(&|v| table::bytes(*v))
-        .x_desc("PSS per idle connection (log scale)")
+        .x_label_formatter(&|v| si_bytes(*v))
+        .x_desc("PSS per idle connection (log scale; 1 kB = 1000 B, 1 KiB = 1024 B)")
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 14))
-        .light_line_style(RGBColor(238, 238, 238))
+        .max_light_lines(0)
+        .bold_line_style(RGBColor(225, 225, 225))
         .draw()
         .map_err(err)?;
     for (i, bar) in bars.iter().enumerate() {

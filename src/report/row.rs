@@ -43,44 +43,8 @@ pub enum Status {
     Failed,
 }
 
-/// Latency percentiles in microseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Latency {
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p999: f64,
-    /// The slowest request.
-    pub max: f64,
-    /// Mean.
-    pub mean: f64,
-}
-
-/// Failed connections and requests, by kind, as the load generator counted them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Errors {
-    /// Connects refused.
-    pub refused: u64,
-    /// Connections reset or closed early by the server.
-    pub reset: u64,
-    /// Connects or replies past the timeout.
-    pub timed_out: u64,
-    /// Wrong replies.
-    pub mismatch: u64,
-    /// Anything else (out of descriptors or ports on the client).
-    pub other: u64,
-}
-
-impl Errors {
-    /// All errors together.
-    pub fn total(&self) -> u64 {
-        self.refused + self.reset + self.timed_out + self.mismatch + self.other
-    }
-}
+/// Latency percentiles (µs) and errors by kind, as the load generator reports them.
+pub use crate::load::{Errors, Latency};
 
 /// Peak task counts over the server's process tree.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,530 @@
+//! The load generator: many client connections driving one server, closed or open loop, or
+//! connection churn, with latency in an HDR histogram and errors counted by kind.
+//!
+//! - Closed loop (the default): every connection keeps one request outstanding and sends the
+//!   next as soon as the reply is in. Throughput is what the server gives; latency is measured
+//!   from the actual send.
+//! - Open loop (`rate`): requests are due at fixed intervals on every connection, whatever the
+//!   server does. Latency is measured from the *scheduled* send time, so a request that had to
+//!   wait for a busy connection carries that wait: a stalled server shows in the percentiles
+//!   instead of silently slowing the client down (no coordinated omission).
+//! - Churn: connect, one request, close, as fast as possible on every slot — the client of
+//!   Stevens' UNP ch. 30, where the cost of a thread or process per connection shows. Latency
+//!   runs from the `connect` call to the complete reply.
+//!
+//! Each thread owns a share of the connections on its own epoll instance (see `worker`); the
+//! main thread only samples the process's CPU time at the edges of the measured window.
+//!
+//! The measured window starts after the warm-up and lasts `duration`; a request counts in it
+//! if its reply completes inside it. Errors are counted over the whole run, warm-up included,
+//! so that a server refusing connections at the start is never hidden.
+
+mod reply;
+mod worker;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use nix::sys::resource::{self, Resource, UsageWho};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::Protocol;
+
+pub use reply::{Reply, Verdict};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// The server.
+    pub addr: SocketAddr,
+    /// What the connections speak.
+    pub protocol: Protocol,
+    /// Connections open at once (in churn mode, connection slots).
+    pub connections: usize,
+    /// The measured window.
+    pub duration: Duration,
+    /// Echo message size in bytes (HTTP sends `GET /` and ignores it).
+    pub size: usize,
+    /// Open loop: total requests per second across all connections. `None`: closed loop.
+    pub rate: Option<f64>,
+    /// Threads, each owning a share of the connections.
+    pub threads: usize,
+    /// Time before the measured window; `None` picks [`default_warmup`].
+    pub warmup: Option<Duration>,
+    /// Connect, one request, close, instead of keeping connections.
+    pub churn: bool,
+    /// How long a connect or a reply may take before it counts as timed out.
+    pub timeout: Duration,
+    /// Stop once this many requests have completed (no warm-up then; `duration` still bounds
+    /// the run). For tests and benches that want exact counts.
+    pub requests: Option<u64>,
+}
+
+impl LoadOptions {
+    /// Closed-loop options with the defaults of the command line: 64-byte messages, one
+    /// thread, default warm-up, 5 s timeout.
+    pub fn new(
+        addr: SocketAddr,
+        protocol: Protocol,
+        connections: usize,
+        duration: Duration,
+    ) -> LoadOptions {
+        LoadOptions {
+            addr,
+            protocol,
+            connections,
+            duration,
+            size: 64,
+            rate: None,
+            threads: 1,
+            warmup: None,
+            churn: false,
+            timeout: Duration::from_secs(5),
+            requests: None,
+        }
+    }
+
+    /// The mode these options run in.
+    pub fn mode(&self) -> Mode {
+        match (self.churn, self.rate) {
+            (true, _) => Mode::Churn,
+            (false, Some(_)) => Mode::Open,
+            (false, None) => Mode::Closed,
+        }
+    }
+
+    /// The warm-up actually used.
+    pub fn effective_warmup(&self) -> Duration {
+        match (self.requests, self.warmup) {
+            (Some(_), _) => Duration::ZERO,
+            (None, Some(w)) => w,
+            (None, None) => default_warmup(self.duration),
+        }
+    }
+
+    fn validate(&self) -> io::Result<()> {
+        let bad = |msg: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, msg.to_string()));
+        if self.connections == 0 {
+            return bad("--connections must be at least 1");
+        }
+        if self.threads == 0 {
+            return bad("--threads must be at least 1");
+        }
+        if self.protocol == Protocol::Echo && self.size == 0 {
+            return bad("--size must be at least 1 byte");
+        }
+        if self.duration.is_zero() {
+            return bad("--duration must be positive");
+        }
+        if self.timeout.is_zero() {
+            return bad("--timeout must be positive");
+        }
+        if let Some(rate) = self.rate {
+            if self.churn {
+                return bad("--rate and --churn do not combine: churn runs as fast as it can");
+            }
+            if !(rate.is_finite() && rate > 0.0) {
+                return bad("--rate must be a positive number of requests per second");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The warm-up when none is given: 1 s, or a fifth of the run when that is shorter, so that a
+/// short run is not mostly warm-up.
+pub fn default_warmup(duration: Duration) -> Duration {
+    Duration::from_secs(1).min(duration / 5)
+}
+
+/// How the requests are paced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One request outstanding per connection, the next sent when the reply is in.
+    Closed,
+    /// Requests due at fixed intervals; latency from the scheduled time.
+    Open,
+    /// Connect, one request, close.
+    Churn,
+}
+
+/// Errors by kind; each failed connect or request counts once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Errors {
+    /// The connect was refused (ECONNREFUSED: nothing listening, or the accept queue full with
+    /// `tcp_abort_on_overflow`).
+    pub refused: u64,
+    /// The server dropped the connection: RST (ECONNRESET, EPIPE) or an early FIN.
+    pub reset: u64,
+    /// A connect or a reply took longer than the timeout.
+    pub timed_out: u64,
+    /// A reply that is not the right one: an echo byte changed, a non-2xx status, bytes unasked.
+    pub mismatch: u64,
+    /// Anything else (out of descriptors or local ports: EMFILE, EADDRNOTAVAIL ...).
+    pub other: u64,
+}
+
+impl Errors {
+    /// All errors together.
+    pub fn total(&self) -> u64 {
+        self.refused + self.reset + self.timed_out + self.mismatch + self.other
+    }
+
+    fn add(&mut self, other: &Errors) {
+        self.refused += other.refused;
+        self.reset += other.reset;
+        self.timed_out += other.timed_out;
+        self.mismatch += other.mismatch;
+        self.other += other.other;
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// The slowest request.
+    pub max: f64,
+    /// Arithmetic mean.
+    pub mean: f64,
+}
+
+impl Latency {
+    fn from_histogram(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Latency {
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+/// The result of a run; `--json` prints it as one object (the schema is in README.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// What the connections spoke.
+    pub protocol: Protocol,
+    /// Connections (or churn slots).
+    pub connections: usize,
+    /// Echo message size; for HTTP, the size of the request sent.
+    pub size: usize,
+    /// closed, open or churn.
+    pub mode: Mode,
+    /// The open-loop rate asked for, requests/s; `None` otherwise.
+    pub rate: Option<f64>,
+    /// The measured window, seconds.
+    pub duration_s: f64,
+    /// Requests completed in the window (churn: connections that completed their request).
+    pub requests: u64,
+    /// `requests / duration_s`.
+    pub requests_per_sec: f64,
+    /// Errors over the whole run, warm-up included.
+    pub errors: Errors,
+    /// The load process's user+sys CPU over the window, in percent of one core.
+    pub client_cpu_percent: f64,
+    /// User CPU seconds over the window.
+    pub client_cpu_user_s: f64,
+    /// System CPU seconds over the window.
+    pub client_cpu_sys_s: f64,
+    /// Latency of the requests in the window.
+    pub latency_us: Latency,
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match (self.mode, self.rate) {
+            (Mode::Open, Some(r)) => format!("open loop at {r} requests/s"),
+            (Mode::Closed, _) | (Mode::Open, None) => "closed loop".to_string(),
+            (Mode::Churn, _) => "churn (connect, one request, close)".to_string(),
+        };
+        writeln!(
+            f,
+            "{} x {} connections, {} bytes, {mode}, {:.2} s measured",
+            self.protocol, self.connections, self.size, self.duration_s
+        )?;
+        writeln!(
+            f,
+            "  requests    {} ({:.1}/s)",
+            self.requests, self.requests_per_sec
+        )?;
+        let l = &self.latency_us;
+        writeln!(
+            f,
+            "  latency µs  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  mean {:.1}",
+            l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+        )?;
+        let e = &self.errors;
+        if e.total() == 0 {
+            writeln!(f, "  errors      none")?;
+        } else {
+            writeln!(
+                f,
+                "  errors      refused {}, reset {}, timed out {}, mismatch {}, other {}",
+                e.refused, e.reset, e.timed_out, e.mismatch, e.other
+            )?;
+        }
+        let cpu_s = self.client_cpu_user_s + self.client_cpu_sys_s;
+        let per_req = if self.requests > 0 {
+            cpu_s * 1e6 / self.requests as f64
+        } else {
+            0.0
+        };
+        write!(
+            f,
+            "  client CPU  {:.1}% of one core (user {:.2} s, sys {:.2} s), {:.2} µs/request",
+            self.client_cpu_percent, self.client_cpu_user_s, self.client_cpu_sys_s, per_req
+        )
+    }
+}
+
+/// Runs the load described by `opts` and reports on the measured window.
+///
+/// Every phase is bounded: connects and replies by `opts.timeout`, the whole run by warm-up +
+/// duration. A server that refuses, resets or stalls shows in the errors, not in a hang.
+pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
+    opts.validate()?;
+    raise_nofile_limit();
+    let threads = opts.threads.min(opts.connections);
+    let request = request_bytes(opts);
+    let origin = Instant::now();
+    let warmup = opts.effective_warmup();
+    let window = worker::Window {
+        origin,
+        start: nanos(warmup),
+        end: nanos(warmup + opts.duration),
+    };
+
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let mut cpu_start = None;
+    let mut cpu_end = None;
+    let results = std::thread::scope(|scope| -> io::Result<Vec<worker::Outcome>> {
+        let mut handles = Vec::with_capacity(threads);
+        for t in 0..threads {
+            let plan = worker::Plan {
+                opts,
+                request: &request,
+                window,
+                // Connections t, t+T, t+2T ... so every thread gets an even share.
+                connections: (t..opts.connections).step_by(threads).collect(),
+                requests: opts
+                    .requests
+                    .map(|n| n / threads as u64 + u64::from((t as u64) < n % threads as u64)),
+            };
+            let done = done_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("load-{t}"))
+                .spawn_scoped(scope, move || worker::run(plan, done));
+            match handle {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // The threads already started finish on their own within the run's bound.
+                    return Err(e);
+                }
+            }
+        }
+        drop(done_tx);
+
+        // Sample CPU time at the edges of the window. A worker reports when its loop ends,
+        // before it closes its sockets, so teardown stays outside the window.
+        std::thread::sleep(
+            window
+                .start_instant()
+                .saturating_duration_since(Instant::now()),
+        );
+        cpu_start = Some(cpu_times()?);
+        let mut finished = 0;
+        while finished < handles.len() {
+            let left = window
+                .end_instant()
+                .saturating_duration_since(Instant::now());
+            match done_rx.recv_timeout(left) {
+                Ok(()) => finished += 1,
+                Err(_) => break,
+            }
+        }
+        cpu_end = Some(cpu_times()?);
+        let mut outcomes = Vec::with_capacity(handles.len());
+        for h in handles {
+            match h.join() {
+                Ok(outcome) => outcomes.push(outcome?),
+                Err(_) => return Err(io::Error::other("a load thread panicked")),
+            }
+        }
+        Ok(outcomes)
+    })?;
+
+    let (mut hist, mut requests, mut errors, mut last) =
+        (worker::histogram(), 0, Errors::default(), 0u64);
+    for r in &results {
+        hist.add(&r.histogram)
+            .map_err(|e| io::Error::other(format!("merging histograms: {e}")))?;
+        requests += r.requests;
+        errors.add(&r.errors);
+        last = last.max(r.last_done);
+    }
+    // A run that stops at a request count ends with its last reply, not at the deadline.
+    let window_ns = match opts.requests {
+        Some(_) if requests > 0 => last.saturating_sub(window.start).max(1),
+        _ => window.end - window.start,
+    };
+    let duration_s = window_ns as f64 / 1e9;
+    let (user0, sys0) = cpu_start.unwrap_or_default();
+    let (user1, sys1) = cpu_end.unwrap_or_default();
+    let (user, sys) = (user1 - user0, sys1 - sys0);
+    let cpu_window_s = match opts.requests {
+        Some(_) => duration_s,
+        None => opts.duration.as_secs_f64(),
+    };
+    Ok(LoadReport {
+        protocol: opts.protocol,
+        connections: opts.connections,
+        size: request.len(),
+        mode: opts.mode(),
+        rate: opts.rate,
+        duration_s,
+        requests,
+        requests_per_sec: requests as f64 / duration_s,
+        errors,
+        client_cpu_percent: (user + sys) / cpu_window_s * 100.0,
+        client_cpu_user_s: user,
+        client_cpu_sys_s: sys,
+        latency_us: Latency::from_histogram(&hist),
+    })
+}
+
+/// The bytes of one request: an echo message of `size` bytes, or `GET /` with a Host header.
+fn request_bytes(opts: &LoadOptions) -> Vec<u8> {
+    match opts.protocol {
+        // A pattern that is not all one byte, so a shifted or mixed-up reply does not match.
+        Protocol::Echo => (0..opts.size).map(|i| b'a' + (i % 26) as u8).collect(),
+        Protocol::Http => format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", opts.addr).into_bytes(),
+    }
+}
+
+/// Raises the soft limit on open descriptors to the hard limit, so that 10 000 connections
+/// fit. Failing to raise it is not fatal: connects past the limit count as `other` errors.
+fn raise_nofile_limit() {
+    if let Ok((soft, hard)) = resource::getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = resource::setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// User and system CPU seconds of this process so far, every thread included.
+fn cpu_times() -> io::Result<(f64, f64)> {
+    let u = resource::getrusage(UsageWho::RUSAGE_SELF)?;
+    let secs = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+    Ok((secs(u.user_time()), secs(u.system_time())))
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Parses a duration: `10s`, `500ms`, `2m`, `1.5` (seconds), `250us`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| c.is_ascii_alphabetic() || c == 'µ')
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (try 10s, 500ms, 2m)"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "m" | "min" => 60.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{s}' (use us, ms, s or m)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("'{s}' is not a duration (negative or too large)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Durations read the way the command line writes them; nonsense is refused with a message.
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    /// The default warm-up is 1 s, shrinking to a fifth of short runs; a request count has none.
+    #[test]
+    fn warmup_defaults() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("address");
+        let mut o = LoadOptions::new(addr, Protocol::Echo, 1, Duration::from_secs(10));
+        assert_eq!(o.effective_warmup(), Duration::from_secs(1));
+        o.duration = Duration::from_secs(2);
+        assert_eq!(o.effective_warmup(), Duration::from_millis(400));
+        o.requests = Some(10);
+        assert_eq!(o.effective_warmup(), Duration::ZERO);
+    }
+
+    /// Contradictory or empty options are refused before anything connects.
+    #[test]
+    fn refuses_bad_options() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("address");
+        let base = LoadOptions::new(addr, Protocol::Echo, 1, Duration::from_secs(1));
+        let mut bad = vec![];
+        bad.push(LoadOptions {
+            connections: 0,
+            ..base.clone()
+        });
+        bad.push(LoadOptions {
+            rate: Some(0.0),
+            ..base.clone()
+        });
+        bad.push(LoadOptions {
+            rate: Some(10.0),
+            churn: true,
+            ..base.clone()
+        });
+        bad.push(LoadOptions {
+            size: 0,
+            ..base.clone()
+        });
+        for o in bad {
+            assert_eq!(
+                run(&o).map(|_| ()).map_err(|e| e.kind()),
+                Err(io::ErrorKind::InvalidInput),
+                "{o:?}"
+            );
+        }
+    }
+}

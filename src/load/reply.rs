@@ -1,0 +1,260 @@
+//! Reading one reply and judging it, sans-IO: bytes in, a verdict out.
+//!
+//! - Echo: the reply must be the request, byte for byte. Bytes are compared against the request
+//!   as they arrive, so a connection keeps only a count, never a copy of the message.
+//! - HTTP: the head is parsed with httparse, the status must be 2xx, the body is framed by
+//!   `Content-Length` (the only framing the workbook's servers use) and skipped. A head split
+//!   across reads is the only case that keeps bytes, and only until it is complete.
+
+/// The longest response head accepted; past it the reply is counted as a mismatch.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Headers parsed per response.
+const MAX_HEADERS: usize = 32;
+
+/// What the bytes read so far come to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The reply is not complete yet: read more.
+    Incomplete,
+    /// The reply is complete and right; `close` if the server said it will close.
+    Complete {
+        /// The response carried `Connection: close`.
+        close: bool,
+    },
+    /// The reply is wrong: a different byte, a bad status, bytes nobody asked for.
+    Mismatch,
+}
+
+/// The reply in progress on one connection.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// Echo: bytes of the reply received so far.
+    got: usize,
+    /// HTTP: an incomplete head carried over from an earlier read.
+    head: Vec<u8>,
+    /// HTTP: the head is complete; `body_left` bytes of body are still to come.
+    in_body: bool,
+    body_left: usize,
+    close: bool,
+}
+
+impl Reply {
+    /// Forgets the reply in progress, ready for the next request. Keeps a small head buffer.
+    pub fn reset(&mut self) {
+        self.got = 0;
+        self.head.clear();
+        if self.head.capacity() > 4096 {
+            self.head = Vec::new();
+        }
+        self.in_body = false;
+        self.body_left = 0;
+        self.close = false;
+    }
+
+    /// Echo: checks `input`, the next bytes of the reply, against `expected`, the request.
+    pub fn feed_echo(&mut self, input: &[u8], expected: &[u8]) -> Verdict {
+        let end = self.got + input.len();
+        if end > expected.len() || input != &expected[self.got..end] {
+            return Verdict::Mismatch;
+        }
+        self.got = end;
+        if end == expected.len() {
+            Verdict::Complete { close: false }
+        } else {
+            Verdict::Incomplete
+        }
+    }
+
+    /// HTTP: takes `input`, the next bytes of the response.
+    pub fn feed_http(&mut self, input: &[u8]) -> Verdict {
+        if self.in_body {
+            return self.body(input.len());
+        }
+        // The common case: the whole head arrives in one read, parsed where it lies.
+        let parsed = if self.head.is_empty() {
+            parse_head(input)
+        } else {
+            self.head.extend_from_slice(input);
+            parse_head(&self.head)
+        };
+        match parsed {
+            Head::Partial => {
+                if self.head.is_empty() {
+                    self.head.extend_from_slice(input);
+                }
+                if self.head.len() > MAX_HEAD {
+                    Verdict::Mismatch
+                } else {
+                    Verdict::Incomplete
+                }
+            }
+            Head::Bad => Verdict::Mismatch,
+            Head::Complete { len, body, close } => {
+                // Bytes after the head in what has been read are body (or too much).
+                let buffered = if self.head.is_empty() {
+                    input.len()
+                } else {
+                    self.head.len()
+                };
+                self.head.clear();
+                self.in_body = true;
+                self.body_left = body;
+                self.close = close;
+                self.body(buffered - len)
+            }
+        }
+    }
+
+    fn body(&mut self, n: usize) -> Verdict {
+        if n > self.body_left {
+            // More than the response announced: the server answered something not asked.
+            return Verdict::Mismatch;
+        }
+        self.body_left -= n;
+        if self.body_left == 0 {
+            Verdict::Complete { close: self.close }
+        } else {
+            Verdict::Incomplete
+        }
+    }
+}
+
+enum Head {
+    Partial,
+    Bad,
+    Complete {
+        len: usize,
+        body: usize,
+        close: bool,
+    },
+}
+
+fn parse_head(bytes: &[u8]) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Head::Partial,
+        Err(_) => return Head::Bad,
+    };
+    if !matches!(resp.code, Some(200..=299)) {
+        return Head::Bad;
+    }
+    let mut body = None;
+    let mut close = false;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            body = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if body.is_none() {
+                return Head::Bad;
+            }
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            close |= h
+                .value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+    }
+    // Without Content-Length the body would run to the close (or be chunked): the workbook's
+    // servers never answer so, and a reply that cannot be framed cannot be counted.
+    match body {
+        Some(body) => Head::Complete { len, body, close },
+        None => Head::Bad,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!";
+
+    /// Feeds `input` cut at `cut`, returning both verdicts.
+    fn http_in_two(input: &[u8], cut: usize) -> (Verdict, Verdict) {
+        let mut r = Reply::default();
+        let first = r.feed_http(&input[..cut]);
+        let second = r.feed_http(&input[cut..]);
+        (first, second)
+    }
+
+    /// An echo reply is complete once every byte came back, whatever the pieces.
+    #[test]
+    fn echo_complete_in_pieces_and_mismatch_on_any_wrong_byte() {
+        let msg: Vec<u8> = (0..100u8).collect();
+        for cut in 1..msg.len() {
+            let mut r = Reply::default();
+            assert_eq!(r.feed_echo(&msg[..cut], &msg), Verdict::Incomplete);
+            assert_eq!(
+                r.feed_echo(&msg[cut..], &msg),
+                Verdict::Complete { close: false }
+            );
+        }
+        for i in 0..msg.len() {
+            let mut bad = msg.clone();
+            bad[i] ^= 1;
+            assert_eq!(
+                Reply::default().feed_echo(&bad, &msg),
+                Verdict::Mismatch,
+                "byte {i}"
+            );
+        }
+        let long = [&msg[..], b"x"].concat();
+        assert_eq!(
+            Reply::default().feed_echo(&long, &msg),
+            Verdict::Mismatch,
+            "one byte too many"
+        );
+    }
+
+    /// A response is complete when its body is, at every split, and not before.
+    #[test]
+    fn http_complete_at_every_split() {
+        for cut in 1..OK.len() {
+            assert_eq!(
+                http_in_two(OK, cut),
+                (Verdict::Incomplete, Verdict::Complete { close: false }),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    /// Errors, unframed bodies and surplus bytes are mismatches; Connection: close is noticed.
+    #[test]
+    fn http_mismatches_and_close() {
+        let cases: [(&[u8], Verdict); 5] = [
+            (
+                b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n",
+                Verdict::Mismatch,
+            ),
+            (b"HTTP/1.1 200 OK\r\n\r\nHello", Verdict::Mismatch),
+            (b"garbage\r\n\r\n", Verdict::Mismatch),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabc",
+                Verdict::Mismatch,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nab",
+                Verdict::Complete { close: true },
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                Reply::default().feed_http(input),
+                want,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let mut r = Reply::default();
+        assert_eq!(r.feed_http(&OK[..10]), Verdict::Incomplete);
+        r.reset();
+        assert_eq!(
+            r.feed_http(OK),
+            Verdict::Complete { close: false },
+            "reset forgets the partial head"
+        );
+    }
+}
