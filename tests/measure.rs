@@ -78,7 +78,7 @@ fn shared_pages_count_once_in_pss_and_every_time_in_rss() {
 /// through the parent's cutime.
 #[test]
 fn reaped_children_cpu_is_counted() {
-    let probe = Probe::start(&["spin", "--children", "2", "--ms", "300", "--reap"]);
+    let probe = Probe::start(&["spin", "--children", "2", "--ms", "300", "--then", "reap"]);
     let s = TreeWatch::new(probe.pid()).sample().expect("sample");
     assert_eq!(s.processes, 1, "the children were reaped");
     let stat = procfs::stat(probe.pid()).expect("stat");
@@ -86,7 +86,7 @@ fn reaped_children_cpu_is_counted() {
         stat.cutime + stat.cstime > 0,
         "reaped children's CPU is in cutime/cstime"
     );
-    assert_cpu_near(s.user_ticks + s.sys_ticks, 600);
+    assert_cpu_near(s.cpu_ns, 600);
 }
 
 /// Children that spin 300 ms of CPU each and stay alive: their CPU is found by walking the tree.
@@ -96,7 +96,31 @@ fn live_descendants_cpu_is_counted() {
     let s = TreeWatch::new(probe.pid()).sample().expect("sample");
     assert_eq!(s.processes, 3);
     assert_eq!(s.threads, 3);
-    assert_cpu_near(s.user_ticks + s.sys_ticks, 600);
+    assert_cpu_near(s.cpu_ns, 600);
+}
+
+/// Forty children that spin 5 ms each: less than a clock tick apiece, which `stat` rounds down
+/// to nothing, yet 200 ms together — the preforked server with a hundred busy children.
+#[test]
+fn many_small_children_are_not_rounded_away() {
+    let probe = Probe::start(&["spin", "--children", "40", "--ms", "5"]);
+    let s = TreeWatch::new(probe.pid()).sample().expect("sample");
+    assert_eq!(s.processes, 41);
+    let ms = s.cpu_ns / 1_000_000;
+    assert!(
+        ms >= 190,
+        "tree cpu {ms} ms, expected at least the children's 200"
+    );
+}
+
+/// Children that spin 300 ms each and exit unreaped (zombies): their CPU still counts, in
+/// the gap between exiting and being reaped.
+#[test]
+fn zombie_children_cpu_is_counted() {
+    let probe = Probe::start(&["spin", "--children", "2", "--ms", "300", "--then", "exit"]);
+    let s = TreeWatch::new(probe.pid()).sample().expect("sample");
+    assert_eq!(s.processes, 3, "the zombies are still in the tree");
+    assert_cpu_near(s.cpu_ns, 600);
 }
 
 /// A window over the sampled series of a spinning tree sees the spin, and context switches
@@ -110,15 +134,14 @@ fn sampler_window_covers_the_children() {
     .expect("sample this process");
     let before = std::time::Instant::now();
     // Children of this process are part of its tree: spin two and reap them.
-    let probe = Probe::start(&["spin", "--children", "2", "--ms", "200", "--reap"]);
+    let probe = Probe::start(&["spin", "--children", "2", "--ms", "200", "--then", "reap"]);
     drop(probe);
     let after = std::time::Instant::now();
     let series = sampler.finish();
     assert!(series.error.is_none());
-    let ticks = procfs::ticks_per_second();
-    let w = tree::window(&series.samples, before, after, ticks);
+    let w = tree::window(&series.samples, before, after);
     let w = w.expect("the series covers the window");
-    let cpu_ms = (w.user + w.sys).as_millis();
+    let cpu_ms = w.cpu.as_millis();
     assert!(
         cpu_ms >= 380,
         "window cpu {cpu_ms} ms, expected at least the children's 400"
@@ -129,9 +152,9 @@ fn sampler_window_covers_the_children() {
     );
 }
 
-/// CPU in ticks, at least what was spun less a tick per process, at most a little above.
-fn assert_cpu_near(ticks: u64, expected_ms: u64) {
-    let ms = ticks * 1000 / procfs::ticks_per_second();
+/// CPU at least what was spun less a tick per process, at most a little above.
+fn assert_cpu_near(cpu_ns: u64, expected_ms: u64) {
+    let ms = cpu_ns / 1_000_000;
     assert!(
         ms + 30 >= expected_ms,
         "tree cpu {ms} ms, expected about {expected_ms}"

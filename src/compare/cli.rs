@@ -48,8 +48,8 @@ pub struct CompareArgs {
     /// Runs per point; the table shows the median.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
-    /// Workers for every server (the pools serve this many clients at once); default: each
-    /// model's own, which is one per CPU it may use — one, pinned.
+    /// Workers for every server (the pools serve this many clients at once); default: 100 for
+    /// the pool models, each other model its own (one per CPU it may use: one, pinned).
     #[arg(long)]
     pub workers: Option<usize>,
     /// The folder the report is written to.

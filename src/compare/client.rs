@@ -82,10 +82,12 @@ impl LoadPlan {
 
 /// Runs the load generator for `plan`, pinned to `cpu` if given, and parses its report. Fails
 /// with the reason (its last stderr line, or the deadline passed) if it gives none.
+/// `started` is told the instant the process starts (its window begins `plan.warmup` later);
 /// `stop_early` is polled while waiting, so that an interrupt ends the run at once.
 pub fn run_load(
     plan: &LoadPlan,
     cpu: Option<usize>,
+    started: &dyn Fn(Instant),
     stop_early: &dyn Fn() -> bool,
 ) -> io::Result<LoadRun> {
     let mut command = Command::new(std::env::current_exe()?);
@@ -97,11 +99,12 @@ pub fn run_load(
     if let Some(cpu) = cpu {
         placement::pin_command(&mut command, cpu)?;
     }
-    let started = Instant::now();
     let mut child = command.spawn()?;
+    let start = Instant::now();
+    started(start);
     let stdout = drain(child.stdout.take())?;
     let stderr = drain(child.stderr.take())?;
-    let status = wait_until(&mut child, started + plan.deadline(), stop_early)?;
+    let status = wait_until(&mut child, start + plan.deadline(), stop_early)?;
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     let said = || {
@@ -134,7 +137,10 @@ pub fn run_load(
             format!("the load generator's JSON: {e}"),
         )
     })?;
-    Ok(LoadRun { result, started })
+    Ok(LoadRun {
+        result,
+        started: start,
+    })
 }
 
 /// Reads a child's pipe to the end on a thread of its own, so that neither pipe fills and

@@ -278,6 +278,7 @@ pub fn run(
             duration_s: opts.duration.as_secs_f64(),
             repeat: setup.repeat,
             workers: opts.workers,
+            pool_workers: point::POOL_WORKERS,
             server_cpu: placement.server,
             client_cpu: placement.client,
         },

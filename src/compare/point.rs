@@ -3,15 +3,14 @@
 
 use std::io;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::client::{self, LoadPlan};
 use super::{Point, Setup, unreachable};
 use crate::load::LoadReport;
-use crate::measure::procfs::ticks_per_second;
 use crate::measure::tree::{self, Peaks, Window};
 use crate::measure::{Sampler, placement};
-use crate::model::Model;
+use crate::model::{Concurrency, Model};
 use crate::report::row::{self, Errors, Latency, Mode, Row, Status, SwitchRates, Tasks};
 use crate::spawn::ServerProcess;
 
@@ -33,6 +32,12 @@ impl From<io::Error> for NotMeasured {
     }
 }
 
+/// The pool size of the pool models (`prefork`, `thread-pool`) unless `--workers` says
+/// otherwise: large enough to serve 100 clients, so that the default sweep shows both what a
+/// pool costs and, at 1000 clients, where it stops. (Their own default, one worker per CPU, is
+/// one worker on a pinned server.) Other models keep their default: one event loop per CPU.
+pub const POOL_WORKERS: usize = 100;
+
 /// A fresh server for `model`, pinned to the server CPU, and the number of workers it announced.
 pub fn start_server(
     setup: &Setup,
@@ -48,7 +53,10 @@ pub fn start_server(
         "--protocol",
         point.protocol.name(),
     ]);
-    if let Some(w) = setup.workers {
+    let workers = setup
+        .workers
+        .or((model.concurrency() == Concurrency::Workers).then_some(POOL_WORKERS));
+    if let Some(w) = workers {
         command.args(["--workers", &w.to_string()]);
     }
     if let Some(cpu) = setup.placement.server {
@@ -57,7 +65,7 @@ pub fn start_server(
     let server = ServerProcess::start_command(command)?;
     // The listening line says `workers N`; a server that does not say it runs the default,
     // which for a server pinned to one CPU is one.
-    let workers = server
+    let announced = server
         .log_tail()
         .lines()
         .find(|l| l.contains("listening on "))
@@ -67,7 +75,7 @@ pub fn start_server(
     } else {
         crate::model::Config::default().workers
     };
-    Ok((server, workers.or(setup.workers).unwrap_or(default)))
+    Ok((server, announced.or(workers).unwrap_or(default)))
 }
 
 /// The `workers N` of a listening line.
@@ -118,7 +126,17 @@ fn measure_once(
         warmup: setup.warmup,
         duration: setup.duration,
     };
-    let load = client::run_load(&plan, setup.placement.client, setup.interrupted);
+    // Readings at the very edges of the window, whatever the regular interval has grown to.
+    let window_edges = |start: Instant| {
+        sampler.sample_at(start + setup.warmup);
+        sampler.sample_at(start + setup.warmup + setup.duration);
+    };
+    let load = client::run_load(
+        &plan,
+        setup.placement.client,
+        &window_edges,
+        setup.interrupted,
+    );
     let series = sampler.finish();
     if server.has_exited() {
         let status = server.stop()?;
@@ -135,7 +153,7 @@ fn measure_once(
     }
     let from = load.started + setup.warmup;
     let to = from + Duration::from_secs_f64(load.result.duration_s.max(0.0));
-    let window = tree::window(&series.samples, from, to, ticks_per_second()).ok_or_else(|| {
+    let window = tree::window(&series.samples, from, to).ok_or_else(|| {
         NotMeasured::Failed("the samples do not cover the measured window".into())
     })?;
     if load.result.requests == 0 {
@@ -195,9 +213,16 @@ fn fill(row: &mut Row, runs: &[Measured]) {
         max: med(&|m| m.load.latency_us.max),
         mean: med(&|m| m.load.latency_us.mean),
     });
-    row.cpu_us_per_request = Some(med(&|m| per_request(m, m.window.user + m.window.sys)));
-    row.cpu_user_us_per_request = Some(med(&|m| per_request(m, m.window.user)));
-    row.cpu_sys_us_per_request = Some(med(&|m| per_request(m, m.window.sys)));
+    row.cpu_us_per_request = Some(med(&|m| per_request(m, m.window.cpu)));
+    // The split only where every run knows it.
+    if runs.iter().all(|m| m.window.user_share.is_some()) {
+        let share = |m: &Measured| m.window.user_share.unwrap_or(0.0);
+        row.cpu_user_us_per_request =
+            Some(med(&|m| per_request(m, m.window.cpu.mul_f64(share(m)))));
+        row.cpu_sys_us_per_request = Some(med(&|m| {
+            per_request(m, m.window.cpu.mul_f64(1.0 - share(m)))
+        }));
+    }
     row.pss_peak_bytes = Some(med(&|m| m.peaks.pss as f64) as u64);
     row.rss_peak_bytes = Some(med(&|m| m.peaks.rss as f64) as u64);
     row.peak_tasks = Some(Tasks {

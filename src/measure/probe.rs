@@ -13,6 +13,9 @@ use std::time::Duration;
 use nix::sys::time::TimeValLike;
 use nix::time::{ClockId, clock_gettime};
 
+use nix::errno::Errno;
+use nix::sys::wait::{Id, WaitPidFlag, waitid};
+
 use crate::children::Children;
 
 /// What the probe does before it says `ready`.
@@ -41,11 +44,21 @@ pub enum Probe {
         /// CPU milliseconds each child spends.
         #[arg(long)]
         ms: u64,
-        /// Reap the children once they are done (their CPU moves to the parent's cutime),
-        /// instead of keeping them alive.
-        #[arg(long)]
-        reap: bool,
+        /// What the children do once they have spun.
+        #[arg(long, value_enum, default_value = "stay")]
+        then: AfterSpin,
     },
+}
+
+/// What a spinning child does when its CPU time is spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AfterSpin {
+    /// Stay alive (its CPU is its own, found by walking the tree).
+    Stay,
+    /// Exit and be left unreaped, a zombie (its CPU is still its own).
+    Exit,
+    /// Exit and be reaped (its CPU moves into the parent's cutime and cstime).
+    Reap,
 }
 
 const MIB: usize = 1 << 20;
@@ -72,30 +85,41 @@ pub fn run(probe: &Probe) -> io::Result<()> {
         Probe::Spin {
             children: n,
             ms,
-            reap,
+            then,
         } => {
             let (done_read, done_write) = nix::unistd::pipe()?;
+            let mut pids = Vec::with_capacity(n);
             for _ in 0..n {
                 let done_write = &done_write;
-                children.spawn(move || {
+                pids.push(children.spawn(move || {
                     spin_cpu(Duration::from_millis(ms));
-                    if reap {
+                    if then != AfterSpin::Stay {
                         return 0;
                     }
                     let _ = nix::unistd::write(done_write, b"x");
                     loop {
                         nix::unistd::pause();
                     }
-                })?;
+                })?);
             }
             drop(done_write);
-            if reap {
-                while !children.is_empty() {
-                    children.wait_any()?;
+            match then {
+                AfterSpin::Stay => {
+                    let mut done = vec![0u8; n];
+                    std::fs::File::from(done_read).read_exact(&mut done)?;
                 }
-            } else {
-                let mut done = vec![0u8; n];
-                std::fs::File::from(done_read).read_exact(&mut done)?;
+                AfterSpin::Exit => {
+                    // Wait for each to exit without reaping it (WNOWAIT).
+                    for pid in pids {
+                        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+                        while let Err(Errno::EINTR) = waitid(Id::Pid(pid), flags) {}
+                    }
+                }
+                AfterSpin::Reap => {
+                    while !children.is_empty() {
+                        children.wait_any()?;
+                    }
+                }
             }
         }
     }

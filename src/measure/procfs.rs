@@ -164,6 +164,17 @@ pub fn vanished(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(nix::libc::ESRCH)
 }
 
+/// CPU time of a process's main thread, in nanoseconds, from `/proc/PID/schedstat`: the
+/// scheduler's own count, exact where `stat` rounds down to clock ticks. It is the main
+/// thread's alone, so it is the process's only while the process has one thread.
+pub fn main_thread_runtime_ns(pid: i32) -> io::Result<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/schedstat"))?;
+    text.split_ascii_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| invalid(format!("/proc/{pid}/schedstat: unexpected format")))
+}
+
 /// Clock ticks per second, the unit of the CPU fields of `/proc/PID/stat` (`_SC_CLK_TCK`).
 pub fn ticks_per_second() -> u64 {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {

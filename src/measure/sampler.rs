@@ -15,8 +15,15 @@ const BACKOFF: u32 = 4;
 
 /// Samples one process tree on its own thread until finished.
 pub struct Sampler {
-    stop: mpsc::Sender<()>,
+    orders: mpsc::Sender<Order>,
     thread: JoinHandle<Series>,
+}
+
+enum Order {
+    /// Take a sample at this instant as well (the edge of a measured window).
+    At(Instant),
+    /// Take a last sample and stop.
+    Finish,
 }
 
 /// Every sample a [`Sampler`] took, in time order.
@@ -34,7 +41,7 @@ impl Sampler {
     pub fn start(root: i32, interval: Duration) -> io::Result<Sampler> {
         let mut watch = TreeWatch::new(root);
         let first = watch.sample()?;
-        let (stop, stopped) = mpsc::channel::<()>();
+        let (orders, received) = mpsc::channel::<Order>();
         let thread = thread::Builder::new()
             .name("sampler".into())
             .spawn(move || {
@@ -42,12 +49,18 @@ impl Sampler {
                     samples: vec![first],
                     error: None,
                 };
-                let mut wait = interval;
+                let mut next = Instant::now() + interval;
+                let mut marks: Vec<Instant> = Vec::new();
                 loop {
-                    match stopped.recv_timeout(wait) {
+                    let due = marks.iter().copied().fold(next, Instant::min);
+                    match received.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                        Ok(Order::At(t)) => {
+                            marks.push(t);
+                            continue;
+                        }
                         Err(RecvTimeoutError::Timeout) => {}
                         // Finishing: one last sample, so the series reaches the moment of the call.
-                        Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                        Ok(Order::Finish) | Err(RecvTimeoutError::Disconnected) => {
                             if let Ok(s) = watch.sample() {
                                 series.samples.push(s);
                             }
@@ -55,6 +68,7 @@ impl Sampler {
                         }
                     }
                     let began = Instant::now();
+                    marks.retain(|&t| t > began);
                     match watch.sample() {
                         Ok(s) => series.samples.push(s),
                         Err(e) => {
@@ -62,15 +76,21 @@ impl Sampler {
                             return series;
                         }
                     }
-                    wait = interval.max(began.elapsed() * BACKOFF);
+                    next = Instant::now() + interval.max(began.elapsed() * BACKOFF);
                 }
             })?;
-        Ok(Sampler { stop, thread })
+        Ok(Sampler { orders, thread })
+    }
+
+    /// Asks for a sample at `at` besides the regular ones, so that the series has a reading at
+    /// exactly the edges of a measured window, however far apart the regular ones are.
+    pub fn sample_at(&self, at: Instant) {
+        let _ = self.orders.send(Order::At(at));
     }
 
     /// Takes a last sample and returns the series.
     pub fn finish(self) -> Series {
-        let _ = self.stop.send(());
+        let _ = self.orders.send(Order::Finish);
         self.thread.join().unwrap_or_else(|_| Series {
             samples: Vec::new(),
             error: Some(io::Error::other("the sampler thread panicked")),

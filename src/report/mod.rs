@@ -51,6 +51,8 @@ pub struct Settings {
     pub repeat: usize,
     /// `--workers`, if given.
     pub workers: Option<usize>,
+    /// The pool models' workers when `--workers` is not given.
+    pub pool_workers: usize,
     /// The server's CPU, if pinned.
     pub server_cpu: Option<usize>,
     /// The load generator's CPU, if pinned.
@@ -240,8 +242,13 @@ fn header(report: &Report) -> String {
         s.duration_s,
         s.repeat,
         if s.repeat == 1 { "" } else { "s" },
-        s.workers
-            .map_or("each model's default".to_string(), |w| w.to_string()),
+        s.workers.map_or(
+            format!(
+                "{} for the pool models, the others their default (one per CPU they may use)",
+                s.pool_workers
+            ),
+            |w| format!("{w} for every server")
+        ),
         report.wall_s,
         if report.interrupted {
             " (interrupted: the tables are partial)"

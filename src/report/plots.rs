@@ -42,10 +42,36 @@ fn err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("drawing a plot: {e}"))
 }
 
-/// A colour per series, the same model getting the same colour in every plot.
+/// Twenty colours dark enough to read on white and far enough apart to tell from each other
+/// (the Tableau 10, then a darker ten).
+const PALETTE: [(u8, u8, u8); 20] = [
+    (0x1f, 0x77, 0xb4),
+    (0xff, 0x7f, 0x0e),
+    (0x2c, 0xa0, 0x2c),
+    (0xd6, 0x27, 0x28),
+    (0x94, 0x67, 0xbd),
+    (0x8c, 0x56, 0x4b),
+    (0xe3, 0x77, 0xc2),
+    (0x7f, 0x7f, 0x7f),
+    (0xbc, 0xbd, 0x22),
+    (0x17, 0xbe, 0xcf),
+    (0x39, 0x3b, 0x79),
+    (0x63, 0x79, 0x39),
+    (0x8c, 0x6d, 0x31),
+    (0x84, 0x3c, 0x39),
+    (0x7b, 0x41, 0x73),
+    (0x31, 0x82, 0xbd),
+    (0xe6, 0x55, 0x0d),
+    (0x31, 0xa3, 0x54),
+    (0x75, 0x6b, 0xb1),
+    (0x25, 0x25, 0x25),
+];
+
+/// A colour per series, the same model getting the same colour in every plot; past twenty,
+/// they repeat (and the marker shapes tell them apart).
 pub fn color(i: usize) -> RGBColor {
-    let c = Palette99::pick(i).to_rgba();
-    RGBColor(c.0, c.1, c.2)
+    let (r, g, b) = PALETTE[i % PALETTE.len()];
+    RGBColor(r, g, b)
 }
 
 fn lighter(c: RGBColor) -> RGBColor {
