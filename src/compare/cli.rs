@@ -131,6 +131,7 @@ impl CompareArgs {
 /// SIGINT stops the sweep after the current point; the rows so far are still reported.
 pub fn run(args: &CompareArgs) -> io::Result<()> {
     let opts = args.options()?;
+    let placement = super::place(&opts)?;
     let machine = Machine::describe();
     let shutdown = Shutdown::install()?;
     let interrupted = move || shutdown.requested();
@@ -170,7 +171,7 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
             bar.inc(1);
         }
     };
-    let outcome = super::run(&opts, &interrupted, &mut on_progress)?;
+    let outcome = super::run(&opts, placement, &interrupted, &mut on_progress)?;
     bar.finish_and_clear();
 
     print!("{}", report::terminal(&outcome.rows));

@@ -207,15 +207,11 @@ pub fn unreachable(
     None
 }
 
-/// Runs the whole sweep, calling `progress` before each point (with its model and point) and
-/// after each (with its row).
-pub fn run(
-    opts: &Options,
-    interrupted: &dyn Fn() -> bool,
-    progress: &mut dyn FnMut(Progress),
-) -> io::Result<Outcome> {
-    let began = Instant::now();
-    let fd_limit = placement::raise_fd_limit()?;
+/// Chooses where the server and the client run and moves the calling thread beside the
+/// client: the harness's sampling and reading of /proc must not take CPU from the server. Call
+/// it before starting any thread (a progress bar's), so that every thread of the harness
+/// inherits the place.
+pub fn place(opts: &Options) -> io::Result<Placement> {
     let placement = if opts.pin {
         Placement::choose()?
     } else {
@@ -224,11 +220,22 @@ pub fn run(
             client: None,
         }
     };
-    // The harness runs beside the load generator, never on the server's CPU: its sampling
-    // thread and its reading of /proc must not take CPU from the server.
     if let Some(cpu) = placement.client {
         placement::pin_current_thread(cpu)?;
     }
+    Ok(placement)
+}
+
+/// Runs the whole sweep from where [`place`] put it, calling `progress` before each point
+/// (with its model and point) and after each (with its row).
+pub fn run(
+    opts: &Options,
+    placement: Placement,
+    interrupted: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(Progress),
+) -> io::Result<Outcome> {
+    let began = Instant::now();
+    let fd_limit = placement::raise_fd_limit()?;
     let setup = Setup {
         placement,
         workers: opts.workers,
