@@ -131,11 +131,33 @@ pub struct Interest {
 pub enum Step {
     /// Still open; wait for [`Conn::interest`].
     Open,
-    /// Still open, but it stopped because of the per-turn budget with input perhaps left in
-    /// the socket: an edge-triggered loop must come back to it without waiting for an event.
+    /// Still open, with input perhaps left in the socket that it is allowed to read: it stopped
+    /// at the per-turn read budget, or a write just brought its output back under the cap. An
+    /// edge-triggered loop must come back to it without waiting for an event, since the kernel
+    /// will not report that input again; a level-triggered loop treats this as `Open`.
     Budget,
     /// Finished: close it.
     Done,
+}
+
+/// The buffers an event loop owns once and lends to every connection it serves: one read's
+/// worth of input and the replies made from it. A connection copies bytes into buffers of its
+/// own only when a request is incomplete or the socket would not take the whole reply, so an
+/// idle connection owns no heap memory at all.
+#[derive(Debug)]
+pub struct Scratch {
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+impl Scratch {
+    /// Buffers for reads of [`Config::read_chunk`] bytes.
+    pub fn new(config: &Config) -> Scratch {
+        Scratch {
+            input: vec![0; config.read_chunk.max(1)],
+            output: Vec::new(),
+        }
+    }
 }
 
 /// One nonblocking connection: its socket, its protocol session, and the bytes in flight.
@@ -145,11 +167,14 @@ pub struct Conn {
     session: AnySession,
     /// Bytes read but not yet consumed by the session (an incomplete request).
     pending: Vec<u8>,
-    /// Reply bytes not yet written; `out[sent..]` is what remains.
+    /// Reply bytes the socket did not take; `out[sent..]` is what remains.
     out: Vec<u8>,
     sent: usize,
     /// The peer sent FIN, or the protocol asked to close: read no more.
     read_done: bool,
+    /// The socket may hold input not read yet: set by a readiness report, cleared by a read that
+    /// comes back short, empty (EOF) or with EAGAIN.
+    unread: bool,
     /// When a byte last moved, for the idle timeout.
     last_active: Instant,
 }
@@ -164,6 +189,7 @@ impl Conn {
             out: Vec::new(),
             sent: 0,
             read_done: false,
+            unread: false,
             last_active: Instant::now(),
         }
     }
@@ -178,7 +204,7 @@ impl Conn {
         self.last_active
     }
 
-    /// Output written to the socket's buffer is not yet all gone.
+    /// Reply bytes the socket has not taken yet.
     pub fn pending_output(&self) -> usize {
         self.out.len() - self.sent
     }
@@ -192,89 +218,105 @@ impl Conn {
         }
     }
 
-    /// Handles readability: reads up to `max_reads` times into `scratch` (stopping at EAGAIN,
-    /// EOF or the output cap), feeds the protocol, and writes what it can of the replies.
+    /// Handles readability: reads up to `max_reads` times into the scratch buffer (stopping at
+    /// EAGAIN, a short read, EOF or the output cap), feeds the protocol, and writes the replies.
     ///
     /// Level-triggered loops pass `max_reads = 1`: the kernel will say again if more is there.
-    /// Edge-triggered loops pass a budget and get [`Step::Budget`] back if it ran out first.
+    /// Edge-triggered loops pass a budget and get [`Step::Budget`] back if input may be left.
     pub fn on_readable(
         &mut self,
-        scratch: &mut [u8],
+        scratch: &mut Scratch,
         config: &Config,
         max_reads: usize,
     ) -> io::Result<Step> {
+        self.unread = true;
         let mut reads = 0;
-        let mut drained = false;
-        while self.interest(config).read {
-            if reads == max_reads {
-                break;
-            }
+        while reads < max_reads && self.unread && self.interest(config).read {
             reads += 1;
-            match (&self.stream).read(scratch) {
+            match (&self.stream).read(&mut scratch.input) {
                 Ok(0) => {
                     self.read_done = true;
-                    drained = true;
+                    self.unread = false;
                 }
                 Ok(n) => {
                     self.last_active = Instant::now();
+                    // A short read means the socket's queue is empty: no need to hear EAGAIN.
+                    // (New bytes arriving after it raise a new edge, so edge-triggered loops
+                    // may rely on this too; epoll(7) says as much for stream sockets.)
+                    self.unread = n == scratch.input.len();
+                    let input = &scratch.input[..n];
                     if feed(
                         &mut self.session,
                         &mut self.pending,
-                        &scratch[..n],
-                        &mut self.out,
+                        input,
+                        &mut scratch.output,
                     ) {
                         self.read_done = true;
                     }
-                    // A short read means the socket's queue is empty: no need to hear EAGAIN.
-                    if n < scratch.len() {
-                        drained = true;
-                        break;
+                    if self.pending.is_empty() {
+                        self.pending = Vec::new();
                     }
+                    self.reply(&mut scratch.output)?;
                 }
-                Err(e) if would_block(&e) => {
-                    drained = true;
-                    break;
-                }
-                Err(e) if interrupted(&e) => continue,
+                Err(e) if would_block(&e) => self.unread = false,
+                Err(e) if interrupted(&e) => {}
                 Err(e) => return Err(e),
             }
         }
-        let step = self.on_writable()?;
-        let over_cap = self.pending_output() >= config.out_cap;
-        Ok(
-            if step == Step::Open && !drained && !over_cap && !self.read_done && reads == max_reads
-            {
-                Step::Budget
-            } else {
-                step
-            },
-        )
+        self.on_writable(config)
     }
 
-    /// Handles writability: writes pending output until done or EAGAIN.
-    pub fn on_writable(&mut self) -> io::Result<Step> {
-        while self.sent < self.out.len() {
-            match (&self.stream).write(&self.out[self.sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.sent += n;
-                    self.last_active = Instant::now();
-                }
-                Err(e) if would_block(&e) => return Ok(Step::Open),
-                Err(e) if interrupted(&e) => continue,
-                Err(e) => return Err(e),
+    /// Sends a reply the session just made: straight from the scratch buffer when nothing is
+    /// queued before it, so that the common case copies nothing and allocates nothing; whatever
+    /// the socket does not take is kept, in order, behind what is already queued.
+    fn reply(&mut self, output: &mut Vec<u8>) -> io::Result<()> {
+        let sent = if self.out.is_empty() {
+            write_some(&self.stream, output)
+        } else {
+            Ok(0)
+        };
+        if let Ok(written) = sent {
+            if written > 0 {
+                self.last_active = Instant::now();
+            }
+            self.out.extend_from_slice(&output[written..]);
+        }
+        // Emptied even when the write failed: the scratch buffer serves the next connection.
+        output.clear();
+        sent.map(drop)
+    }
+
+    /// Handles writability: writes queued output until it is all gone or the socket is full
+    /// (EAGAIN), then says whether the connection is finished or wants reading again.
+    pub fn on_writable(&mut self, config: &Config) -> io::Result<Step> {
+        if self.sent < self.out.len() {
+            let written = write_some(&self.stream, &self.out[self.sent..])?;
+            if written > 0 {
+                self.sent += written;
+                self.last_active = Instant::now();
+            }
+            if self.sent == self.out.len() {
+                // Drained: give the buffer back, so that an idle connection holds no memory.
+                self.out = Vec::new();
+                self.sent = 0;
             }
         }
-        self.out.clear();
-        self.sent = 0;
-        if self.out.capacity() > KEEP_CAPACITY {
-            self.out = Vec::new();
+        if self.pending_output() > 0 {
+            return Ok(if self.unread && self.interest(config).read {
+                Step::Budget
+            } else {
+                Step::Open
+            });
         }
         if self.read_done {
             lingering_close(&self.stream);
             return Ok(Step::Done);
         }
-        Ok(Step::Open)
+        Ok(if self.unread {
+            Step::Budget
+        } else {
+            Step::Open
+        })
     }
 
     /// Whether the connection has been idle for longer than the configured timeout.
@@ -282,5 +324,141 @@ impl Conn {
         config
             .idle_timeout
             .is_some_and(|t| now.saturating_duration_since(self.last_active) >= t)
+    }
+}
+
+/// Writes as much of `bytes` as the socket takes without blocking; returns how much that was.
+fn write_some(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match stream.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if would_block(&e) => break,
+            Err(e) if interrupted(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    /// A connected pair on loopback: (the server's side wrapped in a `Conn`, the peer), once
+    /// every byte of `peer_writes` has reached the server's receive queue.
+    fn pair(peer_writes: &[u8]) -> (Conn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let mut peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (ours, _) = listener.accept().expect("accept");
+        peer.write_all(peer_writes).expect("peer write");
+        // Wait until every byte is queued on our side, so that what the reads see is certain.
+        ours.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut probe = vec![0; peer_writes.len() + 1];
+        while ours.peek(&mut probe).expect("peek") < peer_writes.len() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        ours.set_nonblocking(true).expect("nonblocking");
+        (Conn::new(ours, Protocol::Echo), peer)
+    }
+
+    fn config(read_chunk: usize, out_cap: usize) -> Config {
+        Config {
+            read_chunk,
+            out_cap,
+            ..Config::default()
+        }
+    }
+
+    /// An edge-triggered loop's contract: when the read budget runs out with input left, the
+    /// connection says `Budget`; once a read comes back short, it says `Open`.
+    #[test]
+    fn budget_reported_while_input_is_left() {
+        let config = config(1024, 1 << 20);
+        let input: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        let (mut conn, mut peer) = pair(&input);
+        let mut scratch = Scratch::new(&config);
+        assert_eq!(
+            conn.on_readable(&mut scratch, &config, 2).expect("read"),
+            Step::Budget
+        );
+        assert_eq!(
+            conn.on_readable(&mut scratch, &config, 8).expect("read"),
+            Step::Open
+        );
+        let mut back = vec![0; input.len()];
+        peer.read_exact(&mut back).expect("echo");
+        assert_eq!(back, input);
+        assert_eq!(conn.pending_output(), 0);
+    }
+
+    /// Backpressure: over the output cap, reading stops (interest turns to write only); when a
+    /// write brings the output back under the cap with input still unread, the connection says
+    /// `Budget`, because an edge-triggered loop will get no new edge for that input.
+    #[test]
+    fn reading_resumes_after_backpressure() {
+        let config = config(1024, 2048);
+        let input = vec![7u8; 8192];
+        let (mut conn, mut peer) = pair(&input);
+        let mut scratch = Scratch::new(&config);
+        // Output over the cap, queued by hand as if the socket had refused a reply.
+        conn.out.extend_from_slice(&[1u8; 4096]);
+        assert_eq!(
+            conn.interest(&config),
+            Interest {
+                read: false,
+                write: true
+            }
+        );
+        // A readiness report while over the cap reads nothing, sends the queued output, and
+        // reports that input is waiting.
+        assert_eq!(
+            conn.on_readable(&mut scratch, &config, 1).expect("write"),
+            Step::Budget
+        );
+        assert_eq!(conn.pending_output(), 0);
+        assert!(conn.interest(&config).read);
+        // Served again, it reads and echoes everything.
+        while conn.on_readable(&mut scratch, &config, 8).expect("read") == Step::Budget {}
+        let mut back = vec![0; 4096 + input.len()];
+        peer.read_exact(&mut back).expect("echo");
+        assert_eq!(&back[4096..], &input[..]);
+    }
+
+    /// An idle connection owns no heap memory: the buffers it used are given back.
+    #[test]
+    fn idle_connection_holds_no_buffer() {
+        let config = config(1024, 1 << 20);
+        let (mut conn, mut peer) = pair(&[5u8; 3000]);
+        let mut scratch = Scratch::new(&config);
+        while conn.on_readable(&mut scratch, &config, 8).expect("read") == Step::Budget {}
+        let mut back = [0u8; 3000];
+        peer.read_exact(&mut back).expect("echo");
+        assert_eq!((conn.pending.capacity(), conn.out.capacity()), (0, 0));
+    }
+
+    /// A peer's FIN after a request: the reply is sent, then the connection is done.
+    #[test]
+    fn done_after_peer_half_closes() {
+        let config = config(1024, 1 << 20);
+        let (mut conn, mut peer) = pair(b"bye");
+        peer.shutdown(Direction::Write).expect("half-close");
+        let mut scratch = Scratch::new(&config);
+        let mut step = Step::Budget;
+        for _ in 0..400 {
+            step = conn.on_readable(&mut scratch, &config, 8).expect("read");
+            if step == Step::Done {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5)); // the FIN may trail the bytes
+        }
+        assert_eq!(step, Step::Done);
+        let mut back = Vec::new();
+        peer.read_to_end(&mut back).expect("read to EOF");
+        assert_eq!(back, b"bye");
     }
 }

@@ -12,6 +12,8 @@
 //! - [`net`]: listener setup and `accept` with its error cases sorted out (EMFILE and friends).
 //! - [`shutdown`]: SIGINT/SIGTERM turned into one shutdown signal every model can wait on.
 //! - [`children`]: forking, reaping and stopping child processes, for the process models.
+//! - [`event_loop`]: what the event-driven models share — the table of connections, accepting
+//!   with EMFILE handled, the idle timeout, shutdown — so that they differ only in how they wait.
 //! - [`load`]: the load generator: closed and open loop, churn, latency histograms.
 //! - [`spawn`]: a server started as a child process, for tests, benches and `compare`.
 //! - [`measure`]: a server's process tree measured from /proc: CPU, PSS, threads, switches.
@@ -23,6 +25,7 @@
 pub mod children;
 pub mod compare;
 pub mod conn;
+pub mod event_loop;
 pub mod load;
 pub mod measure;
 pub mod model;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use server_models::model::{Config, Model};
 use server_models::protocol::Protocol;
 
@@ -94,10 +95,22 @@ const CASES: &[(&str, &[Protocol], Check)] = &[
         &[Protocol::Http],
         http_connection_close,
     ),
+    (
+        "fifteen_hundred_clients",
+        &[Protocol::Echo],
+        fifteen_hundred_clients,
+    ),
+    ("out_of_descriptors", &[Protocol::Echo], out_of_descriptors),
+    ("idle_timeout", &[Protocol::Echo], idle_timeout),
 ];
 
 fn main() {
     let args = Arguments::from_args();
+    // 1 500 clients at once need more descriptors than the usual soft limit of 1 024; the
+    // servers started from here inherit the raised limit too.
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
     let mut trials = Vec::new();
     for &model in server_models::variants::all() {
         for &(name, protocols, check) in CASES {
@@ -556,4 +569,274 @@ fn http_connection_close(case: Case) -> Result<(), Failed> {
         )?;
     }
     Ok(())
+}
+
+/// 1 500 clients connected at once, each sending before any reads. A model that can watch
+/// descriptors only below a limit (select: FD_SETSIZE) serves the clients under it, closes the
+/// others with one log line per episode rather than one per client, and goes on serving; a model
+/// with a fixed number of slots serves that many and the next waits; every other model serves
+/// all 1 500 while all stay connected.
+fn fifteen_hundred_clients(case: Case) -> Result<(), Failed> {
+    const N: usize = 1500;
+    let server = case.start(&[])?;
+    let mut clients = Vec::with_capacity(N);
+    for _ in 0..N {
+        clients.push(connect(server.addr).map_err(|e| {
+            format!(
+                "connect failed after {} clients (is RLIMIT_NOFILE >= 1 600?): {e}",
+                clients.len()
+            )
+        })?);
+    }
+    if let Some(limit) = case.limit() {
+        for (i, c) in clients.iter_mut().take(limit).enumerate() {
+            case.exchange(c, i as u8)?;
+        }
+        // Client limit+1 has been in the queue all along; it is served once the others leave.
+        let mut rest = clients.split_off(limit);
+        let waiting = &mut rest[0];
+        waiting.write_all(b"ping")?;
+        waiting.set_read_timeout(Some(MUST_WAIT))?;
+        let mut byte = [0u8; 4];
+        check(
+            matches!(
+                waiting.read(&mut byte),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+            ),
+            format!(
+                "{} serves {limit} at once by design, yet client {} was answered",
+                case.model.name(),
+                limit + 1
+            ),
+        )?;
+        waiting.set_read_timeout(Some(IO_TIMEOUT))?;
+        clients.clear();
+        waiting.read_exact(&mut byte)?;
+        check(&byte == b"ping", "the waiting client got a wrong answer")?;
+        drop(rest);
+        return Ok(());
+    }
+    // All send, then all read: the server has every one of them to serve at once.
+    let msg = |i: usize| pattern(32, i as u8);
+    let mut open = vec![true; N];
+    for (i, c) in clients.iter_mut().enumerate() {
+        // A refused client's write may fail (reset) or succeed (before the reset arrives).
+        open[i] = c.write_all(&msg(i)).is_ok();
+    }
+    let mut served = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut back = [0u8; 32];
+        match c.read_exact(&mut back) {
+            Ok(()) if open[i] && back[..] == msg(i)[..] => served.push(i),
+            Ok(()) => return Err(format!("client {i} got a wrong reply").into()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!(
+                    "client {i} was neither served nor closed within {IO_TIMEOUT:?}"
+                )
+                .into());
+            }
+            Err(_) => {} // closed: refused
+        }
+    }
+    let refused = N - served.len();
+    let mut server = server;
+    check(
+        !server.exited(),
+        format!(
+            "the server exited during the flood; log:\n{}",
+            server.log_text()
+        ),
+    )?;
+    match case.model.fd_limit() {
+        None => check(
+            refused == 0,
+            format!("{refused} of {N} clients were not served"),
+        )?,
+        Some(limit) => {
+            check(
+                !served.is_empty() && served.len() <= limit && refused > 0,
+                format!(
+                    "{} served and {refused} refused with a descriptor limit of {limit}",
+                    served.len()
+                ),
+            )?;
+            let lines = server.log.lock().expect("log lock").len();
+            check(
+                lines < 10,
+                format!(
+                    "{lines} log lines for {refused} refusals: log once per episode, not per client"
+                ),
+            )?;
+            // It keeps serving the clients it took.
+            for &i in served.iter().take(50) {
+                case.exchange(&mut clients[i], i as u8)?;
+            }
+        }
+    }
+    drop(clients);
+    // Once they have left, new clients are served. The server notices the closes in its own
+    // time, and until then a limited model may still refuse: retry for a while.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = connect(server.addr)
+            .map_err(Failed::from)
+            .and_then(|mut s| case.exchange(&mut s, 7));
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("no service after the 1 500 clients left: {e:?}").into());
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// The server runs with RLIMIT_NOFILE = 64 and 100 clients arrive: accept fails with EMFILE
+/// while the queue stays full. The server must not crash, must not spin (a level-triggered
+/// listener stays readable while accept fails: a loop that keeps watching it burns a CPU), and
+/// must serve normally once the clients leave.
+fn out_of_descriptors(case: Case) -> Result<(), Failed> {
+    use std::os::unix::process::CommandExt;
+    const NOFILE: u64 = 64;
+    const CLIENTS: usize = 100;
+    /// The share of a spinning thread's CPU above which a server counts as spinning.
+    const SPIN: f64 = 0.3;
+    let workers = WORKERS.to_string();
+    let mut server = Server::start_with(
+        case.model.name(),
+        case.protocol.name(),
+        &["--workers", &workers],
+        |cmd| {
+            // SAFETY: between fork and exec the closure only calls setrlimit(2), which is
+            // async-signal-safe, and allocates nothing.
+            unsafe {
+                cmd.pre_exec(|| Ok(setrlimit(Resource::RLIMIT_NOFILE, NOFILE, NOFILE)?));
+            }
+        },
+    )?;
+    let idle = cpu_share(&server, Duration::from_millis(500));
+
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let mut c = connect(server.addr)?;
+        c.write_all(&pattern(32, i as u8))?;
+        clients.push(c);
+    }
+    // Let it run into the limit, then watch it there.
+    std::thread::sleep(Duration::from_millis(300));
+    let at_limit = cpu_share(&server, Duration::from_secs(1));
+    check(
+        !server.exited(),
+        format!(
+            "the server exited at the descriptor limit; log:\n{}",
+            server.log_text()
+        ),
+    )?;
+    // A model that already burns a CPU while idle (busy-poll, by design) cannot spin any
+    // harder on one thread: for it only the rest is checked.
+    check(
+        idle >= SPIN || at_limit < SPIN,
+        format!(
+            "at the descriptor limit the server burnt {at_limit:.2} of what a spinning thread got \
+             (idle: {idle:.2}): it spins"
+        ),
+    )?;
+    // The first client is served whatever the model.
+    let mut back = [0u8; 32];
+    clients[0].read_exact(&mut back)?;
+    check(
+        back[..] == pattern(32, 0)[..],
+        "the first client got a wrong reply",
+    )?;
+    drop(clients);
+
+    // Normal service once they have left: several clients at once (up to a limited model's limit).
+    let n = case.limit().unwrap_or(10).min(10);
+    let mut fresh = Vec::new();
+    for i in 0..n {
+        let mut s = connect(server.addr)?;
+        case.exchange(&mut s, i as u8)?;
+        fresh.push(s);
+    }
+    for (i, s) in fresh.iter_mut().enumerate() {
+        case.exchange(s, i as u8)?;
+    }
+    Ok(())
+}
+
+/// The CPU the server tree burns over `over`, as a share of what a thread of this process that
+/// spins on purpose gets over the same window: near 1 for a server that spins, near 0 for one
+/// that waits. A plain CPU-seconds-per-second figure would let a spinning server pass on a busy
+/// machine, where it gets only a fraction of a CPU; the spinning thread gets the same fraction.
+fn cpu_share(server: &Server, over: Duration) -> f64 {
+    use nix::time::{ClockId, clock_gettime};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let thread_cpu = || {
+        clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .map_or(0.0, |t| Duration::from(t).as_secs_f64())
+    };
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let spinner = scope.spawn(|| {
+            let start = thread_cpu();
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+            thread_cpu() - start
+        });
+        let before = tree_cpu_seconds(server.pid());
+        std::thread::sleep(over);
+        let burnt = tree_cpu_seconds(server.pid()) - before;
+        stop.store(true, Ordering::Relaxed);
+        let reference = spinner.join().unwrap_or(0.0);
+        burnt / reference.max(0.01)
+    })
+}
+
+/// With `--idle-timeout 1`, a connection that sends nothing is closed — not before the timeout
+/// — while one that exchanges a message every 100 ms stays open throughout. The active client
+/// connects first, so that a timer that goes by arrival rather than by last activity misses the
+/// idle one behind it. (A model serving one client at a time must meet the idle client first,
+/// and serves the active one once the idle one has been closed.)
+fn idle_timeout(case: Case) -> Result<(), Failed> {
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let server = case.start(&["--idle-timeout", "1"])?;
+    let mut active = None;
+    if case.limit() != Some(1) {
+        let mut s = connect(server.addr)?;
+        case.exchange(&mut s, 0)?;
+        active = Some(s);
+    }
+    let connected = Instant::now();
+    let mut idle = connect(server.addr)?;
+    let watcher = std::thread::spawn(move || {
+        idle.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let closed = read_to_close(&mut idle);
+        Ok::<_, std::io::Error>((closed, connected.elapsed()))
+    });
+    let mut active = match active {
+        Some(s) => s,
+        None => connect(server.addr)?,
+    };
+    let mut i = 0u8;
+    while connected.elapsed() < TIMEOUT * 5 / 2 {
+        case.exchange(&mut active, i)?;
+        i = i.wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (closed, after) = watcher.join().map_err(|_| "watcher panicked")??;
+    check(
+        closed.as_ref().is_ok_and(|b| b.is_empty()),
+        format!("the idle connection was not closed: {closed:?}"),
+    )?;
+    check(
+        after >= TIMEOUT * 9 / 10,
+        format!("the idle connection was closed after {after:?}, before the {TIMEOUT:?} timeout"),
+    )?;
+    case.exchange(&mut active, i)
 }

@@ -48,6 +48,7 @@ impl Model for ForkPerConn {
         } = ctx;
         let mut children = Children::new()?;
         shutdown.shut_on_signal(Slot::Listener, Some(listener.as_raw_fd()));
+        let mut fork_failing = false;
         let result = loop {
             // SIGCHLD interrupts accept (EINTR), so children are reaped as soon as they exit.
             children.reap();
@@ -64,17 +65,30 @@ impl Model for ForkPerConn {
                 Ok(Accepted::Closed) => break Ok(()),
                 Err(e) => break Err(e),
             };
-            let spawned = children.spawn(|| {
+            let child = || {
                 // The child: drop the listener (one reference of two), serve, exit.
                 shutdown.shut_on_signal(Slot::Listener, None);
                 let _ = nix::unistd::close(listener.as_raw_fd());
                 shutdown.shut_on_signal(Slot::Conn, Some(stream.as_raw_fd()));
                 let _ = serve_blocking(&stream, protocol, &config, &mut Vec::new());
                 0
-            });
-            if let Err(e) = spawned {
-                crate::event!("fork failed: {e}; connection closed");
+            };
+            // Out of processes or memory (EAGAIN, ENOMEM), fork fails for every connection
+            // until some child exits. Keep this one and try again after a pause — its client
+            // waits, like those queued behind it — rather than drop client after client as
+            // fast as they arrive. Logged once per episode.
+            while let Err(e) = children.spawn(child) {
+                if !fork_failing {
+                    fork_failing = true;
+                    crate::event!("fork failed: {e}; retrying every {EXHAUSTED_BACKOFF:?}");
+                }
+                if shutdown.requested() {
+                    break;
+                }
+                std::thread::sleep(EXHAUSTED_BACKOFF);
+                children.reap();
             }
+            fork_failing = false;
             // The parent: drop its reference to the connection. No FIN is sent: the child
             // still holds the socket.
             drop(stream);

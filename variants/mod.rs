@@ -6,9 +6,14 @@
 
 use crate::model::Model;
 
+pub mod busy_poll;
+pub mod epoll_et;
+pub mod epoll_lt;
 pub mod fork_per_conn;
 pub mod iterative;
+pub mod poll;
 pub mod prefork;
+pub mod select;
 pub mod thread_per_conn;
 pub mod thread_pool;
 
@@ -20,5 +25,10 @@ pub fn all() -> &'static [&'static dyn Model] {
         &thread_per_conn::ThreadPerConn,
         &prefork::Prefork,
         &thread_pool::ThreadPool,
+        &busy_poll::BusyPoll,
+        &select::Select,
+        &poll::Poll,
+        &epoll_lt::EpollLt,
+        &epoll_et::EpollEt,
     ]
 }

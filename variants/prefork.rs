@@ -22,7 +22,7 @@ use std::os::fd::AsRawFd;
 use crate::children::Children;
 use crate::conn::serve_blocking;
 use crate::model::{Concurrency, Model, ServeContext};
-use crate::net::accept_blocking;
+use crate::net::{EXHAUSTED_BACKOFF, accept_blocking};
 use crate::shutdown::Slot;
 
 /// Serves connections from N preforked processes that accept for themselves.
@@ -71,16 +71,30 @@ impl Model for Prefork {
         };
         let mut result = Ok(());
         // Keep N children alive until shutdown; one that dies while the server runs is replaced.
+        let mut fork_failing = false;
         while !shutdown.requested() {
-            while children.len() < config.workers.max(1) {
-                if let Err(e) = children.spawn(child) {
-                    crate::event!("fork failed: {e}");
-                    break;
+            if children.len() < config.workers.max(1) {
+                match children.spawn(child) {
+                    Ok(_) => fork_failing = false,
+                    Err(e) => {
+                        // Out of processes or memory: try again after a pause (logged once),
+                        // instead of a fork attempt and a log line in a tight loop.
+                        if !fork_failing {
+                            fork_failing = true;
+                            crate::event!("fork failed: {e}; retrying every {EXHAUSTED_BACKOFF:?}");
+                        }
+                        std::thread::sleep(EXHAUSTED_BACKOFF);
+                        children.reap();
+                    }
                 }
+                continue;
             }
             match children.wait_any() {
                 Ok(Some(_)) if !shutdown.requested() => {
                     crate::event!("a child exited; forking a replacement");
+                    // A child that dies at once (a persistent accept error) must not turn
+                    // into a fork loop.
+                    std::thread::sleep(EXHAUSTED_BACKOFF);
                 }
                 Ok(_) => {}
                 Err(e) => {

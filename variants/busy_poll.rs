@@ -1,0 +1,58 @@
+//! `busy-poll` — one thread, every socket nonblocking, and no waiting at all: the loop asks
+//! every socket in turn whether it has anything, forever.
+//!
+//! Syscalls, in order, every turn: `accept4` on the nonblocking listener until EAGAIN; then, for
+//! every connection, `read` (EAGAIN when nothing came) and `write` of anything pending. Then
+//! again, at once. No `select`, no `poll`, no `epoll`: the kernel is never asked which sockets
+//! are ready; each one is tried.
+//!
+//! It is correct — every byte is served, backpressure and the idle timeout work as in the other
+//! models, and shutdown is seen within one turn because the loop checks the flag on every turn
+//! instead of sleeping — and it shows what the readiness APIs are for. While idle it burns a
+//! whole CPU: a turn with no connections is one failing `accept4`, so it makes hundreds of
+//! thousands of system calls a second to learn that nothing happened, and with N connections
+//! each turn is N+1 failed calls or more. Latency is good while the loop has a core to itself
+//! (nothing ever sleeps, so nothing has to be woken); on a shared core it takes time from
+//! everything else, including the clients it serves. Compare with `select` and `poll`, which
+//! hand the same walk to the kernel and sleep until something is ready, and with `epoll-lt`,
+//! which does not walk at all.
+//!
+//! (Busy polling is a real technique where a core is dedicated to it — DPDK, SO_BUSY_POLL — but
+//! there the point is to never give the core away; here it is the cautionary baseline.)
+//!
+//! The note, with the idle CPU measured: notes/busy_poll.md.
+
+use std::io;
+
+use crate::event_loop::EventLoop;
+use crate::model::{Model, ServeContext};
+
+/// Serves every connection from one thread that never sleeps.
+pub struct BusyPoll;
+
+impl Model for BusyPoll {
+    fn name(&self) -> &'static str {
+        "busy-poll"
+    }
+
+    fn summary(&self) -> &'static str {
+        "one thread, all nonblocking, retrying every socket on EAGAIN; burns a CPU while idle"
+    }
+
+    fn serve(&self, ctx: ServeContext) -> io::Result<()> {
+        let mut lp = EventLoop::new(ctx, None)?;
+        while !lp.shutdown_requested() {
+            if lp.accepting() {
+                lp.accept(|_| Ok(()))?;
+            }
+            // Every descriptor number a connection may have; the numbers of closed ones are
+            // skipped (on_ready finds nothing there). Read, and write whatever is pending.
+            for fd in 0..lp.fd_bound() {
+                lp.on_ready(fd, true, true, 1);
+            }
+            lp.sweep_idle(|_| {});
+        }
+        lp.close_all();
+        Ok(())
+    }
+}

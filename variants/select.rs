@@ -1,0 +1,123 @@
+//! `select` — one thread, two bitmaps of descriptors rebuilt every turn: the oldest way (4.2BSD,
+//! 1983) to wait for many sockets at once.
+//!
+//! Syscalls, in order: the loop fills a read set (the shutdown eventfd, the listener, every
+//! connection that may read) and a write set (every connection with output pending), and calls
+//! `select` (timeout: the next idle deadline). It returns the sets rewritten to hold only the
+//! ready descriptors — which is why they are rebuilt before every call. Then, for each ready
+//! connection, one `read` (then `write` of the reply) or a `write` of pending output; for the
+//! listener, `accept4` until EAGAIN; `close` of each finished connection.
+//!
+//! FD_SETSIZE: an `fd_set` is a fixed bitmap of 1024 bits, so `select` cannot watch descriptor
+//! 1024 or above — `FD_SET` past it writes beyond the bitmap in C, and nix's `FdSet::insert`
+//! panics. The descriptor number is what counts, not how many are watched: a process with 1 020
+//! connections open has no number below 1024 left. So a connection whose descriptor is 1024 or
+//! more is closed as soon as it is accepted, with one log line per episode
+//! ([`Model::fd_limit`]); the server goes on serving the others, and accepts again once one of
+//! them closes and frees a low number. (glibc's FD_SETSIZE cannot be raised without rebuilding
+//! it; the real fix is `poll`.)
+//!
+//! Cost: each turn builds two 128-byte bitmaps and walks every connection to do so; the kernel
+//! copies them in, walks every bit up to the highest descriptor (registering on each socket's
+//! wait queue), and copies them out; the loop then tests every connection's bit again. O(watched)
+//! three times per turn, however few are ready. Compare with `poll` (no ceiling, the same walk)
+//! and `epoll-lt` (O(ready)).
+//!
+//! The note: notes/select.md.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::select::{FD_SETSIZE, FdSet, select};
+use nix::sys::time::{TimeVal, TimeValLike};
+
+use crate::event_loop::EventLoop;
+use crate::model::{Model, ServeContext};
+
+/// Serves every connection from one thread, waiting in select(2).
+pub struct Select;
+
+impl Model for Select {
+    fn name(&self) -> &'static str {
+        "select"
+    }
+
+    fn summary(&self) -> &'static str {
+        "one thread, fd_sets rebuilt every turn; descriptors past FD_SETSIZE (1024) refused"
+    }
+
+    fn fd_limit(&self) -> Option<usize> {
+        Some(FD_SETSIZE)
+    }
+
+    fn serve(&self, ctx: ServeContext) -> io::Result<()> {
+        let mut lp = EventLoop::new(ctx, self.fd_limit())?;
+        for fd in [lp.listener().as_raw_fd(), lp.shutdown_fd().as_raw_fd()] {
+            if fd as usize >= FD_SETSIZE {
+                return Err(io::Error::other(format!(
+                    "descriptor {fd} is past FD_SETSIZE ({FD_SETSIZE}): select cannot watch it"
+                )));
+            }
+        }
+        // (descriptor, readable, writable) for each connection select found ready.
+        let mut ready: Vec<(RawFd, bool, bool)> = Vec::new();
+
+        while !lp.shutdown_requested() {
+            let listener_ready = {
+                // The sets borrow the sockets they name, so they live only in this block, and
+                // the table cannot change while they exist.
+                let mut reads = FdSet::new();
+                let mut writes = FdSet::new();
+                reads.insert(lp.shutdown_fd());
+                // Out of descriptors, a readable listener would end every select at once.
+                if lp.accepting() {
+                    reads.insert(lp.listener());
+                }
+                for (socket, interest) in lp.interests() {
+                    if interest.read {
+                        reads.insert(socket);
+                    }
+                    if interest.write {
+                        writes.insert(socket);
+                    }
+                }
+                let mut timeout = lp.timeout().map(timeval);
+                match select(None, &mut reads, &mut writes, None, timeout.as_mut()) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                if reads.contains(lp.shutdown_fd()) {
+                    break;
+                }
+                // select rewrote the sets: only the ready descriptors are still in them.
+                ready.clear();
+                for (socket, _) in lp.interests() {
+                    let (r, w) = (reads.contains(socket), writes.contains(socket));
+                    if r || w {
+                        ready.push((socket.as_raw_fd(), r, w));
+                    }
+                }
+                reads.contains(lp.listener())
+            };
+            for &(fd, readable, writable) in &ready {
+                lp.on_ready(fd, readable, writable, 1);
+            }
+            if listener_ready {
+                lp.accept(|_| Ok(()))?;
+            }
+            lp.sweep_idle(|_| {});
+        }
+        lp.close_all();
+        Ok(())
+    }
+}
+
+/// A select timeout, rounded up to whole microseconds so the loop does not wake early and spin;
+/// capped at a day (the loop simply waits again), far inside what a `timeval` holds.
+fn timeval(d: Duration) -> TimeVal {
+    let micros = d.min(Duration::from_secs(86_400)).as_nanos().div_ceil(1000);
+    TimeVal::microseconds(micros as i64)
+}
