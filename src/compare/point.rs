@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::client::{self, LoadPlan};
 use super::{Point, Setup, unreachable};
 use crate::load::LoadReport;
-use crate::measure::tree::{self, Peaks, Window};
+use crate::measure::tree::{self, Peaks, Sample, Window};
 use crate::measure::{Sampler, placement};
 use crate::model::{Concurrency, Model};
 use crate::report::row::{self, Errors, Latency, Mode, Row, Status, SwitchRates, Tasks};
@@ -148,13 +148,23 @@ fn measure_once(
     }
     server.stop()?;
     let load = load?;
-    if let Some(e) = series.error {
-        return Err(NotMeasured::Failed(format!("sampling the server: {e}")));
-    }
     let from = load.started + setup.warmup;
     let to = from + Duration::from_secs_f64(load.result.duration_s.max(0.0));
+    // A sampling error matters only if it leaves the window uncovered.
     let window = tree::window(&series.samples, from, to).ok_or_else(|| {
-        NotMeasured::Failed("the samples do not cover the measured window".into())
+        if let Some(e) = &series.error {
+            return NotMeasured::Failed(format!("sampling the server: {e}"));
+        }
+        let (first, last) = (series.samples.first(), series.samples.last());
+        let since = |s: Option<&Sample>| s.map(|s| s.at.saturating_duration_since(load.started));
+        NotMeasured::Failed(format!(
+            "the samples ({}, {:?} to {:?} after the load started) do not cover its window ({:?} to {:?})",
+            series.samples.len(),
+            since(first),
+            since(last),
+            from.duration_since(load.started),
+            to.duration_since(load.started)
+        ))
     })?;
     if load.result.requests == 0 {
         let e = &load.result.errors;

@@ -61,8 +61,9 @@ impl Sampler {
                         Err(RecvTimeoutError::Timeout) => {}
                         // Finishing: one last sample, so the series reaches the moment of the call.
                         Ok(Order::Finish) | Err(RecvTimeoutError::Disconnected) => {
-                            if let Ok(s) = watch.sample() {
-                                series.samples.push(s);
+                            match watch.sample() {
+                                Ok(s) => series.samples.push(s),
+                                Err(e) => series.error = Some(e),
                             }
                             return series;
                         }
