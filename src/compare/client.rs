@@ -63,7 +63,8 @@ impl LoadPlan {
             "--connections".into(),
             self.connections.to_string(),
             "--size".into(),
-            self.size.to_string(),
+            // The load generator wants a size even for HTTP, which ignores it.
+            self.size.max(1).to_string(),
             "--warmup".into(),
             secs(self.warmup),
             "--duration".into(),

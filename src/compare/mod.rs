@@ -70,7 +70,7 @@ pub struct Point {
     pub mode: Mode,
     /// Connections (churn: slots; idle: connections held).
     pub connections: usize,
-    /// Echo message size.
+    /// Echo message size; 0 for HTTP, whose request is always `GET /`.
     pub size: usize,
     /// Open loop: requests per second.
     pub rate: Option<f64>,
@@ -112,13 +112,14 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
     let first_size = opts.sizes.first().copied().unwrap_or(64);
     let mut points = Vec::new();
     for &protocol in &opts.protocols {
-        // HTTP ignores the message size: one point per connection count.
+        // HTTP sends `GET /` whatever the size: one point per connection count, size 0 for
+        // "not applicable".
         let sizes = if protocol == Protocol::Http {
-            &opts.sizes[..opts.sizes.len().min(1)]
+            vec![0]
         } else {
-            &opts.sizes
+            opts.sizes.clone()
         };
-        for &size in sizes {
+        for size in sizes {
             let mode = if opts.rate.is_some() {
                 Mode::Open
             } else {
@@ -139,7 +140,11 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
                 protocol,
                 mode: Mode::Churn,
                 connections,
-                size: first_size,
+                size: if protocol == Protocol::Http {
+                    0
+                } else {
+                    first_size
+                },
                 rate: None,
             });
         }
@@ -148,7 +153,11 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
                 protocol,
                 mode: Mode::Idle,
                 connections,
-                size: first_size,
+                size: if protocol == Protocol::Http {
+                    0
+                } else {
+                    first_size
+                },
                 rate: None,
             });
         }

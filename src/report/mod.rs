@@ -105,17 +105,14 @@ struct Section<'a> {
 
 impl Section<'_> {
     fn title(&self) -> String {
+        // HTTP rows have size 0: the request is always `GET /`.
+        let what = match self.key {
+            0 => self.protocol.to_string(),
+            size => format!("{}, {} messages", self.protocol, table::bytes(size as f64)),
+        };
         match self.mode {
-            Mode::Closed => format!(
-                "Closed loop — {}, {} messages",
-                self.protocol,
-                table::bytes(self.key as f64)
-            ),
-            Mode::Open => format!(
-                "Open loop — {}, {} messages",
-                self.protocol,
-                table::bytes(self.key as f64)
-            ),
+            Mode::Closed => format!("Closed loop — {what}"),
+            Mode::Open => format!("Open loop — {what}"),
             Mode::Churn => format!("Churn: connect, one request, close — {}", self.protocol),
             Mode::Idle => format!(
                 "Idle connections: memory per connection — {}, {} held",
@@ -133,7 +130,10 @@ impl Section<'_> {
     }
 
     fn stem(&self) -> String {
-        format!("{}_{}", self.protocol, self.key)
+        match self.key {
+            0 => self.protocol.to_string(),
+            key => format!("{}_{key}", self.protocol),
+        }
     }
 }
 

@@ -76,7 +76,7 @@ pub struct Row {
     pub mode: Mode,
     /// Connections open at once (churn: connection slots; idle: connections held).
     pub connections: usize,
-    /// Echo message size in bytes (HTTP: the request's size).
+    /// Echo message size in bytes; 0 for HTTP, whose request is always `GET /`.
     pub size: usize,
     /// Open loop: requests per second asked for.
     pub rate: Option<f64>,

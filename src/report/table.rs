@@ -109,11 +109,16 @@ pub fn load_table(rows: &[&Row]) -> Table {
     let body = rows
         .iter()
         .map(|r| {
+            let size = if r.size == 0 {
+                "-".to_string()
+            } else {
+                bytes(r.size as f64)
+            };
             let mut cells = vec![
                 r.model.clone(),
                 r.protocol.clone(),
                 r.connections.to_string(),
-                bytes(r.size as f64),
+                size,
             ];
             cells.extend(measured(r));
             cells.push(note(r));
