@@ -175,6 +175,9 @@ pub struct Conn {
     /// The socket may hold input not read yet: set by a readiness report, cleared by a read that
     /// comes back short, empty (EOF) or with EAGAIN.
     unread: bool,
+    /// The peer's FIN has arrived (EPOLLRDHUP): a short read no longer means the queue is
+    /// empty, because the end of the stream waits behind the bytes and raises no new edge.
+    hangup: bool,
     /// When a byte last moved, for the idle timeout.
     last_active: Instant,
 }
@@ -190,6 +193,7 @@ impl Conn {
             sent: 0,
             read_done: false,
             unread: false,
+            hangup: false,
             last_active: Instant::now(),
         }
     }
@@ -218,6 +222,12 @@ impl Conn {
         }
     }
 
+    /// Records that the peer's FIN has arrived (an edge-triggered loop saw EPOLLRDHUP), so
+    /// that reading goes on past a short read until it meets the end of the stream.
+    pub fn saw_hangup(&mut self) {
+        self.hangup = true;
+    }
+
     /// Handles readability: reads up to `max_reads` times into the scratch buffer (stopping at
     /// EAGAIN, a short read, EOF or the output cap), feeds the protocol, and writes the replies.
     ///
@@ -243,7 +253,7 @@ impl Conn {
                     // A short read means the socket's queue is empty: no need to hear EAGAIN.
                     // (New bytes arriving after it raise a new edge, so edge-triggered loops
                     // may rely on this too; epoll(7) says as much for stream sockets.)
-                    self.unread = n == scratch.input.len();
+                    self.unread = n == scratch.input.len() || self.hangup;
                     let input = &scratch.input[..n];
                     if feed(
                         &mut self.session,

@@ -226,6 +226,13 @@ impl EventLoop {
         }
     }
 
+    /// Tells connection `fd` that its peer's FIN has arrived (see [`Conn::saw_hangup`]).
+    pub fn saw_hangup(&mut self, fd: RawFd) {
+        if let Some(conn) = self.conns.get_mut(fd) {
+            conn.saw_hangup();
+        }
+    }
+
     /// Closes connection `fd`. A descriptor is free again, so accepting resumes if it paused.
     pub fn close(&mut self, fd: RawFd) {
         if self.conns.remove(fd).is_some() {

@@ -14,6 +14,7 @@
 //! - [`children`]: forking, reaping and stopping child processes, for the process models.
 //! - [`event_loop`]: what the event-driven models share — the table of connections, accepting
 //!   with EMFILE handled, the idle timeout, shutdown — so that they differ only in how they wait.
+//! - [`lab`]: the runnable labs, each putting one classic claim about sockets to this kernel.
 //! - [`load`]: the load generator: closed and open loop, churn, latency histograms.
 //! - [`spawn`]: a server started as a child process, for tests, benches and `compare`.
 //! - [`measure`]: a server's process tree measured from /proc: CPU, PSS, threads, switches.
@@ -26,6 +27,7 @@ pub mod children;
 pub mod compare;
 pub mod conn;
 pub mod event_loop;
+pub mod lab;
 pub mod load;
 pub mod measure;
 pub mod model;

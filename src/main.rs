@@ -4,6 +4,7 @@
 //! 1 for anything else (an address in use). Library code returns `io::Result`; only this file
 //! turns errors into messages.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,6 +33,8 @@ enum Command {
     List,
     /// Serve with one model until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Run a lab: real sockets on loopback putting one classic claim to this kernel.
+    Lab(LabArgs),
     /// Drive a server with load: closed loop, open loop (--rate) or churn; report latency,
     /// throughput, errors and the client's own CPU.
     Load(LoadArgs),
@@ -40,6 +43,15 @@ enum Command {
     /// A process with a known footprint, for the measurement tests.
     #[command(subcommand, hide = true)]
     Probe(server_models::measure::probe::Probe),
+}
+
+#[derive(Args)]
+struct LabArgs {
+    /// The lab; without one, list the labs.
+    name: Option<String>,
+    /// Print the observations as JSON instead of the story.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -118,6 +130,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(args),
+        Command::Lab(args) => lab(args),
         Command::Load(args) => load(args),
         Command::Compare(args) => match server_models::compare::cli::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -137,6 +150,45 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Lists the labs, or runs one. Runs in this process, which has no other thread: the labs
+/// that fork need that.
+fn lab(args: LabArgs) -> ExitCode {
+    use server_models::lab;
+    let Some(name) = args.name else {
+        let width = lab::all().iter().map(|l| l.name.len()).max().unwrap_or(0);
+        for l in lab::all() {
+            println!("{:width$}  {}", l.name, l.summary);
+        }
+        return ExitCode::SUCCESS;
+    };
+    let Some(chosen) = lab::find(&name) else {
+        let names: Vec<&str> = lab::all().iter().map(|l| l.name).collect();
+        eprintln!(
+            "server-models: unknown lab '{name}'; the labs are: {}",
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    match lab::run(chosen, !args.json) {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("server-models: lab {name}: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("server-models: lab {name}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -174,16 +226,24 @@ fn load(args: LoadArgs) -> ExitCode {
             });
         }
     };
-    if args.json {
+    let text = if args.json {
         match serde_json::to_string(&report) {
-            Ok(line) => println!("{line}"),
+            Ok(line) => line,
             Err(e) => {
                 eprintln!("server-models: load: {e}");
                 return ExitCode::FAILURE;
             }
         }
     } else {
-        println!("{report}");
+        report.to_string()
+    };
+    // A reader that went away (`load ... | head -1`) is not a failure of the run.
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("server-models: load: writing the report: {e}");
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }

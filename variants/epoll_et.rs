@@ -113,6 +113,10 @@ impl Model for EpollEt {
                     continue;
                 }
                 let flags = ev.events();
+                if flags.intersects(EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP) {
+                    // The FIN may sit behind the bytes a short read returns: read on to it.
+                    lp.saw_hangup(fd);
+                }
                 let readable = flags.intersects(
                     EpollFlags::EPOLLIN
                         | EpollFlags::EPOLLRDHUP

@@ -1,5 +1,6 @@
 //! `fork-per-conn` — a new process for every accepted connection: the classic Unix server
 //! (Stevens, UNP ch. 4.8 and 30.5).
+//! See notes/fork-per-conn.md.
 //!
 //! Syscalls, in order: the parent blocks in `accept`; for each connection it calls `fork`,
 //! then `close`s its own copy of the connected socket and goes back to `accept`. The child

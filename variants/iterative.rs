@@ -1,4 +1,5 @@
 //! `iterative` — one client at a time: accept, serve that client to EOF, accept the next.
+//! See notes/iterative.md.
 //!
 //! The baseline every concurrent model is measured against (Stevens, UNP ch. 30.2).
 //!

@@ -1,5 +1,6 @@
 //! `prefork` — N child processes forked at start, each blocking in `accept` on the listener
 //! they share (Stevens, UNP ch. 30.6; Apache's prefork MPM).
+//! See notes/prefork.md.
 //!
 //! Syscalls, in order: the parent binds and listens, then `fork`s N times and waits in
 //! `waitpid`, replacing any child that dies. Each child loops: `accept` (blocking, on the shared

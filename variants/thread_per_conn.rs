@@ -1,4 +1,5 @@
 //! `thread-per-conn` — a new thread for every accepted connection.
+//! See notes/thread-per-conn.md.
 //!
 //! Syscalls, in order: the main thread blocks in `accept`; for each connection it calls
 //! `clone` (a thread: shared address space, its own stack) and goes back to `accept`; the new

@@ -1,5 +1,6 @@
 //! `thread-pool` — N threads made once; the main thread accepts and hands each connection to
 //! an idle worker through a channel (Stevens' prethreaded server, UNP ch. 30.12).
+//! See notes/thread-pool.md.
 //!
 //! Syscalls, in order: `clone` N times at start; then the main thread blocks in `accept`, sends
 //! the connection down a crossbeam channel (a futex wake of one waiting worker), and goes back to

@@ -213,7 +213,7 @@ impl Latency {
             p99: us(h.value_at_quantile(0.99)),
             p999: us(h.value_at_quantile(0.999)),
             max: us(h.max()),
-            mean: h.mean() / 1000.0,
+            mean: round_to(h.mean() / 1000.0, 3),
         }
     }
 }
@@ -402,11 +402,11 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
         rate: opts.rate,
         duration_s,
         requests,
-        requests_per_sec: requests as f64 / duration_s,
+        requests_per_sec: round_to(requests as f64 / duration_s, 1),
         errors,
-        client_cpu_percent: (user + sys) / cpu_window_s * 100.0,
-        client_cpu_user_s: user,
-        client_cpu_sys_s: sys,
+        client_cpu_percent: round_to((user + sys) / cpu_window_s * 100.0, 2),
+        client_cpu_user_s: round_to(user, 6),
+        client_cpu_sys_s: round_to(sys, 6),
         latency_us: Latency::from_histogram(&hist),
     })
 }
@@ -435,6 +435,12 @@ fn cpu_times() -> io::Result<(f64, f64)> {
     let u = resource::getrusage(UsageWho::RUSAGE_SELF)?;
     let secs = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
     Ok((secs(u.user_time()), secs(u.system_time())))
+}
+
+/// Rounds to `digits` decimals, so the JSON shows 83.92, not 83.91572000000001.
+fn round_to(x: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (x * scale).round() / scale
 }
 
 fn nanos(d: Duration) -> u64 {

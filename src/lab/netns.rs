@@ -1,0 +1,187 @@
+//! Two network namespaces joined by a veth pair, for the `keepalive` lab: a peer that can be
+//! made to vanish without a FIN by setting its link down.
+//!
+//! The namespaces and their private /30 exist only while the lab runs: nothing is added to the
+//! namespace the lab started in, and [`Namespaces`] removes both on drop — on an error, a panic,
+//! or after SIGINT turned into an error by the lab. Namespaces left by a run that was killed
+//! outright are removed by the next run (their names carry the dead process's id).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sched::{CloneFlags, setns};
+
+use super::{Recorder, wait_child};
+
+/// The server's address, inside its namespace.
+pub const SERVER_IP: &str = "10.200.77.1";
+/// The client's address, inside its namespace.
+pub const CLIENT_IP: &str = "10.200.77.2";
+/// The client's end of the veth pair, in the client's namespace.
+pub const CLIENT_LINK: &str = "ka1";
+const PREFIX: &str = "smlab-";
+
+/// Why the namespaces cannot be made here, or `None` if they can be tried.
+pub fn unavailable() -> Option<String> {
+    let euid = effective_uid();
+    if euid != Some(0) {
+        return Some(format!(
+            "not root (euid {}): creating network namespaces needs CAP_SYS_ADMIN",
+            euid.map_or("unknown".to_string(), |u| u.to_string())
+        ));
+    }
+    match ip(&["-V"]) {
+        Ok(()) => None,
+        Err(_) => Some("`ip` from iproute2 is not installed".to_string()),
+    }
+}
+
+/// The effective user id, from the second field of the Uid line of /proc/self/status.
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs `ip ARGS`, waiting at most five seconds.
+pub fn ip(args: &[&str]) -> io::Result<()> {
+    let mut child = Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let status = wait_child(&mut child, Duration::from_secs(5))?;
+    if status.success() {
+        return Ok(());
+    }
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut err);
+    }
+    Err(io::Error::other(format!(
+        "ip {}: {}",
+        args.join(" "),
+        err.trim()
+    )))
+}
+
+/// The server's and the client's network namespaces, joined by a veth pair; removed on drop,
+/// after moving this thread back to the namespace it started in.
+pub struct Namespaces {
+    /// The server's namespace.
+    pub server: String,
+    /// The client's namespace.
+    pub client: String,
+    home: File,
+    made: Vec<String>,
+}
+
+impl Namespaces {
+    /// Creates both namespaces, the veth pair and the addresses.
+    pub fn create(rec: &mut Recorder) -> io::Result<Namespaces> {
+        remove_stale();
+        let pid = std::process::id();
+        let mut ns = Namespaces {
+            server: format!("{PREFIX}{pid}-srv"),
+            client: format!("{PREFIX}{pid}-cli"),
+            home: File::open("/proc/thread-self/ns/net")?,
+            made: Vec::new(),
+        };
+        for name in [ns.server.clone(), ns.client.clone()] {
+            ip(&["netns", "add", &name])?;
+            ns.made.push(name);
+        }
+        let (srv, cli) = (ns.server.as_str(), ns.client.as_str());
+        ip(&[
+            "-n",
+            srv,
+            "link",
+            "add",
+            "ka0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            CLIENT_LINK,
+            "netns",
+            cli,
+        ])?;
+        ip(&[
+            "-n",
+            srv,
+            "addr",
+            "add",
+            &format!("{SERVER_IP}/30"),
+            "dev",
+            "ka0",
+        ])?;
+        ip(&[
+            "-n",
+            cli,
+            "addr",
+            "add",
+            &format!("{CLIENT_IP}/30"),
+            "dev",
+            "ka1",
+        ])?;
+        ip(&["-n", srv, "link", "set", "ka0", "up"])?;
+        ip(&["-n", cli, "link", "set", CLIENT_LINK, "up"])?;
+        rec.say(format!(
+            "namespaces {srv} ({SERVER_IP}) and {cli} ({CLIENT_IP}), joined by a veth pair"
+        ));
+        Ok(ns)
+    }
+
+    /// Moves this thread into the named namespace: sockets made now live there.
+    pub fn enter(&self, name: &str) -> io::Result<()> {
+        let handle = File::open(format!("/run/netns/{name}"))?;
+        setns(handle, CloneFlags::CLONE_NEWNET)?;
+        Ok(())
+    }
+
+    /// Moves this thread back to the namespace it started in.
+    pub fn leave(&self) -> io::Result<()> {
+        setns(&self.home, CloneFlags::CLONE_NEWNET)?;
+        Ok(())
+    }
+
+    /// Runs `f` inside namespace `name`, and comes back whatever it returns.
+    pub fn inside<T>(&self, name: &str, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        self.enter(name)?;
+        let result = f();
+        self.leave()?;
+        result
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        let _ = self.leave();
+        for name in self.made.iter().rev() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+/// Removes namespaces this lab left behind in a run that was killed outright (their process
+/// is gone). Nothing else is touched.
+fn remove_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", &name]);
+        }
+    }
+}

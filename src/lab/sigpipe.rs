@@ -1,0 +1,186 @@
+//! `sigpipe`: writing to a peer that has closed.
+//!
+//! The peer's close() sends a FIN, which only says "I will send no more"; it cannot say "and I
+//! will read no more". So the first write succeeds (the bytes are queued and sent), the
+//! peer's kernel, which has no socket to deliver them to, answers with RST, and the next write
+//! fails with EPIPE — and raises SIGPIPE, whose default action ends the process. A server that
+//! should survive a client vanishing ignores SIGPIPE or writes with MSG_NOSIGNAL. Rust's
+//! runtime sets SIGPIPE to SIG_IGN before `main`, so this process sees EPIPE; the lab forks a
+//! child that restores SIG_DFL to show the signal's default action.
+
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use nix::poll::PollFlags;
+use nix::sys::signal::{self, SigHandler, Signal};
+
+use super::{
+    Forked, Lab, Recorder, Verdict, accept_within, connect, describe_status, diag, loopback_any,
+    outcome, poll_names, render, wait_for,
+};
+use crate::net::{self, ListenOptions};
+
+/// The lab.
+pub const LAB: Lab = Lab {
+    name: "sigpipe",
+    summary: "write to a closed peer: the first write succeeds, the next gets EPIPE or SIGPIPE",
+    claim: "writing to a peer that closed: the first write succeeds, the peer answers with RST, \
+            the next write fails with EPIPE when SIGPIPE is ignored, and SIGPIPE kills a \
+            process that keeps the default disposition",
+    run,
+};
+
+const WAIT: Duration = Duration::from_secs(1);
+
+/// A connection whose client has closed and whose FIN the server has seen.
+fn closed_by_peer(listener: &std::net::TcpListener) -> io::Result<TcpStream> {
+    let client = connect(listener.local_addr()?)?;
+    let server = accept_within(listener, WAIT)?;
+    drop(client);
+    // The FIN makes the socket readable (read would return 0).
+    wait_for(&server, PollFlags::POLLIN, WAIT)?;
+    Ok(server)
+}
+
+/// write(2) of one byte. Not `Write::write` on a `TcpStream`: Rust's standard library sends
+/// on sockets with MSG_NOSIGNAL, which is exactly what would hide SIGPIPE here.
+fn write_one(stream: &TcpStream) -> io::Result<u64> {
+    Ok(nix::unistd::write(stream, b"x")? as u64)
+}
+
+/// send(2) of one byte with MSG_NOSIGNAL, as Rust's `TcpStream` writes.
+fn send_nosignal(stream: &TcpStream) -> io::Result<u64> {
+    let mut writer = stream;
+    writer.write(b"x").map(|n| n as u64)
+}
+
+/// A one-byte answer from the child for a write's outcome.
+fn code(result: io::Result<u64>) -> u8 {
+    match result {
+        Ok(_) => b'1',
+        Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => b'P',
+        Err(_) => b'0',
+    }
+}
+
+/// The child's answer in words.
+fn answered(answer: io::Result<u8>) -> String {
+    match answer {
+        Ok(b'1') => "ok".to_string(),
+        Ok(b'P') => "EPIPE".to_string(),
+        Ok(_) => "failed otherwise".to_string(),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => "no answer".to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn run(rec: &mut Recorder) -> io::Result<Verdict> {
+    let disposition = rec.saw(
+        "sigpipe_disposition",
+        "this process's SIGPIPE disposition (/proc/self/status SigIgn)",
+        if sigpipe_ignored()? {
+            "SIG_IGN"
+        } else {
+            "not ignored"
+        },
+    );
+    let listener = net::listen(loopback_any(), &ListenOptions::default())?;
+    let server_addr = listener.local_addr()?;
+
+    let server = closed_by_peer(&listener)?;
+    let peer = server.peer_addr()?;
+    rec.say("the client closed; the server has read its FIN");
+    rec.saw(
+        "server_state",
+        "server socket",
+        diag::state(server_addr, peer)?,
+    );
+    let first = rec.saw(
+        "first_write",
+        "server: write(1 byte)",
+        outcome(write_one(&server)),
+    );
+    rec.saw(
+        "after_first_write",
+        "server: poll() for the answer",
+        poll_names(wait_for(&server, PollFlags::POLLERR, WAIT)?),
+    );
+    rec.saw(
+        "server_state_after_rst",
+        "server socket after the RST",
+        diag::state(server_addr, peer)?,
+    );
+    let second = rec.saw(
+        "second_write",
+        "server: write(1 byte) again",
+        outcome(write_one(&server)),
+    );
+
+    // The same in a child with the default disposition.
+    let server = closed_by_peer(&listener)?;
+    let mut child = Forked::spawn(|orders| {
+        // SAFETY: SIG_DFL installs no handler; nothing in this process relies on SIGPIPE
+        // being ignored.
+        if unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.is_err() {
+            return 2;
+        }
+        while let Some(order) = orders.wait() {
+            let wrote = match order {
+                b'w' => write_one(&server),
+                _ => send_nosignal(&server),
+            };
+            orders.answer(code(wrote));
+        }
+        0
+    })?;
+    rec.say(format!(
+        "child {} restores SIG_DFL for SIGPIPE and writes to another closed peer",
+        child.pid()
+    ));
+    let child_first = rec.saw(
+        "child_first_write",
+        "child: write(1 byte)",
+        answered(child.ask(b'w', WAIT)),
+    );
+    wait_for(&server, PollFlags::POLLERR, WAIT)?;
+    let child_nosignal = rec.saw(
+        "child_send_nosignal",
+        "child: send(1 byte, MSG_NOSIGNAL), as Rust's TcpStream writes",
+        answered(child.ask(b's', WAIT)),
+    );
+    let child_second = rec.saw(
+        "child_second_write",
+        "child: write(1 byte) again",
+        answered(child.ask(b'w', WAIT)),
+    );
+    let status = child.wait(WAIT)?;
+    let fate = rec.saw("child", "the child", describe_status(&status));
+
+    let held = disposition == "SIG_IGN"
+        && first == 1
+        && second == "EPIPE"
+        && child_first == "ok"
+        && child_nosignal == "EPIPE"
+        && child_second == "no answer"
+        && fate == "killed by SIGPIPE";
+    let [first, second, child_first, child_nosignal, fate] =
+        [&first, &second, &child_first, &child_nosignal, &fate].map(render);
+    let summary = format!(
+        "first write returned {first}, the next {second} (SIGPIPE ignored); the child with \
+         SIG_DFL: first write {child_first}, send with MSG_NOSIGNAL {child_nosignal}, then write \
+         {fate}"
+    );
+    Ok(Verdict::new(held, summary))
+}
+
+/// Whether SIGPIPE is ignored, read from the SigIgn mask in /proc/self/status.
+fn sigpipe_ignored() -> io::Result<bool> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .ok_or_else(|| io::Error::other("no SigIgn line in /proc/self/status"))?;
+    Ok(mask & (1 << (Signal::SIGPIPE as u64 - 1)) != 0)
+}

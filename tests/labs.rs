@@ -1,0 +1,440 @@
+//! The labs, run the way a reader runs them (`server-models lab NAME --json`), with what the
+//! kernel answered asserted value by value — so a kernel, or a change to a lab, that makes a
+//! note wrong fails here.
+//!
+//! These are the answers of Linux (5.x and 6.x); where Linux differs from the books the test
+//! pins the Linux behaviour the notes describe. Each run is bounded (a lab that hangs is
+//! killed), and each lab cleans up the sockets, processes and namespaces it made.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_server-models");
+/// The longest a lab may run before the test kills it; `keepalive` takes about five seconds.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `command`, kills it past [`LIMIT`], and returns its stdout if it exited 0.
+fn run_bounded(command: Command) -> String {
+    run_bounded_pid(command).0
+}
+
+/// [`run_bounded`], also giving the process id the command ran as.
+fn run_bounded_pid(mut command: Command) -> (String, u32) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start server-models");
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for server-models") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} ran past {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        s.read_to_string(&mut out).expect("read stdout");
+    }
+    if let Some(mut s) = child.stderr.take() {
+        s.read_to_string(&mut err).expect("read stderr");
+    }
+    assert!(status.success(), "{command:?} failed ({status}): {err}");
+    (out, child.id())
+}
+
+/// Runs one lab with `--json` and returns its report.
+fn lab(name: &str) -> Value {
+    let mut command = Command::new(BIN);
+    command.args(["lab", name, "--json"]);
+    parse(name, &run_bounded(command))
+}
+
+fn parse(name: &str, out: &str) -> Value {
+    let report: Value = serde_json::from_str(out).expect("the report is JSON");
+    assert_eq!(report["lab"], name);
+    assert!(report["claim"].as_str().is_some_and(|c| !c.is_empty()));
+    assert!(report["verdict"].as_str().is_some_and(|v| !v.is_empty()));
+    report
+}
+
+/// The observation recorded under `key`.
+fn obs<'a>(report: &'a Value, key: &str) -> &'a Value {
+    report["observations"]
+        .as_array()
+        .expect("observations")
+        .iter()
+        .find(|o| o["key"] == key)
+        .map(|o| &o["value"])
+        .unwrap_or_else(|| panic!("no observation '{key}' in {report:#}"))
+}
+
+fn number(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn has_flag(v: &Value, flag: &str) -> bool {
+    v.as_array().is_some_and(|a| a.iter().any(|f| f == flag))
+}
+
+fn sysctl(name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/sys/{name}"))
+        .expect("read sysctl")
+        .trim()
+        .parse()
+        .expect("numeric sysctl")
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("read /proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+/// `lab` alone lists the ten labs; an unknown one is a usage error.
+#[test]
+fn lists_the_labs() {
+    let out = run_bounded({
+        let mut c = Command::new(BIN);
+        c.arg("lab");
+        c
+    });
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for lab in [
+        "handshake",
+        "backlog",
+        "accept-reset",
+        "nonblocking-connect",
+        "half-close",
+        "time-wait",
+        "fork-close",
+        "sigpipe",
+        "buffers",
+        "keepalive",
+    ] {
+        assert!(names.contains(&lab), "{lab} missing from: {out}");
+    }
+    let status = Command::new(BIN)
+        .args(["lab", "no-such-lab"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
+    assert_eq!(status.code(), Some(2));
+}
+
+/// connect() completes with nobody calling accept(); with the third segment ignored
+/// (TCP_DEFER_ACCEPT) the client is still ESTABLISHED while the server sits in SYN_RECV.
+#[test]
+fn handshake() {
+    let r = lab("handshake");
+    assert_eq!(obs(&r, "connect"), "EINPROGRESS");
+    assert_eq!(obs(&r, "connect_result"), "0");
+    assert_eq!(obs(&r, "client_state"), "ESTABLISHED");
+    assert_eq!(obs(&r, "server_state"), "ESTABLISHED");
+    assert_eq!(obs(&r, "accept_queue"), 1);
+    assert_eq!(obs(&r, "write_before_accept"), 5);
+    assert_eq!(obs(&r, "bytes_before_accept"), 5);
+    assert_eq!(obs(&r, "read_after_accept"), 5);
+    assert_eq!(obs(&r, "deferred_connect_result"), "0");
+    assert_eq!(obs(&r, "deferred_client_state"), "ESTABLISHED");
+    assert_eq!(obs(&r, "deferred_server_state"), "SYN_RECV");
+    assert_eq!(obs(&r, "deferred_accept"), "EAGAIN");
+    assert_eq!(obs(&r, "deferred_accept_after_data"), "ok");
+    assert_eq!(r["held"], true);
+}
+
+/// Linux queues backlog + 1 connections, reports the backlog as the listener's Send-Q, caps
+/// it at somaxconn, drops (does not refuse) SYNs to a full queue, and the dropped client gets
+/// in on its SYN retransmission once there is room.
+#[test]
+fn backlog() {
+    let r = lab("backlog");
+    let backlog = 3;
+    assert_eq!(obs(&r, "listener_send_q"), backlog);
+    assert_eq!(obs(&r, "completed"), backlog + 1, "Linux admits backlog+1");
+    assert_eq!(obs(&r, "listener_recv_q"), backlog + 1);
+    assert_eq!(obs(&r, "syn_sent"), 6 - (backlog + 1));
+    assert_eq!(obs(&r, "refused"), 0);
+    for i in 1..=4 {
+        assert_eq!(obs(&r, &format!("client_{i}")), "ESTABLISHED");
+    }
+    for i in 5..=6 {
+        assert_eq!(obs(&r, &format!("client_{i}")), "SYN_SENT");
+    }
+    let somaxconn = sysctl("net/core/somaxconn");
+    assert_eq!(number(obs(&r, "somaxconn")), somaxconn);
+    assert_eq!(number(obs(&r, "capped_backlog")), somaxconn);
+    assert_eq!(obs(&r, "retry")["established"], 1);
+    assert!(obs(&r, "retry")["after_ms"].is_u64());
+    assert_eq!(r["held"], false, "the books say at most `backlog`");
+}
+
+/// A connection reset in the queue is still handed out by accept() on Linux, its reset
+/// showing on the first read; a listener another process emptied leaves a blocking accept()
+/// asleep.
+#[test]
+fn accept_reset() {
+    let r = lab("accept-reset");
+    assert_eq!(obs(&r, "queued"), 1);
+    assert_eq!(obs(&r, "queued_after_reset"), 1);
+    assert!(has_flag(obs(&r, "readable_after_reset"), "POLLIN"));
+    assert_eq!(obs(&r, "accept"), "ok");
+    assert_eq!(obs(&r, "accepted_state"), "gone");
+    assert_eq!(obs(&r, "getpeername"), "ENOTCONN");
+    assert_eq!(obs(&r, "first_read"), "ECONNRESET");
+    assert_eq!(obs(&r, "second_read"), 0);
+    assert!(has_flag(obs(&r, "readable_before_race"), "POLLIN"));
+    assert_eq!(obs(&r, "other_process_accept"), "ok");
+    let blocking = obs(&r, "blocking_accept");
+    assert_eq!(blocking["result"], "EAGAIN");
+    // It slept until SO_RCVTIMEO (300 ms) fired: a lower bound the kernel guarantees.
+    assert!(number(&blocking["blocked_ms"]) >= 250, "{blocking}");
+    assert_eq!(obs(&r, "nonblocking_accept"), "EAGAIN");
+    assert_eq!(obs(&r, "other_process"), "exited 0");
+    assert_eq!(
+        r["held"], false,
+        "Linux neither drops it nor says ECONNABORTED"
+    );
+}
+
+/// EINPROGRESS even on loopback; success and refusal both arrive as writability, told apart
+/// by SO_ERROR.
+#[test]
+fn nonblocking_connect() {
+    let r = lab("nonblocking-connect");
+    assert_eq!(obs(&r, "connect"), "EINPROGRESS");
+    assert_eq!(obs(&r, "ready"), &json!(["POLLOUT"]));
+    assert_eq!(obs(&r, "so_error"), "0");
+    assert_eq!(obs(&r, "connect_again"), "ok");
+    assert_eq!(obs(&r, "connect_third"), "EISCONN");
+    assert_eq!(obs(&r, "refused_connect"), "EINPROGRESS");
+    let refused_ready = obs(&r, "refused_ready");
+    assert!(has_flag(refused_ready, "POLLOUT") && has_flag(refused_ready, "POLLERR"));
+    assert_eq!(obs(&r, "refused_so_error"), "ECONNREFUSED");
+    assert_eq!(obs(&r, "refused_so_error_again"), "0");
+    assert_eq!(r["held"], true);
+}
+
+/// shutdown(SHUT_WR) is a half-close the peer can still answer into; close() with unread
+/// bytes resets the peer.
+#[test]
+fn half_close() {
+    let r = lab("half-close");
+    assert_eq!(obs(&r, "client_shutdown"), "ok");
+    assert_eq!(obs(&r, "client_state"), "FIN_WAIT2");
+    assert_eq!(obs(&r, "server_state"), "CLOSE_WAIT");
+    assert_eq!(obs(&r, "server_read"), 7);
+    assert_eq!(obs(&r, "server_read_eof"), 0);
+    assert_eq!(obs(&r, "server_write"), 5);
+    assert_eq!(obs(&r, "client_read_after_shutdown"), 5);
+    assert_eq!(obs(&r, "client_read_eof"), 0);
+    assert_eq!(obs(&r, "client_state_end"), "TIME_WAIT");
+    assert_eq!(obs(&r, "unread"), 10);
+    assert!(has_flag(obs(&r, "client_poll_after_close"), "POLLERR"));
+    assert_eq!(obs(&r, "client_read_after_close"), "ECONNRESET");
+    assert_eq!(obs(&r, "server_state_after_close"), "gone");
+    assert_eq!(r["held"], true);
+}
+
+/// The first closer holds TIME_WAIT for 60 s; on Linux SO_REUSEADDR on the new socket is
+/// enough only if the socket that left the TIME_WAIT had it too.
+#[test]
+fn time_wait() {
+    let r = lab("time-wait");
+    for prefix in ["", "reuse_"] {
+        assert_eq!(obs(&r, &format!("{prefix}server_side")), "TIME_WAIT");
+        assert_eq!(obs(&r, &format!("{prefix}client_side")), "gone");
+        let timer = obs(&r, &format!("{prefix}timer"));
+        assert_eq!(timer["timer"], "time-wait");
+        let expires = number(&timer["expires_ms"]);
+        assert!(expires > 0 && expires <= 60_000, "{timer}");
+        assert_eq!(obs(&r, &format!("{prefix}rebind_plain")), "EADDRINUSE");
+    }
+    assert_eq!(obs(&r, "rebind_reuseaddr"), "EADDRINUSE");
+    assert_eq!(obs(&r, "reuse_rebind_reuseaddr"), "ok");
+    assert_eq!(obs(&r, "client_first_client_side"), "TIME_WAIT");
+    assert_eq!(obs(&r, "client_first_server_side"), "gone");
+    assert_eq!(r["held"], false, "Linux wants SO_REUSEADDR on both sockets");
+}
+
+/// close() in one of two processes holding a socket sends nothing; shutdown() sends the FIN.
+#[test]
+fn fork_close() {
+    let r = lab("fork-close");
+    assert_eq!(obs(&r, "client1_after_parent_close"), &json!([]));
+    assert_eq!(obs(&r, "client1_read"), "EAGAIN");
+    assert_eq!(obs(&r, "server1_state"), "ESTABLISHED");
+    assert_eq!(obs(&r, "parent_shutdown"), "ok");
+    assert_eq!(obs(&r, "client2_read"), 0);
+    assert_eq!(obs(&r, "server2_state"), "FIN_WAIT2");
+    assert_eq!(obs(&r, "child_close"), "ok");
+    assert_eq!(obs(&r, "client1_read_after_child_close"), 0);
+    assert_eq!(obs(&r, "server1_state_after_child_close"), "FIN_WAIT2");
+    assert_eq!(obs(&r, "child"), "exited 0");
+    assert_eq!(r["held"], true);
+}
+
+/// The first write to a closed peer succeeds, the next fails with EPIPE, and write(2) with
+/// the default disposition kills the writer; MSG_NOSIGNAL (Rust's TcpStream) does not.
+#[test]
+fn sigpipe() {
+    let r = lab("sigpipe");
+    assert_eq!(obs(&r, "sigpipe_disposition"), "SIG_IGN");
+    assert_eq!(obs(&r, "server_state"), "CLOSE_WAIT");
+    assert_eq!(obs(&r, "first_write"), 1);
+    assert!(has_flag(obs(&r, "after_first_write"), "POLLERR"));
+    assert_eq!(obs(&r, "server_state_after_rst"), "gone");
+    assert_eq!(obs(&r, "second_write"), "EPIPE");
+    assert_eq!(obs(&r, "child_first_write"), "ok");
+    assert_eq!(obs(&r, "child_send_nosignal"), "EPIPE");
+    assert_eq!(obs(&r, "child_second_write"), "no answer");
+    assert_eq!(obs(&r, "child"), "killed by SIGPIPE");
+    assert_eq!(r["held"], true);
+}
+
+/// A reader that stops: the writer reaches EAGAIN with every byte accounted for in the two
+/// queues, and Linux reports SO_SNDBUF/SO_RCVBUF doubled.
+#[test]
+fn buffers() {
+    let r = lab("buffers");
+    let asked = 16 * 1024;
+    let rcvbuf = number(obs(&r, "rcvbuf"));
+    let sndbuf = number(obs(&r, "sndbuf"));
+    assert_eq!(rcvbuf, 2 * asked, "Linux doubles SO_RCVBUF");
+    assert_eq!(sndbuf, 2 * asked, "Linux doubles SO_SNDBUF");
+    let full = obs(&r, "write_until_full");
+    assert_eq!(full["then"], "EAGAIN");
+    let written = number(&full["written"]);
+    assert!(written > 0 && written <= rcvbuf + sndbuf, "{full}");
+    let send_q = number(obs(&r, "sender_send_q"));
+    let recv_q = number(obs(&r, "receiver_recv_q"));
+    assert!(send_q > 0 && recv_q > 0, "bytes wait on both sides");
+    assert_eq!(send_q + recv_q, written);
+    assert_eq!(obs(&r, "accounted")["sum"], written);
+    assert_eq!(obs(&r, "writable_while_full"), &json!([]));
+    assert_eq!(obs(&r, "blocking_write")["result"], "EAGAIN");
+    assert!(number(&obs(&r, "blocking_write")["blocked_ms"]) >= 150);
+    assert_eq!(number(obs(&r, "drained")), written);
+    assert!(has_flag(obs(&r, "writable_after_drain"), "POLLOUT"));
+    assert_eq!(r["held"], true);
+}
+
+/// The heartbeat half, the same in both modes.
+fn assert_heartbeat(r: &Value) {
+    assert_eq!(obs(r, "heartbeats"), &json!({ "sent": 5, "answered": 5 }));
+    let close = obs(r, "idle_close");
+    assert_eq!(close["read"], 0, "the server closed the silent connection");
+    // Closed by the 0.5 s idle timeout, not before: a lower bound the server guarantees.
+    assert!(number(&close["after_ms"]) >= 400, "{close}");
+    assert_eq!(obs(r, "server_exit"), "exited 0");
+    let defaults = obs(r, "defaults");
+    assert_eq!(
+        number(&defaults["time"]),
+        sysctl("net/ipv4/tcp_keepalive_time")
+    );
+}
+
+/// The fallback without namespaces: keepalive armed on loopback, probes answered.
+fn assert_fallback(r: &Value) {
+    assert_eq!(obs(r, "mode"), "fallback");
+    assert!(
+        obs(r, "fallback_reason")
+            .as_str()
+            .is_some_and(|s| s.contains("not root") || s.contains("iproute2")),
+        "{r:#}"
+    );
+    assert_eq!(
+        obs(r, "options"),
+        &json!({ "keepalive": true, "idle": 1, "intvl": 1, "cnt": 2 })
+    );
+    assert_eq!(obs(r, "timer")["timer"], "keepalive");
+    assert!(number(obs(r, "probes_sent_here")) >= 1);
+    assert_eq!(obs(r, "state_after"), "ESTABLISHED");
+    assert_heartbeat(r);
+    assert_eq!(r["held"], false, "the dead-peer half was not shown");
+}
+
+/// As root with iproute2: a peer behind a downed veth is failed with ETIMEDOUT after exactly
+/// KEEPCNT probes, while a connection without keepalive stays ESTABLISHED. Not root: the
+/// documented fallback.
+#[test]
+fn keepalive() {
+    let mut command = Command::new(BIN);
+    command.args(["lab", "keepalive", "--json"]);
+    let (out, pid) = run_bounded_pid(command);
+    let r = parse("keepalive", &out);
+    if !is_root() {
+        assert_fallback(&r);
+        return;
+    }
+    assert_eq!(
+        obs(&r, "mode"),
+        "netns",
+        "root, so the namespaces must work"
+    );
+    assert_eq!(
+        obs(&r, "options"),
+        &json!({ "keepalive": true, "idle": 1, "intvl": 1, "cnt": 2 })
+    );
+    assert_eq!(obs(&r, "timer")["timer"], "keepalive");
+    let detected = obs(&r, "detected");
+    assert!(has_flag(&detected["poll"], "POLLERR"), "{detected}");
+    // idle 1 s + 2 probes 1 s apart: the kernel cannot give up sooner than that.
+    assert!(number(&detected["after_ms"]) >= 2500, "{detected}");
+    assert_eq!(obs(&r, "read"), "ETIMEDOUT");
+    assert_eq!(obs(&r, "probes_sent"), 2);
+    assert_eq!(obs(&r, "without_keepalive"), "ESTABLISHED");
+    assert_eq!(obs(&r, "client_state"), "ESTABLISHED");
+    assert_heartbeat(&r);
+    assert_eq!(r["held"], true);
+    let leftover = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with(&format!("smlab-{pid}-"))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(leftover, 0, "the lab removed its namespaces");
+}
+
+/// Without root the lab falls back and says why. As root this runs it as `nobody` through
+/// setpriv, so the fallback is exercised on every machine.
+#[test]
+fn keepalive_without_root() {
+    let out = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "lab",
+            "keepalive",
+            "--json",
+        ]);
+        run_bounded(c)
+    } else {
+        let mut c = Command::new(BIN);
+        c.args(["lab", "keepalive", "--json"]);
+        run_bounded(c)
+    };
+    assert_fallback(&parse("keepalive", &out));
+}
