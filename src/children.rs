@@ -41,6 +41,7 @@ impl Children {
     /// The caller must be single-threaded: after `fork` in a process with threads, the child may
     /// only call async-signal-safe functions, and `child` allocates and locks freely.
     pub fn spawn(&mut self, child: impl FnOnce() -> i32) -> io::Result<Pid> {
+        let parent = nix::unistd::getpid();
         // SAFETY: the process models call this before starting any thread (see above).
         match unsafe { fork() }? {
             ForkResult::Parent { child: pid } => {
@@ -48,7 +49,11 @@ impl Children {
                 Ok(pid)
             }
             ForkResult::Child => {
-                let code = child();
+                // If the parent dies without stopping us (SIGKILL), SIGTERM us rather than leave
+                // an orphan serving on the old listener; if it died already, do not start.
+                let orphaned = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err()
+                    || nix::unistd::getppid() != parent;
+                let code = if orphaned { 1 } else { child() };
                 // SAFETY: _exit(2) ends the process and returns nothing. _exit, not exit: the
                 // parent's atexit handlers and buffers are not the child's to run or flush.
                 unsafe { libc::_exit(code) }

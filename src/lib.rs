@@ -48,6 +48,10 @@ pub mod variants;
 #[macro_export]
 macro_rules! event {
     ($($arg:tt)*) => {
-        eprintln!("server-models[{}]: {}", std::process::id(), format_args!($($arg)*))
+        {
+            // One write(2) per line, so that lines from forked children never interleave.
+            let line = format!("server-models[{}]: {}\n", std::process::id(), format_args!($($arg)*));
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+        }
     };
 }

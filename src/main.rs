@@ -114,7 +114,8 @@ struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     out_cap: Option<usize>,
     /// Accept queue length asked of listen(2); the kernel caps it at net.core.somaxconn.
-    #[arg(long, default_value_t = 4096)]
+    /// (At most 4096, the C library's SOMAXCONN, which nix's listen() enforces.)
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..=4096))]
     backlog: i32,
 }
 

@@ -2,8 +2,10 @@
 //!
 //! `accept(2)` fails for reasons that have nothing to do with the listener:
 //! - EINTR: a signal arrived; try again (after checking for shutdown).
-//! - ECONNABORTED (and EPROTO): the client reset while its connection waited in the accept
-//!   queue (已完成连接队列); Linux reports it rather than skipping it. Try again.
+//! - ECONNABORTED (and EPROTO): the books' answer for a client that reset while its connection
+//!   waited in the accept queue (已完成连接队列). Linux mostly does not use it: it hands the
+//!   reset connection over, and the first read reports ECONNRESET (`server-models lab
+//!   accept-reset` shows it). Either way: try again.
 //! - EPERM: a firewall rule refused the connection. Try again.
 //! - EMFILE/ENFILE (and ENOBUFS/ENOMEM): out of descriptors or memory. The connection stays in
 //!   the queue, so a level-triggered listener stays readable and a loop that retries at once
