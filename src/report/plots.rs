@@ -110,14 +110,24 @@ pub fn latency(path: &Path, title: &str, lines: &[Line]) -> io::Result<()> {
     line_chart(
         path,
         title,
-        "p99 latency, µs",
+        "p99 latency (log scale)",
         lines,
         (lo..hi).log_scale(),
-        &|v| table::micros(*v),
+        &|v| si_micros(*v),
     )
 }
 
+/// Microseconds at powers of ten, in the unit that reads best: `100 µs`, `10 ms`, `1 s`.
+fn si_micros(v: f64) -> String {
+    match v {
+        v if v >= 1e6 => format!("{} s", v / 1e6),
+        v if v >= 1e3 => format!("{} ms", v / 1e3),
+        v => format!("{v} µs"),
+    }
+}
+
 /// Bytes at powers of ten, for a log axis whose ticks fall there: `100 B`, `10 kB`, `1 MB`.
+/// (A tick between powers of ten prints its exact value in the same unit.)
 fn si_bytes(v: f64) -> String {
     match v {
         v if v >= 1e6 => format!("{} MB", v / 1e6),
