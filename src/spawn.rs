@@ -146,6 +146,14 @@ impl ServerProcess {
             .join("\n")
     }
 
+    /// Whether the server has exited, without reaping it (it stays a zombie until
+    /// [`stop`](Self::stop), so its pid and group id stay its own).
+    pub fn has_exited(&self) -> bool {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+        self.status.is_some() || !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive))
+    }
+
     /// Stops the server: SIGTERM, up to [`STOP_GRACE`] to exit, then SIGKILL to its whole process
     /// group (stragglers it forked included); reaps it and returns how it exited.
     pub fn stop(&mut self) -> io::Result<ExitStatus> {

@@ -1,0 +1,198 @@
+//! The `compare` command line: raw arguments, turned into [`Options`], run with a progress bar,
+//! printed and written.
+
+use std::io::{self, IsTerminal};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{Options, Progress};
+use crate::load::parse_duration;
+use crate::model::{self, Model};
+use crate::protocol::Protocol;
+use crate::report::machine::Machine;
+use crate::report::row::Status;
+use crate::report::{self, Report};
+use crate::shutdown::Shutdown;
+
+/// `server-models compare`: the arguments as typed.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Models to compare (default: every registered model, in teaching order).
+    pub models: Vec<String>,
+    /// Protocols, comma-separated: echo, http.
+    #[arg(long, value_delimiter = ',', default_value = "echo")]
+    pub protocol: Vec<String>,
+    /// Connection counts of the sweep, comma-separated (C10K: 1,10,100,1000,10000).
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
+    pub connections: Vec<usize>,
+    /// Echo message sizes in bytes, comma-separated (64,4096,65536).
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    pub sizes: Vec<usize>,
+    /// Open loop at this many requests per second (in total), instead of closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Connection slots of the churn sweep (connect, one request, close); 0 for none.
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub churn: Vec<usize>,
+    /// Idle connections held for memory per connection, comma-separated; 0 for none.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    pub idle: Vec<usize>,
+    /// Measured window of each point (1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up before each window.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Runs per point; the table shows the median.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Workers for every server (the pools serve this many clients at once); default: 100 for
+    /// the pool models, each other model its own (one per CPU it may use: one, pinned).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// The folder the report is written to.
+    #[arg(long, default_value = "report")]
+    pub out: PathBuf,
+    /// Do not pin the server and the load generator to CPUs of their own.
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+impl CompareArgs {
+    /// The options these arguments ask for; an unknown model or protocol is an
+    /// `InvalidInput` error naming the choices.
+    pub fn options(&self) -> io::Result<Options> {
+        let bad = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
+        let models: Vec<&'static dyn Model> = if self.models.is_empty() {
+            crate::variants::all().to_vec()
+        } else {
+            self.models
+                .iter()
+                .map(|name| {
+                    model::find(name).ok_or_else(|| {
+                        bad(format!(
+                            "unknown model '{name}'; the models are: {}",
+                            model::names().join(", ")
+                        ))
+                    })
+                })
+                .collect::<io::Result<_>>()?
+        };
+        let protocols = self
+            .protocol
+            .iter()
+            .map(|p| p.parse::<Protocol>().map_err(bad))
+            .collect::<io::Result<Vec<_>>>()?;
+        let nonzero = |v: &[usize]| v.iter().copied().filter(|&n| n > 0).collect::<Vec<_>>();
+        let connections = nonzero(&self.connections);
+        let sizes = nonzero(&self.sizes);
+        if connections.is_empty()
+            && nonzero(&self.churn).is_empty()
+            && nonzero(&self.idle).is_empty()
+        {
+            return Err(bad(
+                "nothing to run: --connections, --churn and --idle are all empty".into(),
+            ));
+        }
+        if sizes.is_empty() {
+            return Err(bad(
+                "--sizes needs at least one size of 1 byte or more".into()
+            ));
+        }
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err(bad(
+                "--rate must be a positive number of requests per second".into(),
+            ));
+        }
+        if self.duration.is_zero() {
+            return Err(bad("--duration must be positive".into()));
+        }
+        Ok(Options {
+            models,
+            protocols,
+            connections,
+            sizes,
+            rate: self.rate,
+            churn: nonzero(&self.churn),
+            idle: nonzero(&self.idle),
+            warmup: self.warmup,
+            duration: self.duration,
+            repeat: self.repeat.max(1),
+            workers: self.workers.map(|w| w.max(1)),
+            out: self.out.clone(),
+            pin: !self.no_pin,
+        })
+    }
+}
+
+/// Runs `compare`: the sweep with a progress bar, the tables on stdout, the report written.
+/// SIGINT stops the sweep after the current point; the rows so far are still reported.
+pub fn run(args: &CompareArgs) -> io::Result<()> {
+    let opts = args.options()?;
+    let placement = super::place(&opts)?;
+    let machine = Machine::describe();
+    let shutdown = Shutdown::install()?;
+    let interrupted = move || shutdown.requested();
+
+    let total = super::plan(&opts).len() as u64;
+    let bar = if io::stderr().is_terminal() {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .map_err(io::Error::other)?
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut on_progress = |p: Progress| match p {
+        Progress::Starting { model, point, .. } => {
+            bar.set_message(format!(
+                "{model}: {} {} × {}",
+                point.protocol,
+                point.mode.name(),
+                point.connections
+            ));
+        }
+        Progress::Done { row } => {
+            if row.status == Status::Failed {
+                bar.println(format!(
+                    "{} {} {} × {}: failed: {}",
+                    row.model,
+                    row.protocol,
+                    row.mode.name(),
+                    row.connections,
+                    row.note
+                ));
+            }
+            bar.inc(1);
+        }
+    };
+    let outcome = super::run(&opts, placement, &interrupted, &mut on_progress)?;
+    bar.finish_and_clear();
+
+    print!("{}", report::terminal(&outcome.rows));
+    let report = Report::new(
+        &machine,
+        &outcome.settings,
+        &outcome.rows,
+        outcome.wall,
+        outcome.interrupted,
+    );
+    report::write(&opts.out, &report)?;
+    println!(
+        "\n{} rows in {:.0} s{}; report in {}",
+        outcome.rows.len(),
+        outcome.wall.as_secs_f64(),
+        if outcome.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        },
+        opts.out.join("index.md").display()
+    );
+    Ok(())
+}
