@@ -365,3 +365,48 @@ impl Conn {
         }
     }
 }
+
+/// The connections of one ring by slot, the number each operation carries in its `user_data`
+/// to find its connection again. A slot is reused only once its connection is removed, which
+/// the loop does when none of its operations is left in flight — so a late completion never
+/// reaches the next connection.
+#[derive(Debug, Default)]
+pub struct Slots {
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+}
+
+impl Slots {
+    /// Puts `conn` in a free slot and returns the slot.
+    pub fn insert(&mut self, conn: Conn) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                self.conns[slot] = Some(conn);
+                slot
+            }
+            None => {
+                self.conns.push(Some(conn));
+                self.conns.len() - 1
+            }
+        }
+    }
+
+    /// The connection in `slot`, if any.
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Conn> {
+        self.conns.get_mut(slot)?.as_mut()
+    }
+
+    /// Takes the connection out of `slot` and frees the slot.
+    pub fn remove(&mut self, slot: usize) -> Option<Conn> {
+        let conn = self.conns.get_mut(slot)?.take();
+        if conn.is_some() {
+            self.free.push(slot);
+        }
+        conn
+    }
+
+    /// One past the highest slot ever used: every slot is below it.
+    pub fn end(&self) -> usize {
+        self.conns.len()
+    }
+}
