@@ -410,3 +410,29 @@ impl Slots {
         self.conns.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A slot is reused only once its connection is removed, and a second remove does not free
+    /// it twice (two connections would then share it).
+    #[test]
+    fn slots_are_reused_only_once_free() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        let conn = || Conn::new(TcpStream::connect(addr).expect("connect"), Protocol::Echo);
+        let mut slots = Slots::default();
+        let (a, b) = (slots.insert(conn()), slots.insert(conn()));
+        assert_ne!(a, b);
+        assert!(slots.remove(a).is_some());
+        assert!(slots.remove(a).is_none());
+        assert!(slots.get_mut(a).is_none());
+        assert!(slots.get_mut(b).is_some());
+        assert_eq!(slots.insert(conn()), a);
+        let c = slots.insert(conn());
+        assert!(c != a && c != b);
+        assert_eq!(slots.end(), 3);
+    }
+}
