@@ -14,10 +14,11 @@
 //! - a poll on the shutdown eventfd, and a timeout for the idle sweep — operations like the rest.
 //!
 //! The bytes are the same as every model's: completions feed the same sans-IO session through
-//! [`conn::feed`]. Backpressure: while a connection's unsent output is past `Config::out_cap`,
-//! its receive is cancelled and not re-armed until the peer drains it. Out of descriptors, the
-//! accept completes with EMFILE and ends; it is re-armed when a connection closes (or after a
-//! back-off), never at once — an accept re-armed at once would fail again, a spin.
+//! [`conn::feed`](crate::conn::feed). Backpressure: while a connection's unsent output is past
+//! `Config::out_cap`, its receive is cancelled and not re-armed until the peer drains it. Out
+//! of descriptors, the accept completes with EMFILE and ends; it is re-armed when a connection
+//! closes (or after a back-off), never at once — an accept re-armed at once would fail again,
+//! a spin.
 //!
 //! Costs: one `io_uring_enter` per loop turn for any number of operations and completions,
 //! where `epoll-lt` pays `epoll_wait` plus a `read` and a `write` per ready connection. The
