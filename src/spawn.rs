@@ -8,7 +8,8 @@
 //! The server runs in a process group of its own (its pid is the group id). Stopping sends
 //! SIGTERM and waits; if the server has not exited within the grace period, or left children
 //! behind, the whole group gets SIGKILL — only while the leader is unreaped, so the group id
-//! cannot have been reused by a process this one did not start.
+//! cannot have been reused by a process this one did not start. [`ServerProcess::terminate`]
+//! is the first half alone, for a test that checks the server's children went by themselves.
 
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
