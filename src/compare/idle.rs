@@ -22,6 +22,9 @@ use crate::report::row::{Row, Status, Tasks};
 /// How long the server is left to settle (threads parked, children forked) before a reading.
 const SETTLE: Duration = Duration::from_millis(200);
 
+/// Connections opened together before their replies are awaited.
+const BATCH: usize = 64;
+
 /// How long one connect or reply may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -68,12 +71,26 @@ fn measure_once(
                 point.connections
             )));
         }
-        match connect_and_ask(addr, point.protocol, point.size) {
-            Ok(stream) => held.push(stream),
+        // A batch at a time: every connection of the batch sends before any reply is awaited,
+        // so a model whose turn costs O(watched) (select, poll) pays one walk per batch rather
+        // than one per connection — this measures memory, not how fast it accepts.
+        let batch = BATCH.min(point.connections - held.len());
+        let asked: io::Result<Vec<(TcpStream, Vec<u8>)>> = (0..batch)
+            .map(|_| connect_and_send(addr, point.protocol, point.size))
+            .collect();
+        let answered = asked.and_then(|asked| {
+            asked
+                .into_iter()
+                .map(|(stream, request)| await_reply(stream, point.protocol, &request))
+                .collect::<io::Result<Vec<TcpStream>>>()
+        });
+        match answered {
+            Ok(streams) => held.extend(streams),
             Err(e) => {
                 return Err(NotMeasured::Failed(format!(
-                    "connection {} of {}: {e}",
+                    "connections {}..{} of {}: {e}",
                     held.len() + 1,
+                    held.len() + batch,
                     point.connections
                 )));
             }
@@ -102,6 +119,16 @@ fn measure_once(
 
 /// Connects and makes one round trip: an echo of `size` bytes, or `GET /` and its full answer.
 fn connect_and_ask(addr: SocketAddr, protocol: Protocol, size: usize) -> io::Result<TcpStream> {
+    let (stream, request) = connect_and_send(addr, protocol, size)?;
+    await_reply(stream, protocol, &request)
+}
+
+/// Connects and sends one request (an echo of `size` bytes, or `GET /`); returns what was sent.
+fn connect_and_send(
+    addr: SocketAddr,
+    protocol: Protocol,
+    size: usize,
+) -> io::Result<(TcpStream, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_nodelay(true)?;
@@ -110,6 +137,11 @@ fn connect_and_ask(addr: SocketAddr, protocol: Protocol, size: usize) -> io::Res
         Protocol::Http => format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes(),
     };
     stream.write_all(&request)?;
+    Ok((stream, request))
+}
+
+/// Reads the whole reply to `request` and checks it.
+fn await_reply(mut stream: TcpStream, protocol: Protocol, request: &[u8]) -> io::Result<TcpStream> {
     let mut reply = Reply::default();
     let mut chunk = [0u8; 4096];
     loop {
@@ -121,7 +153,7 @@ fn connect_and_ask(addr: SocketAddr, protocol: Protocol, size: usize) -> io::Res
             ));
         }
         let verdict = match protocol {
-            Protocol::Echo => reply.feed_echo(&chunk[..n], &request),
+            Protocol::Echo => reply.feed_echo(&chunk[..n], request),
             Protocol::Http => reply.feed_http(&chunk[..n]),
         };
         match verdict {
