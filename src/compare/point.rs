@@ -55,9 +55,12 @@ pub fn start_server(
     ]);
     let workers = setup
         .workers
-        .or((model.concurrency() == Concurrency::Workers).then_some(POOL_WORKERS));
+        .or((model.concurrency() == Concurrency::Workers).then_some(setup.pool_workers));
     if let Some(w) = workers {
         command.args(["--workers", &w.to_string()]);
+    }
+    if let Some(lock) = point.accept_lock {
+        command.args(["--accept-lock", lock.name()]);
     }
     if let Some(cpu) = setup.placement.server {
         placement::pin_command(&mut command, cpu)?;
@@ -184,14 +187,7 @@ fn measure_once(
 /// Runs the point `setup.repeat` times, each on a fresh server, and reduces the runs to one row:
 /// the median of each figure, errors summed over the runs.
 pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
-    let mut row = Row::new(
-        model.name(),
-        point.protocol.name(),
-        point.mode,
-        point.connections,
-        point.size,
-    );
-    row.rate = point.rate;
+    let mut row = point.row(model);
     let mut runs = Vec::new();
     for _ in 0..setup.repeat.max(1) {
         if (setup.interrupted)() {

@@ -115,7 +115,7 @@ pub fn load_table(rows: &[&Row]) -> Table {
                 bytes(r.size as f64)
             };
             let mut cells = vec![
-                r.model.clone(),
+                r.label(),
                 r.protocol.clone(),
                 r.connections.to_string(),
                 size,
@@ -157,6 +157,50 @@ pub fn churn_table(rows: &[&Row]) -> Table {
     table
 }
 
+/// The classic table (Stevens, UNP Figure 30.1): churn rows with their CPU per connection and
+/// that figure less the iterative server's, the process-control CPU.
+pub fn classic_table(rows: &[&Row]) -> Table {
+    let headers = [
+        "design",
+        "workers",
+        "conn/s",
+        "CPU µs/conn",
+        "usr+sys",
+        "process control µs/conn",
+        "thr/proc",
+        "csw/conn",
+        "errors",
+        "note",
+    ];
+    let body = rows
+        .iter()
+        .map(|r| {
+            let ok = r.status == Status::Ok;
+            let all = measured(r);
+            vec![
+                r.label(),
+                r.workers.map(|w| w.to_string()).unwrap_or_default(),
+                all[cell::RATE].clone(),
+                all[cell::CPU].clone(),
+                all[cell::USR_SYS].clone(),
+                opt(
+                    ok,
+                    r.process_control_us_per_connection
+                        .map(|v| format!("{v:.1}")),
+                ),
+                all[cell::TASKS].clone(),
+                all[cell::SWITCHES].clone(),
+                all[cell::ERRORS].clone(),
+                note(r),
+            ]
+        })
+        .collect();
+    Table {
+        headers: headers.iter().map(|s| s.to_string()).collect(),
+        rows: body,
+    }
+}
+
 /// The table of idle rows: memory per connection.
 pub fn idle_table(rows: &[&Row]) -> Table {
     let headers = [
@@ -175,7 +219,7 @@ pub fn idle_table(rows: &[&Row]) -> Table {
         .map(|r| {
             let ok = r.status == Status::Ok;
             vec![
-                r.model.clone(),
+                r.label(),
                 r.protocol.clone(),
                 r.connections.to_string(),
                 opt(ok, r.pss_base_bytes.map(|b| bytes(b as f64))),
@@ -195,6 +239,16 @@ pub fn idle_table(rows: &[&Row]) -> Table {
         headers: headers.iter().map(|s| s.to_string()).collect(),
         rows: body,
     }
+}
+
+/// Where [`measured`] puts the cells the classic table borrows.
+mod cell {
+    pub const RATE: usize = 0;
+    pub const CPU: usize = 4;
+    pub const USR_SYS: usize = 5;
+    pub const TASKS: usize = 9;
+    pub const SWITCHES: usize = 10;
+    pub const ERRORS: usize = 11;
 }
 
 /// The measured cells of a loaded row, blank when not measured.
