@@ -248,3 +248,85 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CompareArgs,
+    }
+
+    fn options(args: &[&str]) -> io::Result<Options> {
+        let cli = Cli::try_parse_from(std::iter::once("compare").chain(args.iter().copied()))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        cli.args.options()
+    }
+
+    /// Without a preset, the plain sweep; with `classic`, the book's: churn only, 4000 bytes,
+    /// 5 slots, pools of 15, every accept lock, the ch. 30 designs first.
+    #[test]
+    fn the_classic_preset_fills_what_was_left_out() {
+        let plain = options(&[]).expect("plain");
+        assert_eq!(plain.connections, [1, 10, 100, 1000]);
+        assert_eq!(
+            (plain.sizes.as_slice(), plain.churn.as_slice()),
+            (&[64][..], &[10][..])
+        );
+        assert_eq!(plain.idle, [1000]);
+        assert_eq!(plain.accept_locks, [AcceptLock::None]);
+        assert_eq!(plain.pool_workers, super::super::point::POOL_WORKERS);
+
+        let book = options(&["--preset", "classic"]).expect("classic");
+        assert!(book.connections.is_empty() && book.idle.is_empty());
+        assert_eq!(book.sizes, [classic::SIZE]);
+        assert_eq!(book.churn, [classic::SLOTS]);
+        assert_eq!(book.pool_workers, classic::POOL_WORKERS);
+        assert_eq!(book.accept_locks, AcceptLock::ALL);
+        let names: Vec<&str> = book.models.iter().map(|m| m.name()).collect();
+        assert_eq!(names, classic::MODELS);
+
+        // What is given wins over the preset.
+        let mine = options(&[
+            "--preset", "classic", "poll", "--sizes", "64", "--churn", "2",
+        ])
+        .expect("classic with choices");
+        assert_eq!(
+            (mine.sizes.as_slice(), mine.churn.as_slice()),
+            (&[64][..], &[2][..])
+        );
+        assert_eq!(mine.models.len(), 1);
+        assert!(options(&["--preset", "stevens"]).is_err());
+        assert!(options(&["--accept-lock", "spin"]).is_err());
+    }
+
+    /// Prefork runs once per lock when locks are named, once (unnamed) when they are not; the
+    /// other models once either way.
+    #[test]
+    fn prefork_runs_once_per_accept_lock() {
+        let plan = |args: &[&str]| -> Vec<(String, Option<AcceptLock>)> {
+            let opts = options(args).expect("options");
+            super::super::plan(&opts)
+                .into_iter()
+                .map(|(m, p)| (m.name().to_string(), p.accept_lock))
+                .collect()
+        };
+        let book = plan(&["--preset", "classic", "iterative", "prefork"]);
+        let mut want = vec![("iterative".to_string(), None)];
+        want.extend(AcceptLock::ALL.map(|l| ("prefork".to_string(), Some(l))));
+        assert_eq!(book, want);
+        let plain = plan(&[
+            "prefork",
+            "--connections",
+            "1",
+            "--churn",
+            "0",
+            "--idle",
+            "0",
+        ]);
+        assert_eq!(plain, [("prefork".to_string(), None)]);
+    }
+}
