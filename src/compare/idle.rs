@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::point::{NotMeasured, start_server};
-use super::{Point, Setup, unreachable};
+use super::{Point, Setup};
 use crate::load::{Reply, Verdict};
 use crate::measure::TreeWatch;
 use crate::model::Model;
@@ -41,17 +41,7 @@ fn measure_once(
     point: &Point,
     row: &mut Row,
 ) -> Result<(), NotMeasured> {
-    let (mut server, workers) = start_server(setup, model, point)?;
-    row.workers = Some(workers);
-    if let Some(why) = unreachable(
-        model,
-        point.mode,
-        point.connections,
-        workers,
-        setup.fd_limit,
-    ) {
-        return Err(NotMeasured::Unreachable(why));
-    }
+    let (mut server, _) = start_server(setup, model, point, &mut row.workers)?;
     let addr = server.addr();
     let mut watch = TreeWatch::new(server.pid() as i32);
     // One connection first and closed, so that code and allocator arenas touched by serving any

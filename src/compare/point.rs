@@ -2,7 +2,6 @@
 //! server's tree sampled throughout; repeated and reduced to medians.
 
 use std::io;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::client::{self, LoadPlan};
@@ -12,7 +11,7 @@ use crate::measure::tree::{self, Peaks, Sample, Window};
 use crate::measure::{Sampler, placement};
 use crate::model::{Concurrency, Model};
 use crate::report::row::{self, Errors, Latency, Mode, Row, Status, SwitchRates, Tasks};
-use crate::spawn::ServerProcess;
+use crate::spawn::{ServerProcess, serve_command};
 
 /// How often the server's tree is sampled while the load runs (less often for a large tree;
 /// see [`Sampler`]).
@@ -38,37 +37,39 @@ impl From<io::Error> for NotMeasured {
 /// one worker on a pinned server.) Other models keep their default: one event loop per CPU.
 pub const POOL_WORKERS: usize = 100;
 
-/// A fresh server for `model`, pinned to the server CPU, and the number of workers it announced.
+/// A fresh server for `model`, pinned to the server CPU, and its number of workers. `announced` learns the number of
+/// workers it announced even when the point then turns out unreachable for it
+/// ([`NotMeasured::Unreachable`]), so that the row can say so.
 pub fn start_server(
     setup: &Setup,
     model: &dyn Model,
     point: &Point,
-) -> io::Result<(ServerProcess, usize)> {
-    let mut command = Command::new(std::env::current_exe()?);
-    command.args([
-        "serve",
-        model.name(),
-        "--addr",
-        "127.0.0.1:0",
-        "--protocol",
-        point.protocol.name(),
-    ]);
+    announced: &mut Option<usize>,
+) -> Result<(ServerProcess, usize), NotMeasured> {
     let workers = setup
         .workers
         .or((model.concurrency() == Concurrency::Workers).then_some(setup.pool_workers));
-    if let Some(w) = workers {
-        command.args(["--workers", &w.to_string()]);
-    }
+    let workers_arg = workers.map(|w| w.to_string());
+    let mut extra: Vec<&str> = match &workers_arg {
+        Some(w) => vec!["--workers", w],
+        None => vec![],
+    };
     if let Some(lock) = point.accept_lock {
-        command.args(["--accept-lock", lock.name()]);
+        extra.extend(["--accept-lock", lock.name()]);
     }
+    let mut command = serve_command(
+        &std::env::current_exe()?,
+        model.name(),
+        point.protocol,
+        &extra,
+    );
     if let Some(cpu) = setup.placement.server {
         placement::pin_command(&mut command, cpu)?;
     }
     let server = ServerProcess::start_command(command)?;
     // The listening line says `workers N`; a server that does not say it runs the default,
     // which for a server pinned to one CPU is one.
-    let announced = server
+    let said = server
         .log_tail()
         .lines()
         .find(|l| l.contains("listening on "))
@@ -78,7 +79,18 @@ pub fn start_server(
     } else {
         crate::model::Config::default().workers
     };
-    Ok((server, announced.or(workers).unwrap_or(default)))
+    let workers = said.or(workers).unwrap_or(default);
+    *announced = Some(workers);
+    if let Some(why) = unreachable(
+        model,
+        point.mode,
+        point.connections,
+        workers,
+        setup.fd_limit,
+    ) {
+        return Err(NotMeasured::Unreachable(why));
+    }
+    Ok((server, workers))
 }
 
 /// The `workers N` of a listening line.
@@ -107,17 +119,7 @@ fn measure_once(
     point: &Point,
     announced: &mut Option<usize>,
 ) -> Result<Measured, NotMeasured> {
-    let (mut server, workers) = start_server(setup, model, point)?;
-    *announced = Some(workers);
-    if let Some(why) = unreachable(
-        model,
-        point.mode,
-        point.connections,
-        workers,
-        setup.fd_limit,
-    ) {
-        return Err(NotMeasured::Unreachable(why));
-    }
+    let (mut server, workers) = start_server(setup, model, point, announced)?;
     let sampler = Sampler::start(server.pid() as i32, SAMPLE_EVERY)?;
     let plan = LoadPlan {
         addr: server.addr(),

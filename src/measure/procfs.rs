@@ -9,6 +9,8 @@ use std::io;
 /// A process's `/proc/PID/stat`, the fields the harness reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stat {
+    /// The process state: `R` running, `S` sleeping, `Z` zombie (exited, not yet reaped), ...
+    pub state: char,
     /// The parent's pid.
     pub ppid: i32,
     /// CPU in user mode, in clock ticks, of every thread of the process, live or exited.
@@ -34,6 +36,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     Some(Stat {
+        state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
         utime: field(14)?,
         stime: field(15)?,
@@ -200,6 +203,7 @@ mod tests {
         assert_eq!(
             s,
             Stat {
+                state: 'S',
                 ppid: 7,
                 utime: 11,
                 stime: 22,

@@ -227,6 +227,17 @@ fn draw_legend<'a>(
     Ok(())
 }
 
+/// The label of the horizontal category axis at `y`: category i is drawn at y = n-1-i, so the
+/// first is on top; between categories there is no label.
+fn category_name(names: &[&str], y: f64) -> String {
+    let i = names.len() as f64 - 1.0 - y.round();
+    if (y - y.round()).abs() < 0.01 && i >= 0.0 {
+        names.get(i as usize).unwrap_or(&"").to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// Server CPU per request by model: for each model a group of horizontal bars, one per
 /// connection count (a colour each), user CPU solid and sys CPU lighter after it.
 pub fn cpu(path: &Path, title: &str, models: &[CpuBars], counts: &[usize]) -> io::Result<()> {
@@ -241,15 +252,7 @@ pub fn cpu(path: &Path, title: &str, models: &[CpuBars], counts: &[usize]) -> io
     root.fill(&WHITE).map_err(err)?;
     let (plot, legend) = root.split_horizontally(WIDTH - LEGEND);
     let names: Vec<&str> = models.iter().map(|m| m.label.as_str()).collect();
-    // Category i is drawn at y = n-1-i, so the first model is on top.
-    let name_at = |y: &f64| {
-        let i = n as f64 - 1.0 - y.round();
-        if (y - y.round()).abs() < 0.01 && i >= 0.0 {
-            names.get(i as usize).unwrap_or(&"").to_string()
-        } else {
-            String::new()
-        }
-    };
+    let name_at = |y: &f64| category_name(&names, *y);
     let mut chart = ChartBuilder::on(&plot)
         .caption(title, (FONT, 20))
         .margin(12)
@@ -324,14 +327,7 @@ pub fn memory(path: &Path, title: &str, bars: &[MemoryBar]) -> io::Result<()> {
     let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let names: Vec<&str> = bars.iter().map(|b| b.label.as_str()).collect();
-    let name_at = |y: &f64| {
-        let i = n as f64 - 1.0 - y.round();
-        if (y - y.round()).abs() < 0.01 && i >= 0.0 {
-            names.get(i as usize).unwrap_or(&"").to_string()
-        } else {
-            String::new()
-        }
-    };
+    let name_at = |y: &f64| category_name(&names, *y);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FONT, 20))
         .margin(12)
