@@ -30,13 +30,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Measures memory per idle connection for one model at `point.connections`.
 pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
-    let mut row = Row::new(
-        model.name(),
-        point.protocol.name(),
-        point.mode,
-        point.connections,
-        point.size,
-    );
+    let mut row = point.row(model);
     match measure_once(setup, model, point, &mut row) {
         Ok(()) => row,
         Err(NotMeasured::Unreachable(why)) => row.with_status(Status::Unreachable, why),

@@ -9,8 +9,11 @@
 //! - [`client`]: the load generator as a child process.
 //! - [`point`]: one model at one point under load, repeated, reduced to medians.
 //! - [`idle`]: memory per idle connection.
+//! - [`classic`]: the `classic` preset, Stevens' UNP ch. 30 table: process-control CPU per
+//!   connection, each design less the iterative server.
 //! - [`cli`]: the command line.
 
+pub mod classic;
 pub mod cli;
 pub mod client;
 pub mod idle;
@@ -20,6 +23,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::accept_lock::AcceptLock;
 use crate::measure::placement::{self, Placement};
 use crate::model::{Concurrency, Config, Model};
 use crate::protocol::Protocol;
@@ -55,6 +59,13 @@ pub struct Options {
     pub repeat: usize,
     /// `--workers` for every server; `None` leaves each model its default.
     pub workers: Option<usize>,
+    /// The pool models' workers when `workers` is `None`.
+    pub pool_workers: usize,
+    /// The accept locks to run each model that takes one with (prefork); more than one, or
+    /// another than `none`, and its rows carry the lock's name.
+    pub accept_locks: Vec<AcceptLock>,
+    /// The preset the run was asked for, if any (`classic`).
+    pub preset: Option<String>,
     /// Where the report goes.
     pub out: PathBuf,
     /// Pin the server and the client to CPUs of their own (when there are two).
@@ -74,6 +85,24 @@ pub struct Point {
     pub size: usize,
     /// Open loop: requests per second.
     pub rate: Option<f64>,
+    /// The accept lock to serve with, for a model that takes one when the run names locks.
+    pub accept_lock: Option<AcceptLock>,
+}
+
+impl Point {
+    /// An empty row for `model` at this point, named as the tables name it.
+    pub fn row(&self, model: &dyn Model) -> Row {
+        let mut row = Row::new(
+            model.name(),
+            self.protocol.name(),
+            self.mode,
+            self.connections,
+            self.size,
+        );
+        row.rate = self.rate;
+        row.accept_lock = self.accept_lock.map(|l| l.name().to_string());
+        row
+    }
 }
 
 /// What every point is run with.
@@ -82,6 +111,8 @@ pub struct Setup<'a> {
     pub placement: Placement,
     /// `--workers` for every server.
     pub workers: Option<usize>,
+    /// The pool models' workers when `workers` is `None`.
+    pub pool_workers: usize,
     /// Warm-up before each window.
     pub warmup: Duration,
     /// The measured window.
@@ -132,6 +163,7 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
                     connections,
                     size,
                     rate: opts.rate,
+                    accept_lock: None,
                 });
             }
         }
@@ -146,6 +178,7 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
                     first_size
                 },
                 rate: None,
+                accept_lock: None,
             });
         }
         for &connections in &opts.idle {
@@ -159,13 +192,35 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
                     first_size
                 },
                 rate: None,
+                accept_lock: None,
             });
         }
     }
-    opts.models
-        .iter()
-        .flat_map(|&m| points.iter().map(move |p| (m, *p)))
-        .collect()
+    // A model that takes an accept lock runs once per lock, unless the run asked for the
+    // default alone: then its rows read as before, without a lock's name.
+    let named_locks = opts.accept_locks.iter().any(|&l| l != AcceptLock::None);
+    let locks_of = |m: &dyn Model| -> Vec<Option<AcceptLock>> {
+        if m.takes_accept_lock() && named_locks {
+            opts.accept_locks.iter().map(|&l| Some(l)).collect()
+        } else {
+            vec![None]
+        }
+    };
+    let mut plan = Vec::new();
+    for &model in &opts.models {
+        for lock in locks_of(model) {
+            for p in &points {
+                plan.push((
+                    model,
+                    Point {
+                        accept_lock: lock,
+                        ..*p
+                    },
+                ));
+            }
+        }
+    }
+    plan
 }
 
 /// Why `model` cannot serve `connections` clients at once in `mode`, if it cannot.
@@ -248,6 +303,7 @@ pub fn run(
     let setup = Setup {
         placement,
         workers: opts.workers,
+        pool_workers: opts.pool_workers,
         warmup: opts.warmup,
         duration: opts.duration,
         repeat: opts.repeat.max(1),
@@ -276,6 +332,7 @@ pub fn run(
         rows.push(row);
     }
     attach_idle_memory(&mut rows);
+    classic::attach_process_control(&mut rows);
     Ok(Outcome {
         rows,
         settings: Settings {
@@ -294,7 +351,13 @@ pub fn run(
             duration_s: opts.duration.as_secs_f64(),
             repeat: setup.repeat,
             workers: opts.workers,
-            pool_workers: point::POOL_WORKERS,
+            pool_workers: opts.pool_workers,
+            accept_locks: opts
+                .accept_locks
+                .iter()
+                .map(|l| l.name().to_string())
+                .collect(),
+            preset: opts.preset.clone(),
             server_cpu: placement.server,
             client_cpu: placement.client,
         },
@@ -331,7 +394,7 @@ fn attach_idle_memory(rows: &mut [Row]) {
         .filter(|r| r.mode == Mode::Idle && r.status == Status::Ok)
         .filter_map(|r| {
             Some((
-                r.model.clone(),
+                r.label(),
                 r.protocol.clone(),
                 r.connections,
                 r.bytes_per_connection?,
@@ -344,7 +407,7 @@ fn attach_idle_memory(rows: &mut [Row]) {
     {
         row.bytes_per_connection = idle
             .iter()
-            .find(|(m, p, n, _)| *m == row.model && *p == row.protocol && *n == row.connections)
+            .find(|(m, p, n, _)| *m == row.label() && *p == row.protocol && *n == row.connections)
             .map(|t| t.3);
     }
 }

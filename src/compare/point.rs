@@ -48,12 +48,15 @@ pub fn start_server(
 ) -> Result<(ServerProcess, usize), NotMeasured> {
     let workers = setup
         .workers
-        .or((model.concurrency() == Concurrency::Workers).then_some(POOL_WORKERS));
+        .or((model.concurrency() == Concurrency::Workers).then_some(setup.pool_workers));
     let workers_arg = workers.map(|w| w.to_string());
-    let extra: Vec<&str> = match &workers_arg {
+    let mut extra: Vec<&str> = match &workers_arg {
         Some(w) => vec!["--workers", w],
         None => vec![],
     };
+    if let Some(lock) = point.accept_lock {
+        extra.extend(["--accept-lock", lock.name()]);
+    }
     let mut command = serve_command(
         &std::env::current_exe()?,
         model.name(),
@@ -186,14 +189,7 @@ fn measure_once(
 /// Runs the point `setup.repeat` times, each on a fresh server, and reduces the runs to one row:
 /// the median of each figure, errors summed over the runs.
 pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
-    let mut row = Row::new(
-        model.name(),
-        point.protocol.name(),
-        point.mode,
-        point.connections,
-        point.size,
-    );
-    row.rate = point.rate;
+    let mut row = point.row(model);
     let mut runs = Vec::new();
     for _ in 0..setup.repeat.max(1) {
         if (setup.interrupted)() {

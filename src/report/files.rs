@@ -14,7 +14,7 @@ pub fn write_json(path: &Path, rows: &[Row]) -> io::Result<()> {
 }
 
 /// The CSV columns, in order.
-pub const CSV_HEADERS: [&str; 35] = [
+pub const CSV_HEADERS: [&str; 37] = [
     "model",
     "protocol",
     "mode",
@@ -22,6 +22,7 @@ pub const CSV_HEADERS: [&str; 35] = [
     "size",
     "rate",
     "workers",
+    "accept_lock",
     "status",
     "note",
     "runs",
@@ -35,6 +36,7 @@ pub const CSV_HEADERS: [&str; 35] = [
     "cpu_us_per_request",
     "cpu_user_us_per_request",
     "cpu_sys_us_per_request",
+    "process_control_us_per_connection",
     "pss_peak_bytes",
     "rss_peak_bytes",
     "bytes_per_connection",
@@ -68,6 +70,7 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> io::Result<()> {
             r.size.to_string(),
             f(r.rate),
             r.workers.map(|w| w.to_string()).unwrap_or_default(),
+            r.accept_lock.clone().unwrap_or_default(),
             format!("{:?}", r.status).to_lowercase(),
             r.note.clone(),
             r.runs.to_string(),
@@ -81,6 +84,7 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> io::Result<()> {
             f(r.cpu_us_per_request),
             f(r.cpu_user_us_per_request),
             f(r.cpu_sys_us_per_request),
+            f(r.process_control_us_per_connection),
             u(r.pss_peak_bytes),
             u(r.rss_peak_bytes),
             f(r.bytes_per_connection),

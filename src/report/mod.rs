@@ -53,6 +53,10 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// The pool models' workers when `--workers` is not given.
     pub pool_workers: usize,
+    /// The accept locks prefork ran with.
+    pub accept_locks: Vec<String>,
+    /// The preset asked for (`classic`), if any.
+    pub preset: Option<String>,
     /// The server's CPU, if pinned.
     pub server_cpu: Option<usize>,
     /// The load generator's CPU, if pinned.
@@ -173,9 +177,48 @@ fn sections(rows: &[Row]) -> Vec<Section<'_>> {
     out
 }
 
+/// The classic tables (Stevens, UNP Figure 30.1): one per churn point that has an iterative
+/// row to subtract, titled with the point.
+fn classic_sections(rows: &[Row]) -> Vec<(String, table::Table)> {
+    sections(rows)
+        .into_iter()
+        .filter(|s| s.mode == Mode::Churn)
+        .flat_map(|s| {
+            let mut points: Vec<(usize, usize)> = Vec::new();
+            for r in &s.rows {
+                if r.process_control_us_per_connection.is_some()
+                    && !points.contains(&(r.connections, r.size))
+                {
+                    points.push((r.connections, r.size));
+                }
+            }
+            points.into_iter().map(move |(slots, size)| {
+                let rows: Vec<&Row> = s
+                    .rows
+                    .iter()
+                    .copied()
+                    .filter(|r| r.connections == slots && r.size == size)
+                    .collect();
+                let asked = match size {
+                    0 => String::new(),
+                    n => format!(", {n}-byte messages"),
+                };
+                let title = format!(
+                    "Process-control CPU per connection (UNP Figure 30.1) — {}{asked}, {slots} client slots",
+                    s.protocol
+                );
+                (title, table::classic_table(&rows))
+            })
+        })
+        .collect()
+}
+
 /// The tables as aligned text, for the terminal.
 pub fn terminal(rows: &[Row]) -> String {
     let mut out = String::new();
+    for (title, table) in classic_sections(rows) {
+        let _ = writeln!(out, "\n{title}\n{}", table.to_text());
+    }
     for s in sections(rows) {
         let _ = writeln!(out, "\n{}\n{}", s.title(), s.table().to_text());
     }
@@ -200,6 +243,13 @@ pub fn write(dir: &Path, report: &Report) -> io::Result<Vec<PathBuf>> {
     written.push(run);
 
     let mut md = header(report);
+    for (title, table) in classic_sections(report.rows) {
+        let _ = writeln!(
+            md,
+            "## {title}\n\n{CLASSIC_NOTE}\n\n{}",
+            table.to_markdown()
+        );
+    }
     for s in sections(report.rows) {
         let _ = writeln!(md, "## {}\n\n{}", s.title(), s.table().to_markdown());
         for (file, alt) in section_plots(dir, &s)? {
@@ -267,6 +317,12 @@ fn header(report: &Report) -> String {
     md
 }
 
+const CLASSIC_NOTE: &str = "Stevens' experiment (UNP ch. 30): each client slot connects, sends one \
+request, reads the whole reply and closes (SO_LINGER 0), again and again. CPU µs/conn is the \
+server's whole tree over the window divided by the connections served; *process control* is that \
+figure less the iterative server's at the same point: what the design spends on forking, waking, \
+handing over and creating, beyond the TCP work every design does.";
+
 const FOOTER: &str = "## Files\n\n- `results.json`: one object per row, every figure (null when not measured).\n\
 - `results.csv`: the same, one line per row.\n- `run.json`: the machine and the settings.\n";
 
@@ -286,10 +342,10 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
                 models
                     .iter()
                     .map(|m| Line {
-                        label: m.to_string(),
+                        label: m.clone(),
                         points: ok
                             .iter()
-                            .filter(|r| r.model == *m)
+                            .filter(|r| r.label() == *m)
                             .filter_map(|r| Some((r.connections as f64, value(r)?)))
                             .collect(),
                     })
@@ -316,10 +372,10 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
             let bars: Vec<CpuBars> = models
                 .iter()
                 .map(|m| CpuBars {
-                    label: m.to_string(),
+                    label: m.clone(),
                     bars: ok
                         .iter()
-                        .filter(|r| r.model == *m)
+                        .filter(|r| r.label() == *m)
                         .filter_map(|r| {
                             Some((
                                 r.connections,
@@ -340,7 +396,7 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
                 .rows
                 .iter()
                 .map(|r| MemoryBar {
-                    label: r.model.clone(),
+                    label: r.label(),
                     value: match (r.status, r.bytes_per_connection) {
                         (Status::Ok, Some(v)) => Ok(v),
                         (Status::Ok, None) => Err("not measured".into()),
@@ -361,12 +417,13 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// The models of a section, in their first-appearance order.
-fn model_order<'a>(rows: &[&'a Row]) -> Vec<&'a str> {
-    let mut models: Vec<&str> = Vec::new();
+/// The models of a section (with their accept lock), in their first-appearance order.
+fn model_order(rows: &[&Row]) -> Vec<String> {
+    let mut models: Vec<String> = Vec::new();
     for r in rows {
-        if !models.contains(&r.model.as_str()) {
-            models.push(&r.model);
+        let label = r.label();
+        if !models.contains(&label) {
+            models.push(label);
         }
     }
     models

@@ -82,6 +82,10 @@ pub struct Row {
     pub rate: Option<f64>,
     /// The server's `workers` setting, as it announced it.
     pub workers: Option<usize>,
+    /// How prefork's children took turns at `accept` (`none`, `fcntl`, `flock`, `mutex`), when
+    /// the run compared the locks; absent for every other model.
+    #[serde(default)]
+    pub accept_lock: Option<String>,
     /// Measured, unreachable or failed.
     pub status: Status,
     /// Why the point is unreachable or failed, or what to know about the figures.
@@ -100,6 +104,11 @@ pub struct Row {
     pub cpu_user_us_per_request: Option<f64>,
     /// Server kernel CPU per request, µs.
     pub cpu_sys_us_per_request: Option<f64>,
+    /// Churn rows: CPU µs per connection less the iterative server's at the same point — the
+    /// cost of the model's process control (Stevens, UNP Figure 30.1). Absent without an
+    /// iterative row to subtract.
+    #[serde(default)]
+    pub process_control_us_per_connection: Option<f64>,
     /// Peak of the summed PSS of the server's tree, bytes.
     pub pss_peak_bytes: Option<u64>,
     /// Peak of the summed RSS, bytes (counts shared pages once per process).
@@ -135,6 +144,7 @@ impl Row {
             size,
             rate: None,
             workers: None,
+            accept_lock: None,
             status: Status::Ok,
             note: String::new(),
             runs: 0,
@@ -144,6 +154,7 @@ impl Row {
             cpu_us_per_request: None,
             cpu_user_us_per_request: None,
             cpu_sys_us_per_request: None,
+            process_control_us_per_connection: None,
             pss_peak_bytes: None,
             rss_peak_bytes: None,
             bytes_per_connection: None,
@@ -153,6 +164,14 @@ impl Row {
             errors: Errors::default(),
             client_cpu_percent: None,
             client_bound: false,
+        }
+    }
+
+    /// The model's name, with its accept lock when it has one: `prefork (fcntl)`.
+    pub fn label(&self) -> String {
+        match &self.accept_lock {
+            Some(lock) => format!("{} ({lock})", self.model),
+            None => self.model.clone(),
         }
     }
 

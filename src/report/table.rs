@@ -115,7 +115,7 @@ pub fn load_table(rows: &[&Row]) -> Table {
                 bytes(r.size as f64)
             };
             let mut cells = vec![
-                r.model.clone(),
+                r.label(),
                 r.protocol.clone(),
                 r.connections.to_string(),
                 size,
@@ -157,6 +157,50 @@ pub fn churn_table(rows: &[&Row]) -> Table {
     table
 }
 
+/// The classic table (Stevens, UNP Figure 30.1): churn rows with their CPU per connection and
+/// that figure less the iterative server's, the process-control CPU.
+pub fn classic_table(rows: &[&Row]) -> Table {
+    let headers = [
+        "design",
+        "workers",
+        "conn/s",
+        "CPU µs/conn",
+        "usr+sys",
+        "process control µs/conn",
+        "thr/proc",
+        "csw/conn",
+        "errors",
+        "note",
+    ];
+    let body = rows
+        .iter()
+        .map(|r| {
+            let ok = r.status == Status::Ok;
+            let all = measured(r);
+            vec![
+                r.label(),
+                r.workers.map(|w| w.to_string()).unwrap_or_default(),
+                all[cell::RATE].clone(),
+                all[cell::CPU].clone(),
+                all[cell::USR_SYS].clone(),
+                opt(
+                    ok,
+                    r.process_control_us_per_connection
+                        .map(|v| format!("{v:.1}")),
+                ),
+                all[cell::TASKS].clone(),
+                all[cell::SWITCHES].clone(),
+                all[cell::ERRORS].clone(),
+                classic_note(r),
+            ]
+        })
+        .collect();
+    Table {
+        headers: headers.iter().map(|s| s.to_string()).collect(),
+        rows: body,
+    }
+}
+
 /// The table of idle rows: memory per connection.
 pub fn idle_table(rows: &[&Row]) -> Table {
     let headers = [
@@ -175,7 +219,7 @@ pub fn idle_table(rows: &[&Row]) -> Table {
         .map(|r| {
             let ok = r.status == Status::Ok;
             vec![
-                r.model.clone(),
+                r.label(),
                 r.protocol.clone(),
                 r.connections.to_string(),
                 opt(ok, r.pss_base_bytes.map(|b| bytes(b as f64))),
@@ -195,6 +239,29 @@ pub fn idle_table(rows: &[&Row]) -> Table {
         headers: headers.iter().map(|s| s.to_string()).collect(),
         rows: body,
     }
+}
+
+/// The note of a classic row: a design cannot do less than the iterative server, so a
+/// difference below zero says the baseline or the row was disturbed, and the reader is told.
+fn classic_note(r: &Row) -> String {
+    let mut said = note(r);
+    if r.process_control_us_per_connection.is_some_and(|d| d < 0.0) {
+        if !said.is_empty() {
+            said.push_str("; ");
+        }
+        said.push_str("below the iterative server: noise, or a disturbed baseline");
+    }
+    said
+}
+
+/// Where [`measured`] puts the cells the classic table borrows.
+mod cell {
+    pub const RATE: usize = 0;
+    pub const CPU: usize = 4;
+    pub const USR_SYS: usize = 5;
+    pub const TASKS: usize = 9;
+    pub const SWITCHES: usize = 10;
+    pub const ERRORS: usize = 11;
 }
 
 /// The measured cells of a loaded row, blank when not measured.
@@ -324,6 +391,26 @@ mod tests {
         assert_eq!(bytes(4096.0), "4.0 KiB");
         assert_eq!(bytes(-2048.0), "-2.0 KiB");
         assert_eq!(bytes(12.5 * 1048576.0), "12.5 MiB");
+    }
+
+    /// The classic table shows the difference, and says so when it is below zero.
+    #[test]
+    fn classic_rows_show_the_difference() {
+        let mut fork = Row::new("fork-per-conn", "echo", Mode::Churn, 5, 4000);
+        fork.cpu_us_per_request = Some(250.0);
+        fork.process_control_us_per_connection = Some(230.0);
+        let mut lock = Row::new("prefork", "echo", Mode::Churn, 5, 4000);
+        lock.accept_lock = Some("fcntl".into());
+        lock.process_control_us_per_connection = Some(-3.0);
+        let t = classic_table(&[&fork, &lock]);
+        assert_eq!(t.headers[5], "process control µs/conn");
+        assert_eq!(
+            (t.rows[0][3].as_str(), t.rows[0][5].as_str()),
+            ("250.0", "230.0")
+        );
+        assert!(t.rows[0][9].is_empty());
+        assert_eq!(t.rows[1][0], "prefork (fcntl)");
+        assert!(t.rows[1][9].contains("disturbed baseline"));
     }
 
     /// An unreachable row keeps its place, blank figures and the reason in the note.
