@@ -22,19 +22,25 @@
 //! - [`meter`]: Stevens' per-child meter, how many connections each worker served.
 //! - [`load`]: the load generator: closed and open loop, churn, latency histograms.
 //! - [`spawn`]: a server started as a child process, for tests, benches and `compare`.
+//! - [`measure`]: a server's process tree measured from /proc: CPU, PSS, threads, switches.
+//! - [`compare`]: every model through the same sweep, measured the same way (the main job).
+//! - [`report`]: the tables, results.json/csv, index.md and the SVG plots of a comparison.
 //! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the registry.
 #![deny(missing_docs)]
 
 pub mod accept_lock;
 pub mod children;
+pub mod compare;
 pub mod conn;
 pub mod event_loop;
 pub mod lab;
 pub mod load;
+pub mod measure;
 pub mod meter;
 pub mod model;
 pub mod net;
 pub mod protocol;
+pub mod report;
 pub mod shutdown;
 pub mod spawn;
 pub mod uring;

@@ -38,6 +38,11 @@ enum Command {
     /// Drive a server with load: closed loop, open loop (--rate) or churn; report latency,
     /// throughput, errors and the client's own CPU.
     Load(LoadArgs),
+    /// Compare the models: the same sweep against each, a table, and a report with plots.
+    Compare(server_models::compare::cli::CompareArgs),
+    /// A process with a known footprint, for the measurement tests.
+    #[command(subcommand, hide = true)]
+    Probe(server_models::measure::probe::Probe),
 }
 
 #[derive(Args)]
@@ -131,6 +136,24 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Lab(args) => lab(args),
         Command::Load(args) => load(args),
+        Command::Compare(args) => match server_models::compare::cli::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                eprintln!("server-models compare: {e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("server-models compare: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Probe(probe) => match server_models::measure::probe::run(&probe) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("server-models probe: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -36,6 +36,12 @@ pub trait Model: Sync {
         false
     }
 
+    /// Whether the model reads `Config::accept_lock` (prefork's children taking turns at
+    /// `accept`), so that a comparison runs it once per lock.
+    fn takes_accept_lock(&self) -> bool {
+        false
+    }
+
     /// Serves connections from `ctx.listener` until `ctx.shutdown` fires; returns only when every
     /// connection is closed and every thread or process the model started is joined or reaped.
     fn serve(&self, ctx: ServeContext) -> io::Result<()>;

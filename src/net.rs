@@ -44,19 +44,23 @@ impl Default for ListenOptions {
     }
 }
 
+/// The address family of a socket for `addr`: IPv4 or IPv6.
+pub fn family(addr: SocketAddr) -> AddressFamily {
+    if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
+}
+
 /// Creates a listening socket (监听套接字) on `addr`: socket, SO_REUSEADDR, bind, listen.
 ///
 /// SO_REUSEADDR lets a restarted server bind while connections of its previous run sit in
 /// TIME_WAIT. An address still in use despite it means another socket listens there, and the
 /// error says so.
 pub fn listen(addr: SocketAddr, opts: &ListenOptions) -> io::Result<TcpListener> {
-    let family = if addr.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
     let fd = socket::socket(
-        family,
+        family(addr),
         SockType::Stream,
         SockFlag::SOCK_CLOEXEC,
         SockProtocol::Tcp,

@@ -4,11 +4,11 @@
 //! 1. sets a flag, for loops that check it between blocking calls;
 //! 2. writes to an eventfd, for event loops that wait in select, poll or epoll — the self-pipe
 //!    trick, with the modern single descriptor;
-//! 3. calls `shutdown(2)` on the few descriptors a blocking, single-threaded process has
-//!    registered ([`Shutdown::shut_on_signal`]): a listener shut this way makes a blocked
-//!    `accept` fail with EINVAL, a connection makes a blocked `read` return 0. Checking a flag and
-//!    then blocking leaves a window in which the signal is missed; shutting the descriptor
-//!    closes it, because the call that would block now returns at once.
+//! 3. calls `shutdown(2)` on the few descriptors a blocking process has registered
+//!    ([`Shutdown::shut_on_signal`]): a listener shut this way makes a blocked `accept` fail
+//!    with EINVAL, a connection makes a blocked `read` return 0. Checking a flag and then
+//!    blocking leaves a window in which the signal is missed; shutting the descriptor closes
+//!    it, because the call that would block now returns at once.
 //!
 //! The handlers are installed without `SA_RESTART`, so a blocked call also returns EINTR.
 //!
@@ -119,8 +119,11 @@ impl Shutdown {
     }
 
     /// Asks the signal handler to `shutdown(2)` this descriptor (or no descriptor, with `None`)
-    /// when a signal arrives. Only for single-threaded processes: the descriptor must be cleared
-    /// before it is closed, or the handler could shut an unrelated socket that reused the number.
+    /// when a signal arrives. The descriptor must be cleared before it is closed, or the handler
+    /// could shut an unrelated socket that reused the number: so only a descriptor one thread
+    /// owns until the process ends or it clears the slot — the listener of a blocking accept
+    /// loop, the one connection of a single-threaded server. A threaded model's connections go
+    /// in a [`ConnSet`] instead.
     pub fn shut_on_signal(&self, slot: Slot, fd: Option<RawFd>) {
         SHUT_FDS[slot as usize].store(fd.unwrap_or(-1), Ordering::SeqCst);
         // A signal that came before the registration has already been handled: act on it now.

@@ -8,7 +8,8 @@
 //! The server runs in a process group of its own (its pid is the group id). Stopping sends
 //! SIGTERM and waits; if the server has not exited within the grace period, or left children
 //! behind, the whole group gets SIGKILL — only while the leader is unreaped, so the group id
-//! cannot have been reused by a process this one did not start.
+//! cannot have been reused by a process this one did not start. [`ServerProcess::terminate`]
+//! is the first half alone, for a test that checks the server's children went by themselves.
 
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
@@ -39,8 +40,15 @@ const KEEP_LINES: usize = 50;
 pub struct ServerProcess {
     child: Child,
     addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
+    log: Arc<Mutex<Log>>,
     status: Option<ExitStatus>,
+}
+
+/// What the stderr reader keeps: the last lines, and how many there were in all.
+#[derive(Debug, Default)]
+struct Log {
+    tail: Vec<String>,
+    lines: usize,
 }
 
 impl ServerProcess {
@@ -52,17 +60,7 @@ impl ServerProcess {
         protocol: Protocol,
         extra_args: &[&str],
     ) -> io::Result<ServerProcess> {
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "serve",
-            model,
-            "--addr",
-            "127.0.0.1:0",
-            "--protocol",
-            protocol.name(),
-        ])
-        .args(extra_args);
-        ServerProcess::start_command(cmd)
+        ServerProcess::start_command(serve_command(bin, model, protocol, extra_args))
     }
 
     /// Starts any command that prints `... listening on ADDR ...` on stderr (a `serve` wrapped
@@ -78,7 +76,7 @@ impl ServerProcess {
             .stderr
             .take()
             .ok_or_else(|| io::Error::other("the server's stderr was not captured"))?;
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(Log::default()));
         let (tx, rx) = mpsc::channel();
         let keep = Arc::clone(&log);
         std::thread::Builder::new()
@@ -93,10 +91,11 @@ impl ServerProcess {
                         let _ = tx.send(addr);
                     }
                     let mut keep = keep.lock().unwrap_or_else(|p| p.into_inner());
-                    if keep.len() == KEEP_LINES {
-                        keep.remove(0);
+                    if keep.tail.len() == KEEP_LINES {
+                        keep.tail.remove(0);
                     }
-                    keep.push(line);
+                    keep.tail.push(line);
+                    keep.lines += 1;
                 }
             })?;
         let mut server = ServerProcess {
@@ -143,7 +142,40 @@ impl ServerProcess {
         self.log
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .tail
             .join("\n")
+    }
+
+    /// How many lines the server has written to stderr so far (the tail keeps only the last).
+    pub fn log_lines(&self) -> usize {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).lines
+    }
+
+    /// Whether the server has exited, without reaping it (it stays a zombie until
+    /// [`stop`](Self::stop), so its pid and group id stay its own).
+    pub fn has_exited(&self) -> bool {
+        self.status.is_some() || !matches!(self.peek_exit(), Ok(WaitStatus::StillAlive))
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the server to exit by itself, without
+    /// reaping it and without touching anything it forked — so that a caller can check that
+    /// its children went too. Returns its exit code; `None` if it was killed by a signal or is
+    /// still running (then [`stop`](Self::stop), or dropping it, kills it).
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        if let Some(status) = self.status {
+            return status.code();
+        }
+        let _ = signal::kill(self.nix_pid(), Signal::SIGTERM);
+        let deadline = Instant::now() + within;
+        loop {
+            match self.peek_exit() {
+                Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(WaitStatus::Exited(_, code)) => return Some(code),
+                _ => return None,
+            }
+        }
     }
 
     /// Stops the server: SIGTERM, up to [`STOP_GRACE`] to exit, then SIGKILL to its whole process
@@ -152,27 +184,40 @@ impl ServerProcess {
         if let Some(status) = self.status {
             return Ok(status);
         }
-        let pid = Pid::from_raw(self.child.id() as i32);
-        let _ = signal::kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
-        // Wait without reaping (WNOWAIT): while the leader is a zombie its pid, and so the
+        // `terminate` waits without reaping: while the leader is a zombie its pid, and so the
         // group id, cannot be reused, and killing the group reaches only what it started.
-        loop {
-            match waitid(
-                Id::Pid(pid),
-                WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG,
-            ) {
-                Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                _ => break,
-            }
-        }
-        let _ = signal::killpg(pid, Signal::SIGKILL);
+        self.terminate(STOP_GRACE);
+        let _ = signal::killpg(self.nix_pid(), Signal::SIGKILL);
         let status = self.child.wait()?;
         self.status = Some(status);
         Ok(status)
     }
+
+    fn nix_pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// How the server exited, if it has, leaving it unreaped (`WNOWAIT`).
+    fn peek_exit(&self) -> nix::Result<WaitStatus> {
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+        waitid(Id::Pid(self.nix_pid()), flags)
+    }
+}
+
+/// The command `bin serve MODEL --addr 127.0.0.1:0 --protocol P EXTRA...`, for a caller that
+/// adjusts it (a resource limit, say) before [`ServerProcess::start_command`].
+pub fn serve_command(bin: &Path, model: &str, protocol: Protocol, extra_args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "serve",
+        model,
+        "--addr",
+        "127.0.0.1:0",
+        "--protocol",
+        protocol.name(),
+    ])
+    .args(extra_args);
+    cmd
 }
 
 impl Drop for ServerProcess {

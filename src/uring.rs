@@ -446,3 +446,74 @@ impl Conn {
         }
     }
 }
+
+/// The connections of one ring by slot, the number each operation carries in its `user_data`
+/// to find its connection again. A slot is reused only once its connection is removed, which
+/// the loop does when none of its operations is left in flight — so a late completion never
+/// reaches the next connection.
+#[derive(Debug, Default)]
+pub struct Slots {
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+}
+
+impl Slots {
+    /// Puts `conn` in a free slot and returns the slot.
+    pub fn insert(&mut self, conn: Conn) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                self.conns[slot] = Some(conn);
+                slot
+            }
+            None => {
+                self.conns.push(Some(conn));
+                self.conns.len() - 1
+            }
+        }
+    }
+
+    /// The connection in `slot`, if any.
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Conn> {
+        self.conns.get_mut(slot)?.as_mut()
+    }
+
+    /// Takes the connection out of `slot` and frees the slot.
+    pub fn remove(&mut self, slot: usize) -> Option<Conn> {
+        let conn = self.conns.get_mut(slot)?.take();
+        if conn.is_some() {
+            self.free.push(slot);
+        }
+        conn
+    }
+
+    /// One past the highest slot ever used: every slot is below it.
+    pub fn end(&self) -> usize {
+        self.conns.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A slot is reused only once its connection is removed, and a second remove does not free
+    /// it twice (two connections would then share it).
+    #[test]
+    fn slots_are_reused_only_once_free() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        let conn = || Conn::new(TcpStream::connect(addr).expect("connect"), Protocol::Echo);
+        let mut slots = Slots::default();
+        let (a, b) = (slots.insert(conn()), slots.insert(conn()));
+        assert_ne!(a, b);
+        assert!(slots.remove(a).is_some());
+        assert!(slots.remove(a).is_none());
+        assert!(slots.get_mut(a).is_none());
+        assert!(slots.get_mut(b).is_some());
+        assert_eq!(slots.insert(conn()), a);
+        let c = slots.insert(conn());
+        assert!(c != a && c != b);
+        assert_eq!(slots.end(), 3);
+    }
+}

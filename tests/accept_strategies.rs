@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::Signal;
+use server_models::protocol::Protocol;
 
 const WORKERS: usize = 3;
 
 /// Makes `n` connections, one after another, each exchanging one echo message.
-fn serve_sequential_clients(server: &Server, n: usize) {
+fn serve_sequential_clients(server: &ServerProcess, n: usize) {
     for i in 0..n {
-        let mut s = connect(server.addr).expect("connect");
+        let mut s = connect(server.addr()).expect("connect");
         let msg = pattern(32, i as u8);
         assert_eq!(
             echo_exchange(&mut s, &msg).expect("echo"),
@@ -26,17 +27,17 @@ fn serve_sequential_clients(server: &Server, n: usize) {
 }
 
 /// Stops the server and returns the counts of its `served per worker:` line.
-fn stop_and_read_meter(mut server: Server) -> Vec<u64> {
+fn stop_and_read_meter(mut server: ServerProcess) -> Vec<u64> {
     assert_eq!(
         server.terminate(Duration::from_secs(10)),
         Some(0),
         "clean exit; log:\n{}",
-        server.log_text()
+        server.log_tail()
     );
     // The stderr reader may still be catching up with the last lines.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let log = server.log_text();
+        let log = server.log_tail();
         if let Some(line) = log
             .lines()
             .find_map(|l| l.split("served per worker: ").nth(1))
@@ -56,7 +57,7 @@ fn meter_adds_up(model: &str, extra: &[&str]) {
     let workers = WORKERS.to_string();
     let mut args = vec!["--workers", workers.as_str()];
     args.extend_from_slice(extra);
-    let server = Server::start(model, "echo", &args).expect("start");
+    let server = start(model, Protocol::Echo, &args).expect("start");
     serve_sequential_clients(&server, 24);
     let counts = stop_and_read_meter(server);
     assert_eq!(counts.len(), WORKERS, "{model} {extra:?}: {counts:?}");
@@ -101,9 +102,9 @@ fn fdpass_meters_every_connection() {
 /// one client at a time, child 0 is always idle first and serves them all.
 #[test]
 fn fdpass_prefers_the_first_idle_child() {
-    let server = Server::start("prefork-fdpass", "echo", &["--workers", "3"]).expect("start");
+    let server = start("prefork-fdpass", Protocol::Echo, &["--workers", "3"]).expect("start");
     for _ in 0..10 {
-        let mut s = connect(server.addr).expect("connect");
+        let mut s = connect(server.addr()).expect("connect");
         assert_eq!(echo_exchange(&mut s, b"ping").expect("echo"), b"ping");
         drop(s);
         // Let the child report "idle" before the next client, so that the choice is free.
@@ -124,16 +125,16 @@ fn threaded_models_meter_every_connection() {
 #[test]
 fn a_killed_lock_holder_does_not_wedge_the_others() {
     for lock in ["fcntl", "flock", "mutex"] {
-        let server = Server::start(
+        let server = start(
             "prefork",
-            "echo",
+            Protocol::Echo,
             &["--workers", "2", "--accept-lock", lock],
         )
         .expect("start");
         // Kill every original child; whichever held the lock (blocked in accept) dies with it.
-        let children = || -> Vec<u32> {
-            let parent = server.pid();
-            let tree = server.tree();
+        let children = || -> Vec<i32> {
+            let parent = server.pid() as i32;
+            let tree = tree(&server).expect("the server's process tree");
             tree.into_iter()
                 .filter(|&p| p != parent && !zombie(p))
                 .collect()
@@ -155,7 +156,7 @@ fn a_killed_lock_holder_does_not_wedge_the_others() {
             assert!(Instant::now() < deadline, "{lock}: no replacements forked");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let mut s = connect(server.addr).expect("connect");
+        let mut s = connect(server.addr()).expect("connect");
         assert_eq!(
             echo_exchange(&mut s, b"still here").expect("echo"),
             b"still here",
@@ -190,10 +191,10 @@ fn unknown_accept_lock_is_a_usage_error() {
 /// left), forks a replacement, and keeps serving.
 #[test]
 fn fdpass_reaps_and_replaces_a_killed_child() {
-    let server = Server::start("prefork-fdpass", "echo", &["--workers", "2"]).expect("start");
-    let children = || -> Vec<u32> {
-        let parent = server.pid();
-        let tree = server.tree();
+    let server = start("prefork-fdpass", Protocol::Echo, &["--workers", "2"]).expect("start");
+    let children = || -> Vec<i32> {
+        let parent = server.pid() as i32;
+        let tree = tree(&server).expect("the server's process tree");
         tree.into_iter().filter(|&p| p != parent).collect()
     };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -215,7 +216,7 @@ fn fdpass_reaps_and_replaces_a_killed_child() {
         std::thread::sleep(Duration::from_millis(20));
     }
     for _ in 0..4 {
-        let mut s = connect(server.addr).expect("connect");
+        let mut s = connect(server.addr()).expect("connect");
         assert_eq!(echo_exchange(&mut s, b"again").expect("echo"), b"again");
     }
     assert_eq!(stop_and_read_meter(server).iter().sum::<u64>(), 4);

@@ -4,6 +4,8 @@ mod common;
 
 use std::process::Command;
 
+use server_models::protocol::Protocol;
+
 fn server_models(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_server-models"))
         .args(args)
@@ -46,8 +48,8 @@ fn unknown_model_lists_the_models() {
 /// An address in use fails with exit 1 and a message that names TIME_WAIT and SO_REUSEADDR.
 #[test]
 fn address_in_use_is_explained() {
-    let server = common::Server::start("iterative", "echo", &[]).expect("first server");
-    let addr = server.addr.to_string();
+    let server = common::start("iterative", Protocol::Echo, &[]).expect("first server");
+    let addr = server.addr().to_string();
     let out = server_models(&["serve", "iterative", "--addr", &addr]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use server_models::measure::TreeWatch;
 use server_models::model::{Config, Model};
 use server_models::protocol::Protocol;
 
@@ -127,15 +128,11 @@ fn main() {
 }
 
 impl Case {
-    fn start(self, extra: &[&str]) -> Result<Server, Failed> {
+    fn start(self, extra: &[&str]) -> Result<ServerProcess, Failed> {
         let workers = WORKERS.to_string();
         let mut args = vec!["--workers", workers.as_str()];
         args.extend_from_slice(extra);
-        Ok(Server::start(
-            self.model.name(),
-            self.protocol.name(),
-            &args,
-        )?)
+        Ok(start(self.model.name(), self.protocol, &args)?)
     }
 
     /// How many clients the model serves at once under the suite's configuration.
@@ -172,10 +169,10 @@ impl Case {
     /// kernel completes the handshake before any accept).
     fn answered_within(
         self,
-        server: &Server,
+        server: &ServerProcess,
         within: Duration,
     ) -> Result<(TcpStream, bool), Failed> {
-        let mut s = connect(server.addr)?;
+        let mut s = connect(server.addr())?;
         s.write_all(match self.protocol {
             Protocol::Echo => b"ping",
             Protocol::Http => GET,
@@ -202,7 +199,7 @@ impl Case {
     /// (the documented limit), and must be served once one of them leaves.
     fn assert_waits_for_slot(
         self,
-        server: &Server,
+        server: &ServerProcess,
         mut held: Vec<TcpStream>,
         limit: usize,
     ) -> Result<(), Failed> {
@@ -233,7 +230,7 @@ fn check(ok: bool, what: impl Into<String>) -> Result<(), Failed> {
 /// Small messages come back exactly; HTTP keep-alive answers request after request.
 fn small_messages(case: Case) -> Result<(), Failed> {
     let server = case.start(&[])?;
-    let mut s = connect(server.addr)?;
+    let mut s = connect(server.addr())?;
     match case.protocol {
         Protocol::Echo => {
             for (i, len) in [1, 7, 64, 1000, 4096, 65536].into_iter().enumerate() {
@@ -257,7 +254,7 @@ fn small_messages(case: Case) -> Result<(), Failed> {
 /// cope with partial writes and a peer whose window fills.
 fn large_message_while_sending(case: Case) -> Result<(), Failed> {
     let server = case.start(&[])?;
-    let s = connect(server.addr)?;
+    let s = connect(server.addr())?;
     let msg = pattern(8 << 20, 42);
     let mut writer = s.try_clone()?;
     let to_send = msg.clone();
@@ -272,7 +269,7 @@ fn large_message_while_sending(case: Case) -> Result<(), Failed> {
 /// back, then EOF.
 fn half_close(case: Case) -> Result<(), Failed> {
     let server = case.start(&[])?;
-    let mut s = connect(server.addr)?;
+    let mut s = connect(server.addr())?;
     let (sent, expect): (Vec<u8>, ReplyCheck) = match case.protocol {
         Protocol::Echo => {
             let msg = pattern(256 * 1024, 7);
@@ -303,7 +300,7 @@ fn half_close(case: Case) -> Result<(), Failed> {
 /// (one at a time, for the models that serve one at a time).
 fn two_hundred_clients(case: Case) -> Result<(), Failed> {
     let server = case.start(&[])?;
-    let addr = server.addr;
+    let addr = server.addr();
     let clients: Vec<_> = (0..200u8)
         .map(|i| {
             std::thread::spawn(move || -> Result<(), Failed> {
@@ -338,7 +335,7 @@ fn clients_at_once(case: Case) -> Result<(), Failed> {
     let n = case.limit().unwrap_or(50);
     let mut held = Vec::new();
     for i in 0..n {
-        let mut s = connect(server.addr)?;
+        let mut s = connect(server.addr())?;
         case.exchange(&mut s, i as u8)?;
         held.push(s);
     }
@@ -357,7 +354,7 @@ fn clients_at_once(case: Case) -> Result<(), Failed> {
 fn reset_mid_stream(case: Case) -> Result<(), Failed> {
     let server = case.start(&[])?;
     for i in 0..5u8 {
-        let s = connect(server.addr)?;
+        let s = connect(server.addr())?;
         let partial = match case.protocol {
             Protocol::Echo => pattern(1 << 20, i),
             Protocol::Http => b"GET / HTTP/1.1\r\nHost: half-a-req".to_vec(),
@@ -366,10 +363,12 @@ fn reset_mid_stream(case: Case) -> Result<(), Failed> {
         let _ = (&s).write(&partial);
         reset(&s)?;
     }
-    let mut s = connect(server.addr)?;
+    let mut s = connect(server.addr())?;
     case.exchange(&mut s, 9)?;
-    let mut server = server;
-    check(!server.exited(), "the server exited after clients reset")
+    check(
+        !server.has_exited(),
+        "the server exited after clients reset",
+    )
 }
 
 /// Closes `s` with an RST instead of a FIN.
@@ -389,12 +388,12 @@ fn slow_reader(case: Case) -> Result<(), Failed> {
     const OUT_CAP: usize = 64 * 1024;
     let server = case.start(&["--out-cap", &OUT_CAP.to_string()])?;
     // Let the server settle before taking its memory baseline.
-    let mut probe = connect(server.addr)?;
+    let mut probe = connect(server.addr())?;
     case.exchange(&mut probe, 1)?;
     drop(probe);
-    let before = tree_pss_bytes(server.pid());
+    let before = pss(&server)?;
 
-    let hog = connect(server.addr)?;
+    let hog = connect(server.addr())?;
     hog.set_nonblocking(true)?;
     let chunk = match case.protocol {
         Protocol::Echo => pattern(64 * 1024, 3),
@@ -413,7 +412,7 @@ fn slow_reader(case: Case) -> Result<(), Failed> {
             Err(e) => return Err(e.into()),
         }
     }
-    let grown = tree_pss_bytes(server.pid()).saturating_sub(before);
+    let grown = pss(&server)?.saturating_sub(before);
     check(
         grown < 8 << 20,
         format!(
@@ -426,7 +425,7 @@ fn slow_reader(case: Case) -> Result<(), Failed> {
     match case.limit() {
         Some(1) => case.assert_waits_for_slot(&server, vec![hog], 1),
         _ => {
-            let mut other = connect(server.addr)?;
+            let mut other = connect(server.addr())?;
             case.exchange(&mut other, 2)
         }
     }
@@ -439,16 +438,16 @@ fn idle_connections(case: Case) -> Result<(), Failed> {
     let idle_count = case.limit().map_or(100, |l| l.saturating_sub(1));
     let mut idle = Vec::new();
     for _ in 0..idle_count {
-        idle.push(connect(server.addr)?);
+        idle.push(connect(server.addr())?);
     }
     // Give a model that accepts lazily the chance to be stuck on them.
     std::thread::sleep(Duration::from_millis(100));
-    let mut s = connect(server.addr)?;
+    let mut s = connect(server.addr())?;
     case.exchange(&mut s, 5)?;
     if let Some(limit) = case.limit() {
         // One more idle connection fills the last slot: the next client must wait.
         drop(s);
-        idle.push(connect(server.addr)?);
+        idle.push(connect(server.addr())?);
         std::thread::sleep(Duration::from_millis(100));
         return case.assert_waits_for_slot(&server, idle, limit);
     }
@@ -462,20 +461,20 @@ fn sigterm(case: Case) -> Result<(), Failed> {
     let n = case.limit().unwrap_or(3).min(3);
     let mut clients = Vec::new();
     for i in 0..n {
-        let mut s = connect(server.addr)?;
+        let mut s = connect(server.addr())?;
         case.exchange(&mut s, i as u8)?;
         clients.push(s);
     }
     // One client in the accept queue or just accepted, never served.
-    clients.push(connect(server.addr)?);
+    clients.push(connect(server.addr())?);
     std::thread::sleep(Duration::from_millis(100));
-    let tree = server.tree();
+    let tree = tree(&server)?;
     let code = server.terminate(Duration::from_secs(5));
     check(
         code == Some(0),
         format!(
             "exit status {code:?} after SIGTERM (want 0 within 5 s); log:\n{}",
-            server.log_text()
+            server.log_tail()
         ),
     )?;
     // Everyone it forked is gone too (children are reparented and reaped once they exit).
@@ -498,7 +497,7 @@ fn sigterm(case: Case) -> Result<(), Failed> {
 /// Sixteen requests in one write get sixteen answers, in order.
 fn http_pipelining(case: Case) -> Result<(), Failed> {
     let server = case.start(&[])?;
-    let mut s = connect(server.addr)?;
+    let mut s = connect(server.addr())?;
     s.write_all(&GET.repeat(16))?;
     for i in 0..16 {
         let (status, _, body) = read_http_response(&mut s)?;
@@ -518,7 +517,7 @@ fn http_malformed(case: Case) -> Result<(), Failed> {
         b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
         b"GET / HTTP/7.7\r\n\r\n",
     ] {
-        let mut s = connect(server.addr)?;
+        let mut s = connect(server.addr())?;
         s.write_all(bad)?;
         let all = read_to_close(&mut s)?;
         check(
@@ -529,14 +528,14 @@ fn http_malformed(case: Case) -> Result<(), Failed> {
             ),
         )?;
     }
-    let mut s = connect(server.addr)?;
+    let mut s = connect(server.addr())?;
     case.exchange(&mut s, 0)
 }
 
 /// Headers over 16 KiB get 431 and a close.
 fn http_oversized_headers(case: Case) -> Result<(), Failed> {
     let server = case.start(&[])?;
-    let mut s = connect(server.addr)?;
+    let mut s = connect(server.addr())?;
     let req = format!(
         "GET / HTTP/1.1\r\nHost: t\r\nX-Filler: {}\r\n\r\n",
         "x".repeat(20 * 1024)
@@ -560,7 +559,7 @@ fn http_connection_close(case: Case) -> Result<(), Failed> {
         &b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"[..],
         b"GET / HTTP/1.0\r\n\r\n",
     ] {
-        let mut s = connect(server.addr)?;
+        let mut s = connect(server.addr())?;
         s.write_all(req)?;
         let all = read_to_close(&mut s)?;
         check(
@@ -581,7 +580,7 @@ fn fifteen_hundred_clients(case: Case) -> Result<(), Failed> {
     let server = case.start(&[])?;
     let mut clients = Vec::with_capacity(N);
     for _ in 0..N {
-        clients.push(connect(server.addr).map_err(|e| {
+        clients.push(connect(server.addr()).map_err(|e| {
             format!(
                 "connect failed after {} clients (is RLIMIT_NOFILE >= 1 600?): {e}",
                 clients.len()
@@ -644,12 +643,11 @@ fn fifteen_hundred_clients(case: Case) -> Result<(), Failed> {
         }
     }
     let refused = N - served.len();
-    let mut server = server;
     check(
-        !server.exited(),
+        !server.has_exited(),
         format!(
             "the server exited during the flood; log:\n{}",
-            server.log_text()
+            server.log_tail()
         ),
     )?;
     match case.model.fd_limit() {
@@ -665,7 +663,7 @@ fn fifteen_hundred_clients(case: Case) -> Result<(), Failed> {
                     served.len()
                 ),
             )?;
-            let lines = server.log.lock().expect("log lock").len();
+            let lines = server.log_lines();
             check(
                 lines < 10,
                 format!(
@@ -683,7 +681,7 @@ fn fifteen_hundred_clients(case: Case) -> Result<(), Failed> {
     // time, and until then a limited model may still refuse: retry for a while.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let attempt = connect(server.addr)
+        let attempt = connect(server.addr())
             .map_err(Failed::from)
             .and_then(|mut s| case.exchange(&mut s, 7));
         match attempt {
@@ -707,9 +705,9 @@ fn out_of_descriptors(case: Case) -> Result<(), Failed> {
     /// The share of a spinning thread's CPU above which a server counts as spinning.
     const SPIN: f64 = 0.3;
     let workers = WORKERS.to_string();
-    let mut server = Server::start_with(
+    let server = start_with(
         case.model.name(),
-        case.protocol.name(),
+        case.protocol,
         &["--workers", &workers],
         |cmd| {
             // SAFETY: between fork and exec the closure only calls setrlimit(2), which is
@@ -719,22 +717,22 @@ fn out_of_descriptors(case: Case) -> Result<(), Failed> {
             }
         },
     )?;
-    let idle = cpu_share(&server, Duration::from_millis(500));
+    let idle = cpu_share(&server, Duration::from_millis(500))?;
 
     let mut clients = Vec::new();
     for i in 0..CLIENTS {
-        let mut c = connect(server.addr)?;
+        let mut c = connect(server.addr())?;
         c.write_all(&pattern(32, i as u8))?;
         clients.push(c);
     }
     // Let it run into the limit, then watch it there.
     std::thread::sleep(Duration::from_millis(300));
-    let at_limit = cpu_share(&server, Duration::from_secs(1));
+    let at_limit = cpu_share(&server, Duration::from_secs(1))?;
     check(
-        !server.exited(),
+        !server.has_exited(),
         format!(
             "the server exited at the descriptor limit; log:\n{}",
-            server.log_text()
+            server.log_tail()
         ),
     )?;
     // A model that already burns a CPU while idle (busy-poll, by design) cannot spin any
@@ -759,7 +757,7 @@ fn out_of_descriptors(case: Case) -> Result<(), Failed> {
     let n = case.limit().unwrap_or(10).min(10);
     let mut fresh = Vec::new();
     for i in 0..n {
-        let mut s = connect(server.addr)?;
+        let mut s = connect(server.addr())?;
         case.exchange(&mut s, i as u8)?;
         fresh.push(s);
     }
@@ -773,7 +771,7 @@ fn out_of_descriptors(case: Case) -> Result<(), Failed> {
 /// spins on purpose gets over the same window: near 1 for a server that spins, near 0 for one
 /// that waits. A plain CPU-seconds-per-second figure would let a spinning server pass on a busy
 /// machine, where it gets only a fraction of a CPU; the spinning thread gets the same fraction.
-fn cpu_share(server: &Server, over: Duration) -> f64 {
+fn cpu_share(server: &ServerProcess, over: Duration) -> Result<f64, Failed> {
     use nix::time::{ClockId, clock_gettime};
     use std::sync::atomic::{AtomicBool, Ordering};
     let thread_cpu = || {
@@ -789,13 +787,20 @@ fn cpu_share(server: &Server, over: Duration) -> f64 {
             }
             thread_cpu() - start
         });
-        let before = tree_cpu_seconds(server.pid());
+        let mut watch = TreeWatch::new(server.pid() as i32);
+        let before = watch.sample();
         std::thread::sleep(over);
-        let burnt = tree_cpu_seconds(server.pid()) - before;
+        let after = watch.sample();
         stop.store(true, Ordering::Relaxed);
         let reference = spinner.join().unwrap_or(0.0);
-        burnt / reference.max(0.01)
+        let burnt = Duration::from_nanos(after?.cpu_ns - before?.cpu_ns).as_secs_f64();
+        Ok(burnt / reference.max(0.01))
     })
+}
+
+/// The server tree's summed proportional set size, in bytes.
+fn pss(server: &ServerProcess) -> Result<u64, Failed> {
+    Ok(TreeWatch::new(server.pid() as i32).sample()?.memory.pss)
 }
 
 /// With `--idle-timeout 1`, a connection that sends nothing is closed — not before the timeout
@@ -808,12 +813,12 @@ fn idle_timeout(case: Case) -> Result<(), Failed> {
     let server = case.start(&["--idle-timeout", "1"])?;
     let mut active = None;
     if case.limit() != Some(1) {
-        let mut s = connect(server.addr)?;
+        let mut s = connect(server.addr())?;
         case.exchange(&mut s, 0)?;
         active = Some(s);
     }
     let connected = Instant::now();
-    let mut idle = connect(server.addr)?;
+    let mut idle = connect(server.addr())?;
     let watcher = std::thread::spawn(move || {
         idle.set_read_timeout(Some(Duration::from_secs(10)))?;
         let closed = read_to_close(&mut idle);
@@ -821,7 +826,7 @@ fn idle_timeout(case: Case) -> Result<(), Failed> {
     });
     let mut active = match active {
         Some(s) => s,
-        None => connect(server.addr)?,
+        None => connect(server.addr())?,
     };
     let mut i = 0u8;
     while connected.elapsed() < TIMEOUT * 5 / 2 {

@@ -17,10 +17,11 @@
 //! - a poll on the shutdown eventfd, and a timeout for the idle sweep — operations like the rest.
 //!
 //! The bytes are the same as every model's: completions feed the same sans-IO session through
-//! [`conn::feed`]. Backpressure: while a connection's unsent output is past `Config::out_cap`,
-//! its receive is cancelled and not re-armed until the peer drains it. Out of descriptors, the
-//! accept completes with EMFILE and ends; it is re-armed when a connection closes (or after a
-//! back-off), never at once — an accept re-armed at once would fail again, a spin.
+//! [`conn::feed`](crate::conn::feed). Backpressure: while a connection's unsent output is past
+//! `Config::out_cap`, its receive is cancelled and not re-armed until the peer drains it. Out
+//! of descriptors, the accept completes with EMFILE and ends; it is re-armed when a connection
+//! closes (or after a back-off), never at once — an accept re-armed at once would fail again,
+//! a spin.
 //!
 //! Costs: one `io_uring_enter` per loop turn for any number of operations and completions,
 //! where `epoll-lt` pays `epoll_wait` plus a `read` and a `write` per ready connection. The
@@ -45,7 +46,7 @@ use crate::conn::lingering_close;
 use crate::model::{Config, Model, ServeContext};
 use crate::net::{self, Accepted};
 use crate::protocol::Protocol;
-use crate::uring::{Conn, Uring};
+use crate::uring::{Conn, Slots, Uring};
 
 /// The shared receive pool: buffers × size.
 const BUFFERS: u16 = 1024;
@@ -97,8 +98,7 @@ impl Model for IoUringModel {
             .map(|t| timespec((t / 2).clamp(Duration::from_millis(10), Duration::from_secs(1))));
         let mut server = Server {
             uring,
-            conns: Vec::new(),
-            free: Vec::new(),
+            conns: Slots::default(),
             listener: ctx.listener,
             protocol: ctx.protocol,
             config: ctx.config,
@@ -139,8 +139,7 @@ fn timespec(d: Duration) -> Box<types::Timespec> {
 /// The loop's state.
 struct Server {
     uring: Uring,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
+    conns: Slots,
     listener: TcpListener,
     protocol: Protocol,
     config: Config,
@@ -173,7 +172,7 @@ impl Server {
                     op::RECV => self.on_recv(slot, res, flags),
                     op::SEND => self.on_send(slot, res),
                     op::CANCEL => {
-                        if let Some(conn) = self.conns[slot].as_mut() {
+                        if let Some(conn) = self.conns.get_mut(slot) {
                             conn.cancels -= 1;
                         }
                         self.settle(slot);
@@ -230,7 +229,12 @@ impl Server {
             let fd = unsafe { OwnedFd::from_raw_fd(res) };
             if !self.stopping {
                 net::on_accepted(fd.as_fd());
-                let slot = self.insert(TcpStream::from(fd));
+                let slot = self
+                    .conns
+                    .insert(Conn::new(TcpStream::from(fd), self.protocol));
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    conn.fixed = self.uring.register_file(slot, conn.stream.as_raw_fd());
+                }
                 self.settle(slot);
             }
         } else {
@@ -264,20 +268,8 @@ impl Server {
         self.arm_accept();
     }
 
-    fn insert(&mut self, stream: TcpStream) -> usize {
-        let mut conn = Conn::new(stream, self.protocol);
-        let slot = self.free.pop().unwrap_or(self.conns.len());
-        conn.fixed = self.uring.register_file(slot, conn.stream.as_raw_fd());
-        if slot == self.conns.len() {
-            self.conns.push(Some(conn));
-        } else {
-            self.conns[slot] = Some(conn);
-        }
-        slot
-    }
-
     fn on_recv(&mut self, slot: usize, res: i32, flags: u32) {
-        let Some(conn) = self.conns[slot].as_mut() else {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         if !cqueue::more(flags) {
@@ -310,7 +302,7 @@ impl Server {
     }
 
     fn on_send(&mut self, slot: usize, res: i32) {
-        if let Some(conn) = self.conns[slot].as_mut() {
+        if let Some(conn) = self.conns.get_mut(slot) {
             conn.sent(res);
             if let (true, Some(now)) = (res > 0, self.now) {
                 conn.last_active = now;
@@ -323,7 +315,7 @@ impl Server {
     /// while under the output cap, cancel what is no longer wanted, close once nothing is in
     /// flight. Called after every event that touches the connection.
     fn settle(&mut self, slot: usize) {
-        let Some(conn) = self.conns[slot].as_mut() else {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         let mut queue: [Option<squeue::Entry>; 2] = [None, None];
@@ -338,7 +330,7 @@ impl Server {
                 }
             }
             if !conn.busy() {
-                if let Some(conn) = self.conns[slot].take() {
+                if let Some(conn) = self.conns.remove(slot) {
                     if let Some(fixed) = conn.fixed {
                         self.uring.unregister_file(fixed);
                     }
@@ -346,7 +338,6 @@ impl Server {
                         lingering_close(&conn.stream);
                     }
                 }
-                self.free.push(slot);
                 self.resume_accept();
                 return;
             }
@@ -380,8 +371,8 @@ impl Server {
     /// Every sweep period: close the connections idle for longer than the timeout.
     fn on_sweep(&mut self) {
         let (now, limit) = (Instant::now(), self.config.idle_timeout);
-        for slot in 0..self.conns.len() {
-            let Some(conn) = self.conns[slot].as_mut() else {
+        for slot in 0..self.conns.end() {
+            let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
             };
             if limit.is_some_and(|t| now.saturating_duration_since(conn.last_active) >= t) {
@@ -399,8 +390,8 @@ impl Server {
         for op in [op::ACCEPT, op::SWEEP, op::BACKOFF] {
             self.cancel(token(op, 0), op::OTHER, 0);
         }
-        for slot in 0..self.conns.len() {
-            if let Some(conn) = self.conns[slot].as_mut() {
+        for slot in 0..self.conns.end() {
+            if let Some(conn) = self.conns.get_mut(slot) {
                 conn.abort = true;
                 self.settle(slot);
             }

@@ -52,6 +52,10 @@ impl Model for Prefork {
         Concurrency::Workers
     }
 
+    fn takes_accept_lock(&self) -> bool {
+        true
+    }
+
     fn serve(&self, ctx: ServeContext) -> io::Result<()> {
         let ServeContext {
             listener,

@@ -184,14 +184,9 @@ fn truncated(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag: {what}"))
 }
 
-/// The IPv4 socket with this local and remote address, if the kernel still has it.
+/// The socket with this local and remote address, if the kernel still has it.
 pub fn find(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<TcpSocket>> {
-    let family = if local.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    Ok(tcp_sockets(family)?
+    Ok(tcp_sockets(crate::net::family(local))?
         .into_iter()
         .find(|s| s.local == local && s.remote == remote))
 }
@@ -204,12 +199,7 @@ pub fn state(local: SocketAddr, remote: SocketAddr) -> io::Result<&'static str> 
 
 /// The listening socket on `local`, if any.
 pub fn listener(local: SocketAddr) -> io::Result<Option<TcpSocket>> {
-    let family = if local.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    Ok(tcp_sockets(family)?
+    Ok(tcp_sockets(crate::net::family(local))?
         .into_iter()
         .find(|s| s.local == local && s.state == "LISTEN"))
 }

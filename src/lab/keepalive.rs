@@ -22,23 +22,22 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
-use nix::sys::signal::{self, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::socket::{self, sockopt};
-use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 use super::netns::{CLIENT_LINK, Namespaces, SERVER_IP, ip};
 use super::{
     Lab, Recorder, Verdict, abort, accept_within, connect_nonblocking, describe_exit, diag,
-    loopback_any, millis, netns, outcome, poll_names, read_once, render, sysctl_number, wait_child,
-    wait_for,
+    loopback_any, millis, netns, outcome, poll_names, read_once, render, sysctl_number, wait_for,
 };
 use crate::net::{self, ListenOptions};
+use crate::protocol::Protocol;
 use crate::shutdown::Shutdown;
+use crate::spawn::{ServerProcess, serve_command};
 
 /// The lab.
 pub const LAB: Lab = Lab {
@@ -307,19 +306,12 @@ fn live_peer(rec: &mut Recorder, shutdown: &Shutdown) -> io::Result<()> {
 /// both happened.
 fn heartbeat(rec: &mut Recorder, shutdown: &Shutdown) -> io::Result<bool> {
     let exe = std::env::current_exe()?;
-    let mut command = Command::new(exe);
-    command
-        .args([
-            "serve",
-            "iterative",
-            "--addr",
-            "127.0.0.1:0",
-            "--idle-timeout",
-            "0.5",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut command = serve_command(
+        &exe,
+        "iterative",
+        Protocol::Echo,
+        &["--idle-timeout", "0.5"],
+    );
     // SAFETY: the closure runs in the child between fork and exec and only makes prctl(2), which
     // is async-signal-safe. If this process is killed outright, the server is told with SIGTERM
     // instead of serving on as an orphan.
@@ -329,11 +321,10 @@ fn heartbeat(rec: &mut Recorder, shutdown: &Shutdown) -> io::Result<bool> {
             Ok(())
         });
     }
-    let mut server = command.spawn()?;
-    let result = heartbeat_against(rec, shutdown, &mut server);
-    // Stop the server we started: SIGTERM, then a bounded wait.
-    let _ = signal::kill(Pid::from_raw(server.id() as i32), Signal::SIGTERM);
-    let exit = wait_child(&mut server, WAIT);
+    let mut server = ServerProcess::start_command(command)?;
+    let result = heartbeat_against(rec, shutdown, server.addr());
+    // Stop the server we started: SIGTERM, a bounded wait, SIGKILL if it did not go.
+    let exit = server.stop();
     let exited = result?;
     rec.saw(
         "server_exit",
@@ -349,9 +340,8 @@ fn heartbeat(rec: &mut Recorder, shutdown: &Shutdown) -> io::Result<bool> {
 fn heartbeat_against(
     rec: &mut Recorder,
     shutdown: &Shutdown,
-    server: &mut Child,
+    addr: SocketAddr,
 ) -> io::Result<bool> {
-    let addr = listening_addr(server)?;
     rec.say(format!(
         "started `serve iterative --idle-timeout 0.5` on {addr}"
     ));
@@ -385,40 +375,4 @@ fn heartbeat_against(
         json!({ "read": read, "after_ms": after }),
     );
     Ok(answered == beats && closed["read"] == 0)
-}
-
-/// Reads the server's stderr until its "listening on ADDR" line, for at most five seconds.
-fn listening_addr(server: &mut Child) -> io::Result<SocketAddr> {
-    let stderr = server
-        .stderr
-        .as_mut()
-        .ok_or_else(|| io::Error::other("the server's stderr is not piped"))?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut text = String::new();
-    loop {
-        if let Some(rest) = text.split("listening on ").nth(1)
-            && let Some(addr) = rest.split_whitespace().next()
-            && rest.contains(char::is_whitespace)
-        {
-            return addr
-                .parse()
-                .map_err(|_| io::Error::other(format!("bad address in: {text}")));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || wait_for(&*stderr, PollFlags::POLLIN, left)?.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("the server did not say where it listens: {text}"),
-            ));
-        }
-        let mut buf = [0u8; 512];
-        match stderr.read(&mut buf)? {
-            0 => {
-                return Err(io::Error::other(format!(
-                    "the server exited before listening: {text}"
-                )));
-            }
-            n => text.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
 }

@@ -229,11 +229,7 @@ impl<'a> Worker<'a> {
             mode: opts.mode(),
             protocol: opts.protocol,
             addr: SockaddrStorage::from(opts.addr),
-            family: if opts.addr.is_ipv4() {
-                AddressFamily::Inet
-            } else {
-                AddressFamily::Inet6
-            },
+            family: crate::net::family(opts.addr),
             epoll,
             timerfd,
             armed: 0,

@@ -1,0 +1,332 @@
+//! The `compare` command line: raw arguments, turned into [`Options`], run with a progress bar,
+//! printed and written.
+
+use std::io::{self, IsTerminal};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{Options, Progress, classic};
+use crate::accept_lock::AcceptLock;
+use crate::load::parse_duration;
+use crate::model::{self, Model};
+use crate::protocol::Protocol;
+use crate::report::machine::Machine;
+use crate::report::row::Status;
+use crate::report::{self, Report};
+use crate::shutdown::Shutdown;
+
+/// `server-models compare`: the arguments as typed.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Models to compare (default: every registered model, in teaching order; with
+    /// --preset classic, the designs of UNP ch. 30 and the event loops).
+    pub models: Vec<String>,
+    /// A ready-made sweep. `classic`: Stevens' UNP ch. 30 table — churn only, 5 client slots,
+    /// 4000-byte echoes, pools of 15, prefork once per accept lock, and each design's CPU per
+    /// connection less the iterative server's. Flags given beside it change its choices.
+    #[arg(long, value_parser = [classic::NAME])]
+    pub preset: Option<String>,
+    /// Protocols, comma-separated: echo, http.
+    #[arg(long, value_delimiter = ',', default_value = "echo")]
+    pub protocol: Vec<String>,
+    /// Connection counts of the sweep, comma-separated (C10K: 1,10,100,1000,10000)
+    /// [default: 1,10,100,1000; classic: none].
+    #[arg(long, value_delimiter = ',')]
+    pub connections: Vec<usize>,
+    /// Echo message sizes in bytes, comma-separated (64,4096,65536) [default: 64; classic: 4000].
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Vec<usize>,
+    /// Open loop at this many requests per second (in total), instead of closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Connection slots of the churn sweep (connect, one request, close); 0 for none
+    /// [default: 10; classic: 5].
+    #[arg(long, value_delimiter = ',')]
+    pub churn: Vec<usize>,
+    /// Idle connections held for memory per connection, comma-separated; 0 for none
+    /// [default: 1000; classic: none].
+    #[arg(long, value_delimiter = ',')]
+    pub idle: Vec<usize>,
+    /// How prefork's children take turns at accept, comma-separated: none, fcntl, flock, mutex;
+    /// prefork runs once per lock [default: none; classic: all four].
+    #[arg(long, value_delimiter = ',')]
+    pub accept_lock: Vec<String>,
+    /// Measured window of each point (1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up before each window.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Runs per point; the table shows the median.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Workers for every server (the pools serve this many clients at once); default: 100 for
+    /// the pool models (classic: 15), each other model its own (one per CPU it may use: one,
+    /// pinned).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// The folder the report is written to.
+    #[arg(long, default_value = "report")]
+    pub out: PathBuf,
+    /// Do not pin the server and the load generator to CPUs of their own.
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+impl CompareArgs {
+    /// The options these arguments ask for; an unknown model or protocol is an
+    /// `InvalidInput` error naming the choices.
+    pub fn options(&self) -> io::Result<Options> {
+        let bad = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
+        let classic = self.preset.as_deref() == Some(classic::NAME);
+        // A list left out takes the preset's choice, or the plain default.
+        let or = |given: &[usize], plain: &[usize], preset: &[usize]| -> Vec<usize> {
+            match (given.is_empty(), classic) {
+                (false, _) => given.to_vec(),
+                (true, true) => preset.to_vec(),
+                (true, false) => plain.to_vec(),
+            }
+        };
+        let connections = or(&self.connections, &[1, 10, 100, 1000], &[]);
+        let sizes = or(&self.sizes, &[64], &[classic::SIZE]);
+        let churn = or(&self.churn, &[10], &[classic::SLOTS]);
+        let idle = or(&self.idle, &[1000], &[]);
+        let names: Vec<String> = match (self.models.is_empty(), classic) {
+            (false, _) => self.models.clone(),
+            (true, true) => classic::MODELS.iter().map(|m| m.to_string()).collect(),
+            (true, false) => Vec::new(),
+        };
+        let accept_locks = match (self.accept_lock.is_empty(), classic) {
+            (false, _) => self
+                .accept_lock
+                .iter()
+                .map(|l| l.parse::<AcceptLock>().map_err(bad))
+                .collect::<io::Result<Vec<_>>>()?,
+            (true, true) => classic::ACCEPT_LOCKS.to_vec(),
+            (true, false) => vec![AcceptLock::None],
+        };
+        let models: Vec<&'static dyn Model> = if names.is_empty() {
+            crate::variants::all().to_vec()
+        } else {
+            names
+                .iter()
+                .map(|name| {
+                    model::find(name).ok_or_else(|| {
+                        bad(format!(
+                            "unknown model '{name}'; the models are: {}",
+                            model::names().join(", ")
+                        ))
+                    })
+                })
+                .collect::<io::Result<_>>()?
+        };
+        let protocols = self
+            .protocol
+            .iter()
+            .map(|p| p.parse::<Protocol>().map_err(bad))
+            .collect::<io::Result<Vec<_>>>()?;
+        let nonzero = |v: &[usize]| v.iter().copied().filter(|&n| n > 0).collect::<Vec<_>>();
+        let connections = nonzero(&connections);
+        let sizes = nonzero(&sizes);
+        let churn = nonzero(&churn);
+        let idle = nonzero(&idle);
+        if connections.is_empty() && churn.is_empty() && idle.is_empty() {
+            return Err(bad(
+                "nothing to run: --connections, --churn and --idle are all empty".into(),
+            ));
+        }
+        if sizes.is_empty() {
+            return Err(bad(
+                "--sizes needs at least one size of 1 byte or more".into()
+            ));
+        }
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err(bad(
+                "--rate must be a positive number of requests per second".into(),
+            ));
+        }
+        if self.duration.is_zero() {
+            return Err(bad("--duration must be positive".into()));
+        }
+        Ok(Options {
+            models,
+            protocols,
+            connections,
+            sizes,
+            rate: self.rate,
+            churn,
+            idle,
+            warmup: self.warmup,
+            duration: self.duration,
+            repeat: self.repeat.max(1),
+            workers: self.workers.map(|w| w.max(1)),
+            pool_workers: if classic {
+                classic::POOL_WORKERS
+            } else {
+                super::point::POOL_WORKERS
+            },
+            accept_locks,
+            preset: self.preset.clone(),
+            out: self.out.clone(),
+            pin: !self.no_pin,
+        })
+    }
+}
+
+/// Runs `compare`: the sweep with a progress bar, the tables on stdout, the report written.
+/// SIGINT stops the sweep after the current point; the rows so far are still reported.
+pub fn run(args: &CompareArgs) -> io::Result<()> {
+    let opts = args.options()?;
+    let placement = super::place(&opts)?;
+    let machine = Machine::describe();
+    let shutdown = Shutdown::install()?;
+    let interrupted = move || shutdown.requested();
+
+    let total = super::plan(&opts).len() as u64;
+    let bar = if io::stderr().is_terminal() {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .map_err(io::Error::other)?
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut on_progress = |p: Progress| match p {
+        Progress::Starting { model, point, .. } => {
+            let lock = point
+                .accept_lock
+                .map(|l| format!(" ({})", l.name()))
+                .unwrap_or_default();
+            bar.set_message(format!(
+                "{model}{lock}: {} {} × {}",
+                point.protocol,
+                point.mode.name(),
+                point.connections
+            ));
+        }
+        Progress::Done { row } => {
+            if row.status == Status::Failed {
+                bar.println(format!(
+                    "{} {} {} × {}: failed: {}",
+                    row.label(),
+                    row.protocol,
+                    row.mode.name(),
+                    row.connections,
+                    row.note
+                ));
+            }
+            bar.inc(1);
+        }
+    };
+    let outcome = super::run(&opts, placement, &interrupted, &mut on_progress)?;
+    bar.finish_and_clear();
+
+    print!("{}", report::terminal(&outcome.rows));
+    let report = Report::new(
+        &machine,
+        &outcome.settings,
+        &outcome.rows,
+        outcome.wall,
+        outcome.interrupted,
+    );
+    report::write(&opts.out, &report)?;
+    println!(
+        "\n{} rows in {:.0} s{}; report in {}",
+        outcome.rows.len(),
+        outcome.wall.as_secs_f64(),
+        if outcome.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        },
+        opts.out.join("index.md").display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CompareArgs,
+    }
+
+    fn options(args: &[&str]) -> io::Result<Options> {
+        let cli = Cli::try_parse_from(std::iter::once("compare").chain(args.iter().copied()))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        cli.args.options()
+    }
+
+    /// Without a preset, the plain sweep; with `classic`, the book's: churn only, 4000 bytes,
+    /// 5 slots, pools of 15, every accept lock, the ch. 30 designs first.
+    #[test]
+    fn the_classic_preset_fills_what_was_left_out() {
+        let plain = options(&[]).expect("plain");
+        assert_eq!(plain.connections, [1, 10, 100, 1000]);
+        assert_eq!(
+            (plain.sizes.as_slice(), plain.churn.as_slice()),
+            (&[64][..], &[10][..])
+        );
+        assert_eq!(plain.idle, [1000]);
+        assert_eq!(plain.accept_locks, [AcceptLock::None]);
+        assert_eq!(plain.pool_workers, super::super::point::POOL_WORKERS);
+
+        let book = options(&["--preset", "classic"]).expect("classic");
+        assert!(book.connections.is_empty() && book.idle.is_empty());
+        assert_eq!(book.sizes, [classic::SIZE]);
+        assert_eq!(book.churn, [classic::SLOTS]);
+        assert_eq!(book.pool_workers, classic::POOL_WORKERS);
+        assert_eq!(book.accept_locks, AcceptLock::ALL);
+        let names: Vec<&str> = book.models.iter().map(|m| m.name()).collect();
+        assert_eq!(names, classic::MODELS);
+
+        // What is given wins over the preset.
+        let mine = options(&[
+            "--preset", "classic", "poll", "--sizes", "64", "--churn", "2",
+        ])
+        .expect("classic with choices");
+        assert_eq!(
+            (mine.sizes.as_slice(), mine.churn.as_slice()),
+            (&[64][..], &[2][..])
+        );
+        assert_eq!(mine.models.len(), 1);
+        assert!(options(&["--preset", "stevens"]).is_err());
+        assert!(options(&["--accept-lock", "spin"]).is_err());
+    }
+
+    /// Prefork runs once per lock when locks are named, once (unnamed) when they are not; the
+    /// other models once either way.
+    #[test]
+    fn prefork_runs_once_per_accept_lock() {
+        let plan = |args: &[&str]| -> Vec<(String, Option<AcceptLock>)> {
+            let opts = options(args).expect("options");
+            super::super::plan(&opts)
+                .into_iter()
+                .map(|(m, p)| (m.name().to_string(), p.accept_lock))
+                .collect()
+        };
+        let book = plan(&["--preset", "classic", "iterative", "prefork"]);
+        let mut want = vec![("iterative".to_string(), None)];
+        want.extend(AcceptLock::ALL.map(|l| ("prefork".to_string(), Some(l))));
+        assert_eq!(book, want);
+        let plain = plan(&[
+            "prefork",
+            "--connections",
+            "1",
+            "--churn",
+            "0",
+            "--idle",
+            "0",
+        ]);
+        assert_eq!(plain, [("prefork".to_string(), None)]);
+    }
+}

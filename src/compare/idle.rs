@@ -1,0 +1,161 @@
+//! Memory per idle connection: PSS of the server's tree with N connections held open after one
+//! request each, less its PSS with none, divided by N.
+//!
+//! The harness holds the connections itself (the load generator always sends). Each makes one
+//! round trip before it is left idle, so the server has accepted it and set up whatever a
+//! connection costs in this model — a thread and its stack, a process, buffers — and the figure
+//! is what a keep-alive client costs while it thinks.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::point::{NotMeasured, start_server};
+use super::{Point, Setup};
+use crate::load::{Reply, Verdict};
+use crate::measure::TreeWatch;
+use crate::model::Model;
+use crate::protocol::Protocol;
+use crate::report::row::{Row, Status, Tasks};
+
+/// How long the server is left to settle (threads parked, children forked) before a reading.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Connections opened together before their replies are awaited.
+const BATCH: usize = 64;
+
+/// How long one connect or reply may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Measures memory per idle connection for one model at `point.connections`.
+pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
+    let mut row = point.row(model);
+    match measure_once(setup, model, point, &mut row) {
+        Ok(()) => row,
+        Err(NotMeasured::Unreachable(why)) => row.with_status(Status::Unreachable, why),
+        Err(NotMeasured::Failed(why)) => row.with_status(Status::Failed, why),
+    }
+}
+
+fn measure_once(
+    setup: &Setup,
+    model: &dyn Model,
+    point: &Point,
+    row: &mut Row,
+) -> Result<(), NotMeasured> {
+    let (mut server, _) = start_server(setup, model, point, &mut row.workers)?;
+    let addr = server.addr();
+    let mut watch = TreeWatch::new(server.pid() as i32);
+    // One connection first and closed, so that code and allocator arenas touched by serving any
+    // connection at all are in the base, not charged to the idle connections.
+    drop(connect_and_ask(addr, point.protocol, point.size)?);
+    thread::sleep(SETTLE);
+    let base = watch.sample()?;
+
+    let deadline = Instant::now()
+        + Duration::from_secs(10)
+        + Duration::from_millis(2 * point.connections as u64);
+    let mut held = Vec::with_capacity(point.connections);
+    while held.len() < point.connections {
+        if Instant::now() > deadline || (setup.interrupted)() {
+            return Err(NotMeasured::Failed(format!(
+                "only {} of {} connections were served in time",
+                held.len(),
+                point.connections
+            )));
+        }
+        // A batch at a time: every connection of the batch sends before any reply is awaited,
+        // so a model whose turn costs O(watched) (select, poll) pays one walk per batch rather
+        // than one per connection — this measures memory, not how fast it accepts.
+        let batch = BATCH.min(point.connections - held.len());
+        let asked: io::Result<Vec<(TcpStream, Vec<u8>)>> = (0..batch)
+            .map(|_| connect_and_send(addr, point.protocol, point.size))
+            .collect();
+        let answered = asked.and_then(|asked| {
+            asked
+                .into_iter()
+                .map(|(stream, request)| await_reply(stream, point.protocol, &request))
+                .collect::<io::Result<Vec<TcpStream>>>()
+        });
+        match answered {
+            Ok(streams) => held.extend(streams),
+            Err(e) => {
+                return Err(NotMeasured::Failed(format!(
+                    "connections {}..{} of {}: {e}",
+                    held.len() + 1,
+                    held.len() + batch,
+                    point.connections
+                )));
+            }
+        }
+    }
+    thread::sleep(SETTLE);
+    let loaded = watch.sample()?;
+    if server.has_exited() {
+        let status = server.stop()?;
+        return Err(NotMeasured::Failed(format!("the server exited ({status})")));
+    }
+    drop(held);
+
+    let n = point.connections.max(1) as f64;
+    row.runs = 1;
+    row.pss_base_bytes = Some(base.memory.pss);
+    row.pss_peak_bytes = Some(loaded.memory.pss);
+    row.rss_peak_bytes = Some(loaded.memory.rss);
+    row.bytes_per_connection = Some((loaded.memory.pss as f64 - base.memory.pss as f64) / n);
+    row.peak_tasks = Some(Tasks {
+        threads: loaded.threads,
+        processes: loaded.processes,
+    });
+    Ok(())
+}
+
+/// Connects and makes one round trip: an echo of `size` bytes, or `GET /` and its full answer.
+fn connect_and_ask(addr: SocketAddr, protocol: Protocol, size: usize) -> io::Result<TcpStream> {
+    let (stream, request) = connect_and_send(addr, protocol, size)?;
+    await_reply(stream, protocol, &request)
+}
+
+/// Connects and sends one request (an echo of `size` bytes, or `GET /`); returns what was sent.
+fn connect_and_send(
+    addr: SocketAddr,
+    protocol: Protocol,
+    size: usize,
+) -> io::Result<(TcpStream, Vec<u8>)> {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    let request = match protocol {
+        Protocol::Echo => (0..size.max(1)).map(|i| b'a' + (i % 26) as u8).collect(),
+        Protocol::Http => format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes(),
+    };
+    stream.write_all(&request)?;
+    Ok((stream, request))
+}
+
+/// Reads the whole reply to `request` and checks it.
+fn await_reply(mut stream: TcpStream, protocol: Protocol, request: &[u8]) -> io::Result<TcpStream> {
+    let mut reply = Reply::default();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed before answering",
+            ));
+        }
+        let verdict = match protocol {
+            Protocol::Echo => reply.feed_echo(&chunk[..n], request),
+            Protocol::Http => reply.feed_http(&chunk[..n]),
+        };
+        match verdict {
+            Verdict::Incomplete => {}
+            Verdict::Complete { .. } => return Ok(stream),
+            Verdict::Mismatch => {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "a wrong reply"));
+            }
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! `compare`: every model through the same sweep, measured the same way, into one table.
+//!
+//! For each model and each point of the sweep, a fresh `serve` process is started pinned to one
+//! CPU, the load generator is started pinned to another, the server's process tree is sampled
+//! from /proc through the run, and the figures of the load generator's measured window are set
+//! beside the server's CPU, memory, tasks and context switches over the same window. A point a
+//! model cannot serve by design is not run; its row says why. Every run has a time bound.
+//!
+//! - [`client`]: the load generator as a child process.
+//! - [`point`]: one model at one point under load, repeated, reduced to medians.
+//! - [`idle`]: memory per idle connection.
+//! - [`classic`]: the `classic` preset, Stevens' UNP ch. 30 table: process-control CPU per
+//!   connection, each design less the iterative server.
+//! - [`cli`]: the command line.
+
+pub mod classic;
+pub mod cli;
+pub mod client;
+pub mod idle;
+pub mod point;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::accept_lock::AcceptLock;
+use crate::measure::placement::{self, Placement};
+use crate::model::{Concurrency, Config, Model};
+use crate::protocol::Protocol;
+use crate::report::Settings;
+use crate::report::row::{Mode, Row, Status};
+
+/// Descriptors a server holds besides its connections: stdin, stdout, stderr, the listener,
+/// the shutdown eventfd, an epoll or io_uring instance, and a few to spare.
+pub const FD_RESERVE: usize = 10;
+
+/// What to run.
+#[derive(Clone)]
+pub struct Options {
+    /// The models, in the order their rows appear.
+    pub models: Vec<&'static dyn Model>,
+    /// The protocols to run each point with.
+    pub protocols: Vec<Protocol>,
+    /// Connection counts of the closed-loop (or open-loop) sweep.
+    pub connections: Vec<usize>,
+    /// Echo message sizes.
+    pub sizes: Vec<usize>,
+    /// Open loop at this many requests per second, instead of closed loop.
+    pub rate: Option<f64>,
+    /// Connection slots of the churn sweep (connect, one request, close); empty for none.
+    pub churn: Vec<usize>,
+    /// Idle connection counts for memory per connection; empty for none.
+    pub idle: Vec<usize>,
+    /// Warm-up before each measured window.
+    pub warmup: Duration,
+    /// Each measured window.
+    pub duration: Duration,
+    /// Runs per point; the row holds the medians.
+    pub repeat: usize,
+    /// `--workers` for every server; `None` leaves each model its default.
+    pub workers: Option<usize>,
+    /// The pool models' workers when `workers` is `None`.
+    pub pool_workers: usize,
+    /// The accept locks to run each model that takes one with (prefork); more than one, or
+    /// another than `none`, and its rows carry the lock's name.
+    pub accept_locks: Vec<AcceptLock>,
+    /// The preset the run was asked for, if any (`classic`).
+    pub preset: Option<String>,
+    /// Where the report goes.
+    pub out: PathBuf,
+    /// Pin the server and the client to CPUs of their own (when there are two).
+    pub pin: bool,
+}
+
+/// One point of the sweep.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Point {
+    /// What the connections speak.
+    pub protocol: Protocol,
+    /// Closed, open, churn or idle.
+    pub mode: Mode,
+    /// Connections (churn: slots; idle: connections held).
+    pub connections: usize,
+    /// Echo message size; 0 for HTTP, whose request is always `GET /`.
+    pub size: usize,
+    /// Open loop: requests per second.
+    pub rate: Option<f64>,
+    /// The accept lock to serve with, for a model that takes one when the run names locks.
+    pub accept_lock: Option<AcceptLock>,
+}
+
+impl Point {
+    /// An empty row for `model` at this point, named as the tables name it.
+    pub fn row(&self, model: &dyn Model) -> Row {
+        let mut row = Row::new(
+            model.name(),
+            self.protocol.name(),
+            self.mode,
+            self.connections,
+            self.size,
+        );
+        row.rate = self.rate;
+        row.accept_lock = self.accept_lock.map(|l| l.name().to_string());
+        row
+    }
+}
+
+/// What every point is run with.
+pub struct Setup<'a> {
+    /// Where the server and the client run.
+    pub placement: Placement,
+    /// `--workers` for every server.
+    pub workers: Option<usize>,
+    /// The pool models' workers when `workers` is `None`.
+    pub pool_workers: usize,
+    /// Warm-up before each window.
+    pub warmup: Duration,
+    /// The measured window.
+    pub duration: Duration,
+    /// Runs per point.
+    pub repeat: usize,
+    /// The descriptor limit of the harness and its children.
+    pub fd_limit: u64,
+    /// Whether the user has asked to stop (SIGINT).
+    pub interrupted: &'a dyn Fn() -> bool,
+}
+
+/// What a whole run produced.
+pub struct Outcome {
+    /// One row per model and point, in plan order.
+    pub rows: Vec<Row>,
+    /// The settings used.
+    pub settings: Settings,
+    /// How long the whole run took.
+    pub wall: Duration,
+    /// The run was interrupted before the end of the plan.
+    pub interrupted: bool,
+}
+
+/// Every (model, point) pair of the sweep, in the order they run: model by model, so that the
+/// progress bar reads as a walk through the models.
+pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
+    let first_size = opts.sizes.first().copied().unwrap_or(64);
+    let mut points = Vec::new();
+    for &protocol in &opts.protocols {
+        // HTTP sends `GET /` whatever the size: one point per connection count, size 0 for
+        // "not applicable".
+        let sizes = if protocol == Protocol::Http {
+            vec![0]
+        } else {
+            opts.sizes.clone()
+        };
+        for size in sizes {
+            let mode = if opts.rate.is_some() {
+                Mode::Open
+            } else {
+                Mode::Closed
+            };
+            for &connections in &opts.connections {
+                points.push(Point {
+                    protocol,
+                    mode,
+                    connections,
+                    size,
+                    rate: opts.rate,
+                    accept_lock: None,
+                });
+            }
+        }
+        for &connections in &opts.churn {
+            points.push(Point {
+                protocol,
+                mode: Mode::Churn,
+                connections,
+                size: if protocol == Protocol::Http {
+                    0
+                } else {
+                    first_size
+                },
+                rate: None,
+                accept_lock: None,
+            });
+        }
+        for &connections in &opts.idle {
+            points.push(Point {
+                protocol,
+                mode: Mode::Idle,
+                connections,
+                size: if protocol == Protocol::Http {
+                    0
+                } else {
+                    first_size
+                },
+                rate: None,
+                accept_lock: None,
+            });
+        }
+    }
+    // A model that takes an accept lock runs once per lock, unless the run asked for the
+    // default alone: then its rows read as before, without a lock's name.
+    let named_locks = opts.accept_locks.iter().any(|&l| l != AcceptLock::None);
+    let locks_of = |m: &dyn Model| -> Vec<Option<AcceptLock>> {
+        if m.takes_accept_lock() && named_locks {
+            opts.accept_locks.iter().map(|&l| Some(l)).collect()
+        } else {
+            vec![None]
+        }
+    };
+    let mut plan = Vec::new();
+    for &model in &opts.models {
+        for lock in locks_of(model) {
+            for p in &points {
+                plan.push((
+                    model,
+                    Point {
+                        accept_lock: lock,
+                        ..*p
+                    },
+                ));
+            }
+        }
+    }
+    plan
+}
+
+/// Why `model` cannot serve `connections` clients at once in `mode`, if it cannot.
+///
+/// Churn is never refused for the model's concurrency: its connections are short, so clients
+/// past the limit wait their turn in the accept queue and are served.
+pub fn unreachable(
+    model: &dyn Model,
+    mode: Mode,
+    connections: usize,
+    workers: usize,
+    fd_limit: u64,
+) -> Option<String> {
+    if mode != Mode::Churn {
+        let config = Config {
+            workers,
+            ..Config::default()
+        };
+        match (model.concurrency(), model.concurrency().limit(&config)) {
+            (Concurrency::One, _) if connections > 1 => {
+                return Some(format!(
+                    "serves one client at a time: {} of {connections} clients would wait in the accept queue for good",
+                    connections - 1
+                ));
+            }
+            (Concurrency::Workers, Some(limit)) if connections > limit => {
+                return Some(format!(
+                    "{limit} workers serve {limit} clients at a time: {} of {connections} would wait unanswered \
+                     (--workers {connections} lifts it)",
+                    connections - limit
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(limit) = model.fd_limit()
+        && connections + FD_RESERVE > limit
+    {
+        return Some(format!(
+            "watches only descriptors below {limit} (FD_SETSIZE); {connections} connections need descriptors past it"
+        ));
+    }
+    if (connections + FD_RESERVE) as u64 > fd_limit {
+        return Some(format!(
+            "the descriptor limit ({fd_limit}, ulimit -n) is below {connections} connections"
+        ));
+    }
+    None
+}
+
+/// Chooses where the server and the client run and moves the calling thread beside the
+/// client: the harness's sampling and reading of /proc must not take CPU from the server. Call
+/// it before starting any thread (a progress bar's), so that every thread of the harness
+/// inherits the place.
+pub fn place(opts: &Options) -> io::Result<Placement> {
+    let placement = if opts.pin {
+        Placement::choose()?
+    } else {
+        Placement {
+            server: None,
+            client: None,
+        }
+    };
+    if let Some(cpu) = placement.client {
+        placement::pin_current_thread(cpu)?;
+    }
+    Ok(placement)
+}
+
+/// Runs the whole sweep from where [`place`] put it, calling `progress` before each point
+/// (with its model and point) and after each (with its row).
+pub fn run(
+    opts: &Options,
+    placement: Placement,
+    interrupted: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(Progress),
+) -> io::Result<Outcome> {
+    let began = Instant::now();
+    let fd_limit = placement::raise_fd_limit()?;
+    let setup = Setup {
+        placement,
+        workers: opts.workers,
+        pool_workers: opts.pool_workers,
+        warmup: opts.warmup,
+        duration: opts.duration,
+        repeat: opts.repeat.max(1),
+        fd_limit,
+        interrupted,
+    };
+    let plan = plan(opts);
+    let mut rows = Vec::with_capacity(plan.len());
+    let mut stopped = false;
+    for (i, (model, point)) in plan.iter().enumerate() {
+        if interrupted() {
+            stopped = true;
+            break;
+        }
+        progress(Progress::Starting {
+            index: i,
+            total: plan.len(),
+            model: model.name(),
+            point,
+        });
+        let row = match point.mode {
+            Mode::Idle => idle::measure(&setup, *model, point),
+            _ => point::measure(&setup, *model, point),
+        };
+        progress(Progress::Done { row: &row });
+        rows.push(row);
+    }
+    attach_idle_memory(&mut rows);
+    classic::attach_process_control(&mut rows);
+    Ok(Outcome {
+        rows,
+        settings: Settings {
+            models: opts.models.iter().map(|m| m.name().to_string()).collect(),
+            protocols: opts
+                .protocols
+                .iter()
+                .map(|p| p.name().to_string())
+                .collect(),
+            connections: opts.connections.clone(),
+            sizes: opts.sizes.clone(),
+            rate: opts.rate,
+            churn: opts.churn.clone(),
+            idle: opts.idle.clone(),
+            warmup_s: opts.warmup.as_secs_f64(),
+            duration_s: opts.duration.as_secs_f64(),
+            repeat: setup.repeat,
+            workers: opts.workers,
+            pool_workers: opts.pool_workers,
+            accept_locks: opts
+                .accept_locks
+                .iter()
+                .map(|l| l.name().to_string())
+                .collect(),
+            preset: opts.preset.clone(),
+            server_cpu: placement.server,
+            client_cpu: placement.client,
+        },
+        wall: began.elapsed(),
+        interrupted: stopped,
+    })
+}
+
+/// Where the run is, for a progress display.
+pub enum Progress<'a> {
+    /// A point is about to run.
+    Starting {
+        /// Its place in the plan, from 0.
+        index: usize,
+        /// Points in the plan.
+        total: usize,
+        /// The model.
+        model: &'a str,
+        /// The point.
+        point: &'a Point,
+    },
+    /// A point is done.
+    Done {
+        /// Its row.
+        row: &'a Row,
+    },
+}
+
+/// Gives each loaded row the memory per idle connection measured for the same model, protocol
+/// and connection count, so that the row reads whole.
+fn attach_idle_memory(rows: &mut [Row]) {
+    let idle: Vec<(String, String, usize, f64)> = rows
+        .iter()
+        .filter(|r| r.mode == Mode::Idle && r.status == Status::Ok)
+        .filter_map(|r| {
+            Some((
+                r.label(),
+                r.protocol.clone(),
+                r.connections,
+                r.bytes_per_connection?,
+            ))
+        })
+        .collect();
+    for row in rows
+        .iter_mut()
+        .filter(|r| r.mode != Mode::Idle && r.status == Status::Ok)
+    {
+        row.bytes_per_connection = idle
+            .iter()
+            .find(|(m, p, n, _)| *m == row.label() && *p == row.protocol && *n == row.connections)
+            .map(|t| t.3);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake(Concurrency, Option<usize>);
+    impl Model for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn summary(&self) -> &'static str {
+            "a model that only states its limits"
+        }
+        fn concurrency(&self) -> Concurrency {
+            self.0
+        }
+        fn fd_limit(&self) -> Option<usize> {
+            self.1
+        }
+        fn serve(&self, _: crate::model::ServeContext) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Each kind of limit refuses the points past it, and only those; churn is never refused
+    /// for concurrency, since its clients wait their turn.
+    #[test]
+    fn unreachable_points_and_why() {
+        let one = Fake(Concurrency::One, None);
+        assert!(unreachable(&one, Mode::Closed, 1, 4, 20_000).is_none());
+        assert!(
+            unreachable(&one, Mode::Closed, 2, 4, 20_000)
+                .expect("refused")
+                .contains("one client at a time")
+        );
+        assert!(unreachable(&one, Mode::Churn, 100, 4, 20_000).is_none());
+        assert!(unreachable(&one, Mode::Idle, 10, 4, 20_000).is_some());
+
+        let pool = Fake(Concurrency::Workers, None);
+        assert!(unreachable(&pool, Mode::Closed, 4, 4, 20_000).is_none());
+        assert!(
+            unreachable(&pool, Mode::Closed, 5, 4, 20_000)
+                .expect("refused")
+                .contains("--workers 5")
+        );
+
+        let select = Fake(Concurrency::Unbounded, Some(1024));
+        assert!(unreachable(&select, Mode::Closed, 1000, 1, 20_000).is_none());
+        assert!(
+            unreachable(&select, Mode::Closed, 10_000, 1, 20_000)
+                .expect("refused")
+                .contains("FD_SETSIZE")
+        );
+        assert!(unreachable(&select, Mode::Churn, 10_000, 1, 20_000).is_some());
+
+        let free = Fake(Concurrency::Unbounded, None);
+        assert!(unreachable(&free, Mode::Closed, 10_000, 1, 20_000).is_none());
+        assert!(
+            unreachable(&free, Mode::Closed, 10_000, 1, 4096)
+                .expect("refused")
+                .contains("ulimit")
+        );
+    }
+
+    /// Loaded rows get the idle figure of the same model, protocol and count, and no other.
+    #[test]
+    fn idle_memory_joins_the_matching_rows() {
+        let mut idle = Row::new("m", "echo", Mode::Idle, 100, 64);
+        idle.bytes_per_connection = Some(4096.0);
+        let mut rows = vec![
+            Row::new("m", "echo", Mode::Closed, 100, 64),
+            Row::new("m", "echo", Mode::Closed, 10, 64),
+            Row::new("n", "echo", Mode::Closed, 100, 64),
+            idle,
+        ];
+        attach_idle_memory(&mut rows);
+        let got: Vec<_> = rows.iter().map(|r| r.bytes_per_connection).collect();
+        assert_eq!(got, [Some(4096.0), None, None, Some(4096.0)]);
+    }
+}

@@ -1,0 +1,107 @@
+//! results.json (one object per row) and results.csv (one line per row, nested figures
+//! flattened into columns).
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use super::row::Row;
+
+/// Writes the rows as a JSON array of objects.
+pub fn write_json(path: &Path, rows: &[Row]) -> io::Result<()> {
+    let text = serde_json::to_string_pretty(rows).map_err(io::Error::other)?;
+    fs::write(path, text + "\n")
+}
+
+/// The CSV columns, in order.
+pub const CSV_HEADERS: [&str; 37] = [
+    "model",
+    "protocol",
+    "mode",
+    "connections",
+    "size",
+    "rate",
+    "workers",
+    "accept_lock",
+    "status",
+    "note",
+    "runs",
+    "requests",
+    "requests_per_sec",
+    "latency_p50_us",
+    "latency_p90_us",
+    "latency_p99_us",
+    "latency_p999_us",
+    "latency_max_us",
+    "cpu_us_per_request",
+    "cpu_user_us_per_request",
+    "cpu_sys_us_per_request",
+    "process_control_us_per_connection",
+    "pss_peak_bytes",
+    "rss_peak_bytes",
+    "bytes_per_connection",
+    "pss_base_bytes",
+    "peak_threads",
+    "peak_processes",
+    "voluntary_switches_per_request",
+    "involuntary_switches_per_request",
+    "errors_refused",
+    "errors_reset",
+    "errors_timed_out",
+    "errors_mismatch",
+    "errors_other",
+    "client_cpu_percent",
+    "client_bound",
+];
+
+/// Writes the rows as CSV; absent figures are empty cells.
+pub fn write_csv(path: &Path, rows: &[Row]) -> io::Result<()> {
+    let mut w = csv::Writer::from_path(path)?;
+    w.write_record(CSV_HEADERS)?;
+    for r in rows {
+        let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+        let u = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let l = r.latency_us;
+        let record = [
+            r.model.clone(),
+            r.protocol.clone(),
+            r.mode.name().to_string(),
+            r.connections.to_string(),
+            r.size.to_string(),
+            f(r.rate),
+            r.workers.map(|w| w.to_string()).unwrap_or_default(),
+            r.accept_lock.clone().unwrap_or_default(),
+            format!("{:?}", r.status).to_lowercase(),
+            r.note.clone(),
+            r.runs.to_string(),
+            u(r.requests),
+            f(r.requests_per_sec),
+            f(l.map(|l| l.p50)),
+            f(l.map(|l| l.p90)),
+            f(l.map(|l| l.p99)),
+            f(l.map(|l| l.p999)),
+            f(l.map(|l| l.max)),
+            f(r.cpu_us_per_request),
+            f(r.cpu_user_us_per_request),
+            f(r.cpu_sys_us_per_request),
+            f(r.process_control_us_per_connection),
+            u(r.pss_peak_bytes),
+            u(r.rss_peak_bytes),
+            f(r.bytes_per_connection),
+            u(r.pss_base_bytes),
+            u(r.peak_tasks.map(|t| t.threads)),
+            u(r.peak_tasks.map(|t| t.processes)),
+            f(r.context_switches_per_request.map(|s| s.voluntary)),
+            f(r.context_switches_per_request.map(|s| s.involuntary)),
+            r.errors.refused.to_string(),
+            r.errors.reset.to_string(),
+            r.errors.timed_out.to_string(),
+            r.errors.mismatch.to_string(),
+            r.errors.other.to_string(),
+            f(r.client_cpu_percent),
+            r.client_bound.to_string(),
+        ];
+        w.write_record(&record)?;
+    }
+    w.flush()
+}

@@ -1,0 +1,184 @@
+//! One row of the comparison: one model at one point of the sweep, with every figure the design
+//! defines, or the reason the model could not reach the point.
+
+use serde::{Deserialize, Serialize};
+
+/// How the load drove the server at this point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every connection keeps one request outstanding.
+    Closed,
+    /// Requests at a fixed rate; latency from the scheduled send time.
+    Open,
+    /// Connect, one request, close.
+    Churn,
+    /// Connections opened, one request each, then held idle: memory per connection.
+    Idle,
+}
+
+impl Mode {
+    /// The name in tables and files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Closed => "closed",
+            Mode::Open => "open",
+            Mode::Churn => "churn",
+            Mode::Idle => "idle",
+        }
+    }
+}
+
+/// Whether the point was measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Measured; the figures are filled in.
+    Ok,
+    /// The model cannot serve this point by design (one client at a time, a pool smaller than
+    /// the clients, select past FD_SETSIZE); `note` says which. Not run.
+    Unreachable,
+    /// Run, but it failed: the server died, the load timed out, nothing was answered; `note`
+    /// says what happened.
+    Failed,
+}
+
+/// Latency percentiles (µs) and errors by kind, as the load generator reports them.
+pub use crate::load::{Errors, Latency};
+
+/// Peak task counts over the server's process tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tasks {
+    /// Threads, every process's main thread included.
+    pub threads: u64,
+    /// Processes.
+    pub processes: u64,
+}
+
+/// Context switches per request, over every task of the server's tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SwitchRates {
+    /// The server gave up the CPU itself (blocked).
+    pub voluntary: f64,
+    /// The scheduler took the CPU away.
+    pub involuntary: f64,
+}
+
+/// One model at one point of the sweep. Figures are `None` (null in JSON, empty in CSV) when the
+/// point was not measured or the figure does not apply (no requests in an idle row).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// The model's name.
+    pub model: String,
+    /// `echo` or `http`.
+    pub protocol: String,
+    /// How the load drove it.
+    pub mode: Mode,
+    /// Connections open at once (churn: connection slots; idle: connections held).
+    pub connections: usize,
+    /// Echo message size in bytes; 0 for HTTP, whose request is always `GET /`.
+    pub size: usize,
+    /// Open loop: requests per second asked for.
+    pub rate: Option<f64>,
+    /// The server's `workers` setting, as it announced it.
+    pub workers: Option<usize>,
+    /// How prefork's children took turns at `accept` (`none`, `fcntl`, `flock`, `mutex`), when
+    /// the run compared the locks; absent for every other model.
+    #[serde(default)]
+    pub accept_lock: Option<String>,
+    /// Measured, unreachable or failed.
+    pub status: Status,
+    /// Why the point is unreachable or failed, or what to know about the figures.
+    pub note: String,
+    /// How many runs the figures are the median of.
+    pub runs: usize,
+    /// Requests completed in the measured window (churn: connections).
+    pub requests: Option<u64>,
+    /// Requests per second in the window.
+    pub requests_per_sec: Option<f64>,
+    /// Latency percentiles, µs.
+    pub latency_us: Option<Latency>,
+    /// Server CPU (user + sys, whole tree) per request, µs.
+    pub cpu_us_per_request: Option<f64>,
+    /// Server user CPU per request, µs.
+    pub cpu_user_us_per_request: Option<f64>,
+    /// Server kernel CPU per request, µs.
+    pub cpu_sys_us_per_request: Option<f64>,
+    /// Churn rows: CPU µs per connection less the iterative server's at the same point — the
+    /// cost of the model's process control (Stevens, UNP Figure 30.1). Absent without an
+    /// iterative row to subtract.
+    #[serde(default)]
+    pub process_control_us_per_connection: Option<f64>,
+    /// Peak of the summed PSS of the server's tree, bytes.
+    pub pss_peak_bytes: Option<u64>,
+    /// Peak of the summed RSS, bytes (counts shared pages once per process).
+    pub rss_peak_bytes: Option<u64>,
+    /// Idle rows: (PSS with N idle connections − PSS with none) / N. Other rows: the same
+    /// figure from the idle row of this model with as many connections, if there is one.
+    pub bytes_per_connection: Option<f64>,
+    /// Idle rows: the PSS with no connection, bytes.
+    pub pss_base_bytes: Option<u64>,
+    /// Peak threads and processes of the server's tree.
+    pub peak_tasks: Option<Tasks>,
+    /// Context switches per request.
+    pub context_switches_per_request: Option<SwitchRates>,
+    /// Failed connects and requests, by kind.
+    pub errors: Errors,
+    /// The load generator's CPU over the window, % of one core.
+    pub client_cpu_percent: Option<f64>,
+    /// The load generator's CPU passed 90%: the figures may measure the client, not the server.
+    pub client_bound: bool,
+}
+
+/// Past this share of one core, the load generator is taken to limit the figures.
+pub const CLIENT_BOUND_PERCENT: f64 = 90.0;
+
+impl Row {
+    /// A row for a point with nothing measured yet.
+    pub fn new(model: &str, protocol: &str, mode: Mode, connections: usize, size: usize) -> Row {
+        Row {
+            model: model.to_string(),
+            protocol: protocol.to_string(),
+            mode,
+            connections,
+            size,
+            rate: None,
+            workers: None,
+            accept_lock: None,
+            status: Status::Ok,
+            note: String::new(),
+            runs: 0,
+            requests: None,
+            requests_per_sec: None,
+            latency_us: None,
+            cpu_us_per_request: None,
+            cpu_user_us_per_request: None,
+            cpu_sys_us_per_request: None,
+            process_control_us_per_connection: None,
+            pss_peak_bytes: None,
+            rss_peak_bytes: None,
+            bytes_per_connection: None,
+            pss_base_bytes: None,
+            peak_tasks: None,
+            context_switches_per_request: None,
+            errors: Errors::default(),
+            client_cpu_percent: None,
+            client_bound: false,
+        }
+    }
+
+    /// The model's name, with its accept lock when it has one: `prefork (fcntl)`.
+    pub fn label(&self) -> String {
+        match &self.accept_lock {
+            Some(lock) => format!("{} ({lock})", self.model),
+            None => self.model.clone(),
+        }
+    }
+
+    /// Marks the row as not measured, for `reason`.
+    pub fn with_status(mut self, status: Status, reason: impl Into<String>) -> Row {
+        self.status = status;
+        self.note = reason.into();
+        self
+    }
+}
