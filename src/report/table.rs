@@ -13,6 +13,14 @@ pub struct Table {
 }
 
 impl Table {
+    /// A table with these headings and rows.
+    pub fn new(headers: &[&str], rows: Vec<Vec<String>>) -> Table {
+        Table {
+            headers: headers.iter().map(|s| s.to_string()).collect(),
+            rows,
+        }
+    }
+
     /// Aligned text for the terminal: numbers to the right, words to the left; the last column
     /// (the note) is not padded.
     pub fn to_text(&self) -> String {
@@ -125,10 +133,7 @@ pub fn load_table(rows: &[&Row]) -> Table {
             cells
         })
         .collect();
-    Table {
-        headers: headers.iter().map(|s| s.to_string()).collect(),
-        rows: body,
-    }
+    Table::new(&headers, body)
 }
 
 /// The table of churn rows: one request per connection, so "per request" is per connection.
@@ -195,10 +200,7 @@ pub fn classic_table(rows: &[&Row]) -> Table {
             ]
         })
         .collect();
-    Table {
-        headers: headers.iter().map(|s| s.to_string()).collect(),
-        rows: body,
-    }
+    Table::new(&headers, body)
 }
 
 /// The table of idle rows: memory per connection.
@@ -235,10 +237,7 @@ pub fn idle_table(rows: &[&Row]) -> Table {
             ]
         })
         .collect();
-    Table {
-        headers: headers.iter().map(|s| s.to_string()).collect(),
-        rows: body,
-    }
+    Table::new(&headers, body)
 }
 
 /// The note of a classic row: a design cannot do less than the iterative server, so a
