@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use server_models::protocol::Protocol;
+use server_models::server::protocol::Protocol;
 
 fn connect(c: &mut Criterion) {
     let mut group = c.benchmark_group("connect");

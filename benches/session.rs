@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use server_models::protocol::{Protocol, Session};
+use server_models::server::protocol::{Protocol, Session};
 
 fn session(c: &mut Criterion) {
     let mut group = c.benchmark_group("session");

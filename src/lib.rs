@@ -1,49 +1,24 @@
 //! # server-models
 //!
 //! The classic ways of serving many TCP connections, side by side, behind one trait, and a harness
-//! that measures them fairly.
+//! that measures them fairly. The tree is the map:
 //!
-//! - [`model`]: the [`Model`](model::Model) trait every server model implements, the
-//!   [`ServeContext`](model::ServeContext) it serves with, and the registry lookup.
-//! - [`protocol`]: the sans-IO protocols (echo and a minimal HTTP/1.1): bytes in, bytes out, no
-//!   sockets, so that every model moves the same bytes through the same code.
-//! - [`conn`]: one connection's buffers and backpressure — the blocking loop the blocking family
-//!   shares, and the nonblocking state machine the event-driven family shares.
-//! - [`net`]: listener setup and `accept` with its error cases sorted out (EMFILE and friends).
-//! - [`shutdown`]: SIGINT/SIGTERM turned into one shutdown signal every model can wait on.
-//! - [`accept_lock`]: how preforked children take turns at `accept`: no lock, a file lock, a
-//!   process-shared mutex.
-//! - [`children`]: forking, reaping and stopping child processes, for the process models.
-//! - [`event_loop`]: what the event-driven models share — the table of connections, accepting
-//!   with EMFILE handled, the idle timeout, shutdown — so that they differ only in how they wait.
+//! - [`server`]: the core every model serves with — the [`Model`](server::model::Model) trait
+//!   and registry lookup, the sans-IO protocols, one connection's state machine, the event-loop
+//!   core, listener and accept, shutdown, children, accept locks, the per-worker meter, the
+//!   io_uring rings. It imports nothing from the other two parts.
+//! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the
+//!   registry. They use the server core and nothing else.
+//! - [`harness`]: the load generator, a server spawned as a child, measurement from /proc,
+//!   `compare` and its report.
 //! - [`lab`]: the runnable labs, each putting one classic claim about sockets to this kernel.
-//! - [`uring`]: the ring of provided buffers that a completion-based (io_uring) model shares
-//!   among its connections.
-//! - [`meter`]: Stevens' per-child meter, how many connections each worker served.
-//! - [`load`]: the load generator: closed and open loop, churn, latency histograms.
-//! - [`spawn`]: a server started as a child process, for tests, benches and `compare`.
-//! - [`measure`]: a server's process tree measured from /proc: CPU, PSS, threads, switches.
-//! - [`compare`]: every model through the same sweep, measured the same way (the main job).
-//! - [`report`]: the tables, results.json/csv, index.md and the SVG plots of a comparison.
-//! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the registry.
+//!
+//! `main.rs` is the command line over all of them: `list`, `serve`, `load`, `compare`, `lab`.
 #![deny(missing_docs)]
 
-pub mod accept_lock;
-pub mod children;
-pub mod compare;
-pub mod conn;
-pub mod event_loop;
+pub mod harness;
 pub mod lab;
-pub mod load;
-pub mod measure;
-pub mod meter;
-pub mod model;
-pub mod net;
-pub mod protocol;
-pub mod report;
-pub mod shutdown;
-pub mod spawn;
-pub mod uring;
+pub mod server;
 
 /// One module per model, in teaching order; see `variants/mod.rs`.
 #[path = "../variants/mod.rs"]

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use server_models::model::{self, Config, ServeContext};
-use server_models::net::{self, ListenOptions};
-use server_models::protocol::Protocol;
-use server_models::shutdown::Shutdown;
+use server_models::server::model::{self, Config, ServeContext};
+use server_models::server::net::{self, ListenOptions};
+use server_models::server::protocol::Protocol;
+use server_models::server::shutdown::Shutdown;
 
 #[derive(Parser)]
 #[command(
@@ -39,10 +39,10 @@ enum Command {
     /// throughput, errors and the client's own CPU.
     Load(LoadArgs),
     /// Compare the models: the same sweep against each, a table, and a report with plots.
-    Compare(server_models::compare::cli::CompareArgs),
+    Compare(server_models::harness::compare::cli::CompareArgs),
     /// A process with a known footprint, for the measurement tests.
     #[command(subcommand, hide = true)]
-    Probe(server_models::measure::probe::Probe),
+    Probe(server_models::harness::measure::probe::Probe),
 }
 
 #[derive(Args)]
@@ -66,7 +66,7 @@ struct LoadArgs {
     #[arg(long, default_value_t = 10)]
     connections: usize,
     /// The measured window, after the warm-up (10s, 500ms, 1.5).
-    #[arg(long, default_value = "10s", value_parser = server_models::load::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = server_models::harness::load::parse_duration)]
     duration: Duration,
     /// Echo message size in bytes.
     #[arg(long, default_value_t = 64)]
@@ -78,13 +78,13 @@ struct LoadArgs {
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Time before the measured window [default: 1s, or a fifth of --duration if shorter].
-    #[arg(long, value_parser = server_models::load::parse_duration)]
+    #[arg(long, value_parser = server_models::harness::load::parse_duration)]
     warmup: Option<Duration>,
     /// Connect, one request, close, as fast as possible on every slot.
     #[arg(long)]
     churn: bool,
     /// How long a connect or a reply may take before it counts as timed out.
-    #[arg(long, default_value = "5s", value_parser = server_models::load::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = server_models::harness::load::parse_duration)]
     timeout: Duration,
     /// Stop after this many requests (no warm-up; --duration still bounds the run).
     #[arg(long)]
@@ -136,7 +136,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Lab(args) => lab(args),
         Command::Load(args) => load(args),
-        Command::Compare(args) => match server_models::compare::cli::run(&args) {
+        Command::Compare(args) => match server_models::harness::compare::cli::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
                 eprintln!("server-models compare: {e}");
@@ -147,7 +147,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Probe(probe) => match server_models::measure::probe::run(&probe) {
+        Command::Probe(probe) => match server_models::harness::measure::probe::run(&probe) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("server-models probe: {e}");
@@ -204,7 +204,7 @@ fn load(args: LoadArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let opts = server_models::load::LoadOptions {
+    let opts = server_models::harness::load::LoadOptions {
         size: args.size,
         rate: args.rate,
         threads: args.threads,
@@ -212,14 +212,14 @@ fn load(args: LoadArgs) -> ExitCode {
         churn: args.churn,
         timeout: args.timeout,
         requests: args.requests,
-        ..server_models::load::LoadOptions::new(
+        ..server_models::harness::load::LoadOptions::new(
             args.addr,
             protocol,
             args.connections,
             args.duration,
         )
     };
-    let report = match server_models::load::run(&opts) {
+    let report = match server_models::harness::load::run(&opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("server-models: load: {e}");

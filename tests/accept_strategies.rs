@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::Signal;
-use server_models::protocol::Protocol;
+use server_models::server::protocol::Protocol;
 
 const WORKERS: usize = 3;
 

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use server_models::protocol::Protocol;
+use server_models::server::protocol::Protocol;
 
 fn server_models(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_server-models"))
@@ -23,7 +23,7 @@ fn list_prints_every_model_in_order() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(listed, server_models::model::names());
+    assert_eq!(listed, server_models::server::model::names());
     for m in server_models::variants::all() {
         assert!(
             text.contains(m.summary()),
@@ -40,7 +40,7 @@ fn unknown_model_lists_the_models() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown model 'no-such-model'"), "{err}");
-    for name in server_models::model::names() {
+    for name in server_models::server::model::names() {
         assert!(err.contains(name), "{name} not listed in: {err}");
     }
 }

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use server_models::measure::TreeWatch;
-use server_models::model::{Config, Model};
-use server_models::protocol::Protocol;
+use server_models::harness::measure::TreeWatch;
+use server_models::server::model::{Config, Model};
+use server_models::server::protocol::Protocol;
 
 /// Workers for the models that have a fixed number of them.
 const WORKERS: usize = 4;

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use server_models::load::{self, LoadOptions, LoadReport, Mode};
-use server_models::protocol::Protocol;
-use server_models::spawn::ServerProcess;
+use server_models::harness::load::{self, LoadOptions, LoadReport, Mode};
+use server_models::harness::spawn::ServerProcess;
+use server_models::server::protocol::Protocol;
 
 /// What an in-test echo server does with each 64-byte message.
 #[derive(Clone, Copy)]

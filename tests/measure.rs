@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use server_models::measure::procfs;
-use server_models::measure::tree::{self, TreeWatch};
+use server_models::harness::measure::procfs;
+use server_models::harness::measure::tree::{self, TreeWatch};
 
 const MIB: u64 = 1 << 20;
 
@@ -127,7 +127,7 @@ fn zombie_children_cpu_is_counted() {
 /// are counted across the tree's tasks.
 #[test]
 fn sampler_window_covers_the_children() {
-    let sampler = server_models::measure::Sampler::start(
+    let sampler = server_models::harness::measure::Sampler::start(
         std::process::id() as i32,
         Duration::from_millis(10),
     )

@@ -24,8 +24,8 @@
 
 use std::io;
 
-use crate::event_loop::EventLoop;
-use crate::model::{Model, ServeContext};
+use crate::server::event_loop::EventLoop;
+use crate::server::model::{Model, ServeContext};
 
 /// Serves every connection from one thread that never sleeps.
 pub struct BusyPoll;

@@ -18,7 +18,7 @@
 //!
 //! Fairness: draining to EAGAIN lets one client that sends without pause hold the thread for as
 //! long as it keeps the socket full. So draining has a per-turn budget: [`READ_BUDGET`] reads per
-//! connection, [`ACCEPT_BUDGET`](crate::event_loop::ACCEPT_BUDGET) accepts for the listener. A
+//! connection, [`ACCEPT_BUDGET`](crate::server::event_loop::ACCEPT_BUDGET) accepts for the listener. A
 //! connection (or the listener) that uses up its budget has input left that no edge will
 //! announce, so it goes on a ready list that is served next turn, after the new reports, and
 //! while that list is not empty `epoll_wait` is called with timeout 0: it polls for new edges
@@ -38,9 +38,9 @@ use nix::errno::Errno;
 use nix::poll::PollTimeout;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use crate::conn::Step;
-use crate::event_loop::{AcceptEnd, EventLoop, millis};
-use crate::model::{Model, ServeContext};
+use crate::server::conn::Step;
+use crate::server::event_loop::{AcceptEnd, EventLoop, millis};
+use crate::server::model::{Model, ServeContext};
 
 /// Readiness reports fetched per `epoll_wait`; more ready descriptors wait for the next call.
 const MAX_EVENTS: usize = 256;

@@ -29,7 +29,7 @@ use std::io;
 use nix::sys::epoll::EpollFlags;
 
 use super::epoll_reuseport::loop_per_thread;
-use crate::model::{Model, ServeContext};
+use crate::server::model::{Model, ServeContext};
 
 /// Serves with one epoll loop per worker thread on one shared listener, woken one at a time.
 pub struct EpollExclusive;

@@ -33,9 +33,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use crate::conn::{Interest, Step};
-use crate::event_loop::{EventLoop, millis};
-use crate::model::{Model, ServeContext};
+use crate::server::conn::{Interest, Step};
+use crate::server::event_loop::{EventLoop, millis};
+use crate::server::model::{Model, ServeContext};
 
 /// Readiness reports fetched per `epoll_wait`; more ready descriptors wait for the next call.
 const MAX_EVENTS: usize = 256;

@@ -29,9 +29,9 @@ use std::net::TcpListener;
 
 use nix::sys::epoll::EpollFlags;
 
-use crate::meter::WorkerMeter;
-use crate::model::{Model, ServeContext};
-use crate::net::{self, ListenOptions};
+use crate::server::meter::WorkerMeter;
+use crate::server::model::{Model, ServeContext};
+use crate::server::net::{self, ListenOptions};
 
 /// Serves with one epoll loop and one SO_REUSEPORT listener per worker thread.
 pub struct EpollReuseport;

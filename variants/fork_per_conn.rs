@@ -22,11 +22,11 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-use crate::children::Children;
-use crate::conn::serve_blocking;
-use crate::model::{Model, ServeContext};
-use crate::net::{self, Accepted, EXHAUSTED_BACKOFF};
-use crate::shutdown::Slot;
+use crate::server::children::Children;
+use crate::server::conn::serve_blocking;
+use crate::server::model::{Model, ServeContext};
+use crate::server::net::{self, Accepted, EXHAUSTED_BACKOFF};
+use crate::server::shutdown::Slot;
 
 /// Serves each connection in a child process of its own.
 pub struct ForkPerConn;

@@ -4,7 +4,7 @@
 //!
 //! Syscalls, in order: `io_uring_setup` (with SINGLE_ISSUER and DEFER_TASKRUN: completions are
 //! processed only when this thread asks), `io_uring_register` of a ring of provided buffers
-//! ([`crate::uring::BufRing`]) and of a sparse table of registered files; then one loop around `io_uring_enter` (`submit_and_wait`), which
+//! ([`crate::server::uring::BufRing`]) and of a sparse table of registered files; then one loop around `io_uring_enter` (`submit_and_wait`), which
 //! submits everything queued since the last turn and sleeps until at least one completion.
 //! There are no `accept4`, `recv` or `send` calls: those are operations in the ring —
 //! - one *multishot* accept on the listener: submitted once, it completes once per connection;
@@ -17,7 +17,7 @@
 //! - a poll on the shutdown eventfd, and a timeout for the idle sweep — operations like the rest.
 //!
 //! The bytes are the same as every model's: completions feed the same sans-IO session through
-//! [`conn::feed`](crate::conn::feed). Backpressure: while a connection's unsent output is past
+//! [`conn::feed`](crate::server::conn::feed). Backpressure: while a connection's unsent output is past
 //! `Config::out_cap`, its receive is cancelled and not re-armed until the peer drains it. Out
 //! of descriptors, the accept completes with EMFILE and ends; it is re-armed when a connection
 //! closes (or after a back-off), never at once — an accept re-armed at once would fail again,
@@ -42,11 +42,11 @@ use io_uring::{cqueue, opcode, squeue, types};
 use nix::errno::Errno;
 use nix::libc;
 
-use crate::conn::lingering_close;
-use crate::model::{Config, Model, ServeContext};
-use crate::net::{self, Accepted};
-use crate::protocol::Protocol;
-use crate::uring::{Conn, Slots, Uring};
+use crate::server::conn::lingering_close;
+use crate::server::model::{Config, Model, ServeContext};
+use crate::server::net::{self, Accepted};
+use crate::server::protocol::Protocol;
+use crate::server::uring::{Conn, Slots, Uring};
 
 /// The shared receive pool: buffers × size.
 const BUFFERS: u16 = 1024;

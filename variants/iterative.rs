@@ -15,10 +15,10 @@
 
 use std::io;
 
-use crate::conn::serve_blocking;
-use crate::model::{Concurrency, Model, ServeContext};
-use crate::net::accept_blocking;
-use crate::shutdown::Slot;
+use crate::server::conn::serve_blocking;
+use crate::server::model::{Concurrency, Model, ServeContext};
+use crate::server::net::accept_blocking;
+use crate::server::shutdown::Slot;
 
 /// Serves one client at a time.
 pub struct Iterative;

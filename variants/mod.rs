@@ -1,11 +1,11 @@
 //! The models, one file each, in teaching order.
 //!
 //! Adding a model: write `variants/<stem>.rs` with a `//!` story and a unit struct implementing
-//! [`Model`](crate::model::Model), declare the module here and add it to
+//! [`Model`](crate::server::model::Model), declare the module here and add it to
 //! [`all`](crate::variants::all). The CLI, the conformance suite, `compare` and the benches all
 //! read this list.
 
-use crate::model::Model;
+use crate::server::model::Model;
 
 pub mod busy_poll;
 pub mod epoll_et;

@@ -28,9 +28,9 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use nix::libc;
 
-use crate::conn::{Interest, Step};
-use crate::event_loop::{EventLoop, millis};
-use crate::model::{Model, ServeContext};
+use crate::server::conn::{Interest, Step};
+use crate::server::event_loop::{EventLoop, millis};
+use crate::server::model::{Model, ServeContext};
 
 /// The array's first two entries; connections follow.
 const SHUTDOWN: usize = 0;

@@ -14,7 +14,7 @@
 //!
 //! Stevens' accept strategies (`--accept-lock`): `none` (every child blocks in `accept`),
 //! `fcntl` or `flock` (a file lock around `accept`: two extra syscalls per connection), `mutex`
-//! (a process-shared pthread mutex: an atomic when uncontended). See [`crate::accept_lock`]. At
+//! (a process-shared pthread mutex: an atomic when uncontended). See [`crate::server::accept_lock`]. At
 //! shutdown the parent prints how many connections each child served (Stevens' per-child meter),
 //! which shows how evenly the kernel, or the lock, spread them.
 //!
@@ -28,13 +28,13 @@ use std::os::fd::AsRawFd;
 
 use nix::unistd::Pid;
 
-use crate::accept_lock::SharedLock;
-use crate::children::Children;
-use crate::conn::serve_blocking;
-use crate::meter::WorkerMeter;
-use crate::model::{Concurrency, Model, ServeContext};
-use crate::net::{EXHAUSTED_BACKOFF, accept_blocking, interrupted};
-use crate::shutdown::Slot;
+use crate::server::accept_lock::SharedLock;
+use crate::server::children::Children;
+use crate::server::conn::serve_blocking;
+use crate::server::meter::WorkerMeter;
+use crate::server::model::{Concurrency, Model, ServeContext};
+use crate::server::net::{EXHAUSTED_BACKOFF, accept_blocking, interrupted};
+use crate::server::shutdown::Slot;
 
 /// Serves connections from N preforked processes that accept for themselves.
 pub struct Prefork;

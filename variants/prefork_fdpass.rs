@@ -33,13 +33,13 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr, recvmsg, sendmsg};
 use nix::unistd::Pid;
 
-use crate::children::Children;
-use crate::conn::serve_blocking;
-use crate::meter::WorkerMeter;
-use crate::model::{Concurrency, Config, Model, ServeContext};
-use crate::net::{self, Accepted};
-use crate::protocol::Protocol;
-use crate::shutdown::{Shutdown, Slot};
+use crate::server::children::Children;
+use crate::server::conn::serve_blocking;
+use crate::server::meter::WorkerMeter;
+use crate::server::model::{Concurrency, Config, Model, ServeContext};
+use crate::server::net::{self, Accepted};
+use crate::server::protocol::Protocol;
+use crate::server::shutdown::{Shutdown, Slot};
 
 /// Serves connections from N preforked children fed descriptors by the parent.
 pub struct PreforkFdpass;

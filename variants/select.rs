@@ -33,8 +33,8 @@ use nix::errno::Errno;
 use nix::sys::select::{FD_SETSIZE, FdSet, select};
 use nix::sys::time::{TimeVal, TimeValLike};
 
-use crate::event_loop::EventLoop;
-use crate::model::{Model, ServeContext};
+use crate::server::event_loop::EventLoop;
+use crate::server::model::{Model, ServeContext};
 
 /// Serves every connection from one thread, waiting in select(2).
 pub struct Select;

@@ -16,10 +16,10 @@
 use std::io;
 use std::sync::Arc;
 
-use crate::conn::serve_blocking;
-use crate::model::{Model, ServeContext};
-use crate::net::accept_blocking;
-use crate::shutdown::{ConnSet, Slot};
+use crate::server::conn::serve_blocking;
+use crate::server::model::{Model, ServeContext};
+use crate::server::net::accept_blocking;
+use crate::server::shutdown::{ConnSet, Slot};
 
 /// The stack each connection's thread gets; serving a connection needs little.
 const STACK_SIZE: usize = 128 * 1024;

@@ -19,11 +19,11 @@ use std::sync::Arc;
 
 use crossbeam::channel;
 
-use crate::conn::serve_blocking;
-use crate::meter::WorkerMeter;
-use crate::model::{Concurrency, Model, ServeContext};
-use crate::net::accept_blocking;
-use crate::shutdown::{ConnSet, Slot};
+use crate::server::conn::serve_blocking;
+use crate::server::meter::WorkerMeter;
+use crate::server::model::{Concurrency, Model, ServeContext};
+use crate::server::net::accept_blocking;
+use crate::server::shutdown::{ConnSet, Slot};
 
 /// Serves connections on a fixed pool of threads.
 pub struct ThreadPool;

@@ -6,7 +6,7 @@
 //! every task); otherwise the multi-thread, work-stealing runtime with `--workers N` worker
 //! threads, the accept loop on the main thread (`block_on`) and the connection tasks on the
 //! workers. The bytes are the same as every other model's: the task feeds the same sans-IO
-//! session ([`crate::protocol`]) through the same [`conn::feed`].
+//! session ([`crate::server::protocol`]) through the same [`conn::feed`].
 //!
 //! Syscalls, in order (under mio): `epoll_create1`, the listener and every connection
 //! registered once, edge-triggered (`epoll_ctl` ADD); then the runtime's loop: `epoll_wait`,
@@ -48,12 +48,12 @@ use ::tokio::runtime::{Builder, Runtime};
 use ::tokio::task::JoinSet;
 use nix::errno::Errno;
 
-use crate::conn;
-use crate::meter::WorkerMeter;
-use crate::model::{Config, Model, ServeContext};
-use crate::net::{self, Accepted};
-use crate::protocol::Protocol;
-use crate::shutdown::Shutdown;
+use crate::server::conn;
+use crate::server::meter::WorkerMeter;
+use crate::server::model::{Config, Model, ServeContext};
+use crate::server::net::{self, Accepted};
+use crate::server::protocol::Protocol;
+use crate::server::shutdown::Shutdown;
 
 /// Serves each connection on a tokio task.
 pub struct Tokio;

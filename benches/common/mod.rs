@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkGroup, Throughput, measurement::WallTime};
 use nix::sys::socket::{setsockopt, sockopt};
-use server_models::protocol::Protocol;
-use server_models::spawn::ServerProcess;
+use server_models::harness::spawn::ServerProcess;
+use server_models::server::protocol::Protocol;
 
 /// The echo message of the socket benches.
 pub const MESSAGE: [u8; 64] = [b'x'; 64];

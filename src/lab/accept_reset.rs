@@ -28,7 +28,7 @@ use super::{
     Forked, Lab, Recorder, Verdict, abort, connect, describe_status, diag, errno_name,
     loopback_any, millis, outcome, poll_names, read_once, render, wait_for,
 };
-use crate::net::{self, ListenOptions};
+use crate::server::net::{self, ListenOptions};
 
 /// The lab.
 pub const LAB: Lab = Lab {

@@ -24,7 +24,7 @@ use super::{
     Lab, Recorder, Verdict, accept_within, connect_nonblocking, diag, loopback_any, millis,
     outcome, poll_names, render, sysctl, wait_for,
 };
-use crate::net::{self, ListenOptions};
+use crate::server::net::{self, ListenOptions};
 
 /// The lab.
 pub const LAB: Lab = Lab {

@@ -186,7 +186,7 @@ fn truncated(what: &str) -> io::Error {
 
 /// The socket with this local and remote address, if the kernel still has it.
 pub fn find(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<TcpSocket>> {
-    Ok(tcp_sockets(crate::net::family(local))?
+    Ok(tcp_sockets(crate::server::net::family(local))?
         .into_iter()
         .find(|s| s.local == local && s.remote == remote))
 }
@@ -199,7 +199,7 @@ pub fn state(local: SocketAddr, remote: SocketAddr) -> io::Result<&'static str> 
 
 /// The listening socket on `local`, if any.
 pub fn listener(local: SocketAddr) -> io::Result<Option<TcpSocket>> {
-    Ok(tcp_sockets(crate::net::family(local))?
+    Ok(tcp_sockets(crate::server::net::family(local))?
         .into_iter()
         .find(|s| s.local == local && s.state == "LISTEN"))
 }
@@ -207,7 +207,7 @@ pub fn listener(local: SocketAddr) -> io::Result<Option<TcpSocket>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{ListenOptions, listen};
+    use crate::server::net::{ListenOptions, listen};
     use std::net::TcpStream;
 
     /// The dump finds a listener with its backlog, and both ends of a connection.

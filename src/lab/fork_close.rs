@@ -21,7 +21,7 @@ use super::{
     Forked, Lab, Recorder, Verdict, accept_within, connect, describe_status, diag, loopback_any,
     outcome, poll_names, read_once, render, settled_state, wait_for,
 };
-use crate::net::{self, ListenOptions};
+use crate::server::net::{self, ListenOptions};
 
 /// The lab.
 pub const LAB: Lab = Lab {

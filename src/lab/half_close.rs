@@ -20,7 +20,7 @@ use super::{
     Lab, Recorder, Verdict, accept_within, connect, diag, loopback_any, outcome, poll_names,
     render, settled_state, wait_for,
 };
-use crate::net::{self, ListenOptions};
+use crate::server::net::{self, ListenOptions};
 
 /// The lab.
 pub const LAB: Lab = Lab {

@@ -24,7 +24,7 @@ use super::{
     Lab, Recorder, Verdict, accept_within, connect_nonblocking, diag, local_addr, loopback_any,
     outcome, poll_names, so_error, wait_for,
 };
-use crate::net::{self, ListenOptions};
+use crate::server::net::{self, ListenOptions};
 
 /// The lab.
 pub const LAB: Lab = Lab {

@@ -34,10 +34,10 @@ use super::{
     Lab, Recorder, Verdict, abort, accept_within, connect_nonblocking, describe_exit, diag,
     loopback_any, millis, netns, outcome, poll_names, read_once, render, sysctl_number, wait_for,
 };
-use crate::net::{self, ListenOptions};
-use crate::protocol::Protocol;
-use crate::shutdown::Shutdown;
-use crate::spawn::{ServerProcess, serve_command};
+use crate::harness::spawn::{ServerProcess, serve_command};
+use crate::server::net::{self, ListenOptions};
+use crate::server::protocol::Protocol;
+use crate::server::shutdown::Shutdown;
 
 /// The lab.
 pub const LAB: Lab = Lab {

@@ -18,7 +18,7 @@ use super::{
     Lab, Recorder, Verdict, bind, connect_nonblocking, diag, local_addr, loopback_any, poll_names,
     render, so_error, status, wait_for,
 };
-use crate::net::{self, ListenOptions};
+use crate::server::net::{self, ListenOptions};
 
 /// The lab.
 pub const LAB: Lab = Lab {

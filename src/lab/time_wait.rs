@@ -24,7 +24,7 @@ use super::{
     Lab, Recorder, Verdict, accept_within, bind, connect, diag, listen_exact, loopback_any,
     outcome, render, settled_state,
 };
-use crate::net::{self, ListenOptions};
+use crate::server::net::{self, ListenOptions};
 
 /// The lab.
 pub const LAB: Lab = Lab {

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use server_models::measure::procfs;
-use server_models::protocol::Protocol;
-pub use server_models::spawn::ServerProcess;
-use server_models::spawn::serve_command;
+use server_models::harness::measure::procfs;
+pub use server_models::harness::spawn::ServerProcess;
+use server_models::harness::spawn::serve_command;
+use server_models::server::protocol::Protocol;
 
 /// How long any single client wait may take before the test fails instead of hanging.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);

@@ -150,7 +150,7 @@ pub const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(50);
 /// rather than spinning.
 pub fn accept_blocking(
     listener: &TcpListener,
-    shutdown: &crate::shutdown::Shutdown,
+    shutdown: &crate::server::shutdown::Shutdown,
 ) -> io::Result<Option<TcpStream>> {
     loop {
         if shutdown.requested() {

@@ -7,9 +7,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::load::LoadReport;
-use crate::measure::placement;
-use crate::protocol::Protocol;
+use crate::harness::load::LoadReport;
+use crate::harness::measure::placement;
+use crate::server::protocol::Protocol;
 
 /// What one load run is asked to do.
 #[derive(Clone, Debug)]

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use super::client::{self, LoadPlan};
 use super::{Point, Setup, unreachable};
-use crate::load::LoadReport;
-use crate::measure::tree::{self, Peaks, Sample, Window};
-use crate::measure::{Sampler, placement};
-use crate::model::{Concurrency, Model};
-use crate::report::row::{self, Errors, Latency, Mode, Row, Status, SwitchRates, Tasks};
-use crate::spawn::{ServerProcess, serve_command};
+use crate::harness::load::LoadReport;
+use crate::harness::measure::tree::{self, Peaks, Sample, Window};
+use crate::harness::measure::{Sampler, placement};
+use crate::harness::report::row::{self, Errors, Latency, Mode, Row, Status, SwitchRates, Tasks};
+use crate::harness::spawn::{ServerProcess, serve_command};
+use crate::server::model::{Concurrency, Model};
 
 /// How often the server's tree is sampled while the load runs (less often for a large tree;
 /// see [`Sampler`]).
@@ -77,7 +77,7 @@ pub fn start_server(
     let default = if setup.placement.server.is_some() {
         1
     } else {
-        crate::model::Config::default().workers
+        crate::server::model::Config::default().workers
     };
     let workers = said.or(workers).unwrap_or(default);
     *announced = Some(workers);

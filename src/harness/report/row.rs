@@ -44,7 +44,7 @@ pub enum Status {
 }
 
 /// Latency percentiles (µs) and errors by kind, as the load generator reports them.
-pub use crate::load::{Errors, Latency};
+pub use crate::harness::load::{Errors, Latency};
 
 /// Peak task counts over the server's process tree.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -173,7 +173,7 @@ fn parse(input: &[u8]) -> Parsed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::testing::feed_in_pieces;
+    use crate::server::protocol::testing::feed_in_pieces;
 
     fn answers(input: &[u8]) -> (Vec<u8>, bool) {
         feed_in_pieces(&mut Http::default(), input, &[])

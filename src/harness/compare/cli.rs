@@ -8,14 +8,14 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Options, Progress, classic};
-use crate::accept_lock::AcceptLock;
-use crate::load::parse_duration;
-use crate::model::{self, Model};
-use crate::protocol::Protocol;
-use crate::report::machine::Machine;
-use crate::report::row::Status;
-use crate::report::{self, Report};
-use crate::shutdown::Shutdown;
+use crate::harness::load::parse_duration;
+use crate::harness::report::machine::Machine;
+use crate::harness::report::row::Status;
+use crate::harness::report::{self, Report};
+use crate::server::accept_lock::AcceptLock;
+use crate::server::model::{self, Model};
+use crate::server::protocol::Protocol;
+use crate::server::shutdown::Shutdown;
 
 /// `server-models compare`: the arguments as typed.
 #[derive(Clone, Debug, clap::Args)]

@@ -37,8 +37,8 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 
 use super::reply::{Reply, Verdict};
 use super::{Errors, LoadOptions, Mode};
-use crate::net::{interrupted, would_block};
-use crate::protocol::Protocol;
+use crate::server::net::{interrupted, would_block};
+use crate::server::protocol::Protocol;
 
 /// The epoll data of the timerfd; connections use `generation << 32 | slot`.
 const TIMER: u64 = u64::MAX;
@@ -229,7 +229,7 @@ impl<'a> Worker<'a> {
             mode: opts.mode(),
             protocol: opts.protocol,
             addr: SockaddrStorage::from(opts.addr),
-            family: crate::net::family(opts.addr),
+            family: crate::server::net::family(opts.addr),
             epoll,
             timerfd,
             armed: 0,

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use super::point::{NotMeasured, start_server};
 use super::{Point, Setup};
-use crate::load::{Reply, Verdict};
-use crate::measure::TreeWatch;
-use crate::model::Model;
-use crate::protocol::Protocol;
-use crate::report::row::{Row, Status, Tasks};
+use crate::harness::load::{Reply, Verdict};
+use crate::harness::measure::TreeWatch;
+use crate::harness::report::row::{Row, Status, Tasks};
+use crate::server::model::Model;
+use crate::server::protocol::Protocol;
 
 /// How long the server is left to settle (threads parked, children forked) before a reading.
 const SETTLE: Duration = Duration::from_millis(200);

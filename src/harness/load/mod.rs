@@ -32,7 +32,7 @@ use hdrhistogram::Histogram;
 use nix::sys::resource::{self, Resource, UsageWho};
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::Protocol;
+use crate::server::protocol::Protocol;
 
 pub use reply::{Reply, Verdict};
 

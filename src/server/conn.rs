@@ -15,9 +15,9 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown as Direction, TcpStream};
 use std::time::Instant;
 
-use crate::model::Config;
-use crate::net::{interrupted, would_block};
-use crate::protocol::{AnySession, Protocol, Session};
+use crate::server::model::Config;
+use crate::server::net::{interrupted, would_block};
+use crate::server::protocol::{AnySession, Protocol, Session};
 
 /// A buffer kept between bursts is dropped when it has grown past this, so that a connection
 /// that once carried a large message does not hold the memory while idle.

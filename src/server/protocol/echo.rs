@@ -20,7 +20,7 @@ impl Session for Echo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::testing::feed_in_pieces;
+    use crate::server::protocol::testing::feed_in_pieces;
 
     /// Whatever the input is cut into, the output is the input.
     #[test]

@@ -34,11 +34,11 @@ use std::time::{Duration, Instant};
 
 use nix::poll::PollTimeout;
 
-use crate::conn::{Conn, Interest, Scratch, Step};
-use crate::model::{Config, ServeContext};
-use crate::net::{self, Accepted, EXHAUSTED_BACKOFF};
-use crate::protocol::Protocol;
-use crate::shutdown::Shutdown;
+use crate::server::conn::{Conn, Interest, Scratch, Step};
+use crate::server::model::{Config, ServeContext};
+use crate::server::net::{self, Accepted, EXHAUSTED_BACKOFF};
+use crate::server::protocol::Protocol;
+use crate::server::shutdown::Shutdown;
 
 /// Connections accepted per turn at most, so that a flood of new clients cannot starve the
 /// connections already open; the rest are accepted next turn.

@@ -24,7 +24,7 @@ use nix::sys::signal::{self, Signal};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 
-use crate::protocol::Protocol;
+use crate::server::protocol::Protocol;
 
 /// How long a server may take to print its `listening on` line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);

@@ -23,12 +23,12 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::accept_lock::AcceptLock;
-use crate::measure::placement::{self, Placement};
-use crate::model::{Concurrency, Config, Model};
-use crate::protocol::Protocol;
-use crate::report::Settings;
-use crate::report::row::{Mode, Row, Status};
+use crate::harness::measure::placement::{self, Placement};
+use crate::harness::report::Settings;
+use crate::harness::report::row::{Mode, Row, Status};
+use crate::server::accept_lock::AcceptLock;
+use crate::server::model::{Concurrency, Config, Model};
+use crate::server::protocol::Protocol;
 
 /// Descriptors a server holds besides its connections: stdin, stdout, stderr, the listener,
 /// the shutdown eventfd, an epoll or io_uring instance, and a few to spare.
@@ -430,7 +430,7 @@ mod tests {
         fn fd_limit(&self) -> Option<usize> {
             self.1
         }
-        fn serve(&self, _: crate::model::ServeContext) -> io::Result<()> {
+        fn serve(&self, _: crate::server::model::ServeContext) -> io::Result<()> {
             Ok(())
         }
     }

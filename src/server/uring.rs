@@ -22,8 +22,8 @@ use std::ptr::null_mut;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Instant;
 
-use crate::conn::{self, KEEP_CAPACITY};
-use crate::protocol::{AnySession, Protocol};
+use crate::server::conn::{self, KEEP_CAPACITY};
+use crate::server::protocol::{AnySession, Protocol};
 use io_uring::types::BufRingEntry;
 use io_uring::{IoUring, Submitter, cqueue, opcode, squeue, types};
 use nix::errno::Errno;

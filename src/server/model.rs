@@ -4,9 +4,9 @@ use std::io;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use crate::accept_lock::AcceptLock;
-use crate::protocol::Protocol;
-use crate::shutdown::Shutdown;
+use crate::server::accept_lock::AcceptLock;
+use crate::server::protocol::Protocol;
+use crate::server::shutdown::Shutdown;
 
 /// A way of serving many TCP connections: iterative, a thread per connection, epoll, ...
 ///

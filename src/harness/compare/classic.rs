@@ -13,8 +13,8 @@
 //! tree CPU per connection over the measured window, and the column that makes the table:
 //! that figure less the iterative server's.
 
-use crate::accept_lock::AcceptLock;
-use crate::report::row::{Mode, Row, Status};
+use crate::harness::report::row::{Mode, Row, Status};
+use crate::server::accept_lock::AcceptLock;
 
 /// The preset's name on the command line.
 pub const NAME: &str = "classic";
@@ -112,7 +112,10 @@ mod tests {
     #[test]
     fn the_preset_names_registered_models() {
         for name in MODELS {
-            assert!(crate::model::find(name).is_some(), "{name} is not a model");
+            assert!(
+                crate::server::model::find(name).is_some(),
+                "{name} is not a model"
+            );
         }
         assert_eq!(MODELS[0], BASELINE);
     }

@@ -16,7 +16,7 @@ use nix::time::{ClockId, clock_gettime};
 use nix::errno::Errno;
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 
-use crate::children::Children;
+use crate::server::children::Children;
 
 /// What the probe does before it says `ready`.
 #[derive(Clone, Debug, clap::Subcommand)]
