@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use server_models::harness::load::{self, LoadOptions, LoadReport, Mode};
+use server_models::harness::load::{self, LoadOptions, LoadReport, Pacing};
 use server_models::harness::spawn::ServerProcess;
 use server_models::server::protocol::Protocol;
 
@@ -146,7 +146,7 @@ fn counts_requests_exactly() {
     assert_eq!(r.requests, 1000);
     assert_eq!(server.served.load(Ordering::SeqCst), 1000);
     assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
-    assert_eq!(r.mode, Mode::Closed);
+    assert_eq!(r.mode, Pacing::Closed);
     assert!(r.latency_us.p50 > 0.0 && r.latency_us.p50 <= r.latency_us.max);
 }
 
@@ -236,7 +236,7 @@ fn open_loop_latency_includes_the_stall() {
         ..opts(server.addr, 1, 1000)
     };
     let r = run(&o);
-    assert_eq!(r.mode, Mode::Open);
+    assert_eq!(r.mode, Pacing::Open);
     assert!(
         r.requests <= 101,
         "an open loop never sends ahead of its schedule: {}",
@@ -278,7 +278,7 @@ fn churn_against_a_model() {
         ..opts(server.addr(), 4, 10_000)
     };
     let r = run(&o);
-    assert_eq!(r.mode, Mode::Churn);
+    assert_eq!(r.mode, Pacing::Churn);
     assert_eq!(r.requests, 200);
     assert_eq!(r.errors.total(), 0, "{:?}\n{}", r.errors, server.log_tail());
     assert!(

@@ -116,7 +116,7 @@ pub struct Observation {
 
 /// What a lab run comes to: the `--json` output.
 #[derive(Clone, Debug, Serialize)]
-pub struct Report {
+pub struct LabReport {
     /// The lab's name.
     pub lab: &'static str,
     /// The claim it tested.
@@ -183,7 +183,7 @@ pub fn render(value: &Value) -> String {
 }
 
 /// Runs one lab and returns its report; with `echo`, prints the story as it goes.
-pub fn run(lab: &Lab, echo: bool) -> io::Result<Report> {
+pub fn run(lab: &Lab, echo: bool) -> io::Result<LabReport> {
     let kernel = kernel_release();
     if echo {
         println!("lab {} (Linux {kernel}): {}", lab.name, lab.summary);
@@ -199,7 +199,7 @@ pub fn run(lab: &Lab, echo: bool) -> io::Result<Report> {
         };
         println!("verdict on Linux {kernel}: {word} — {}", verdict.summary);
     }
-    Ok(Report {
+    Ok(LabReport {
         lab: lab.name,
         claim: lab.claim,
         kernel,

@@ -62,7 +62,7 @@ pub struct EventLoop {
     protocol: Protocol,
     shutdown: Shutdown,
     config: Config,
-    conns: Table,
+    conns: ConnTable,
     scratch: Scratch,
     /// Descriptors at or past this number are refused (select's FD_SETSIZE).
     fd_limit: Option<usize>,
@@ -83,7 +83,7 @@ impl EventLoop {
             protocol: ctx.protocol,
             shutdown: ctx.shutdown,
             config: ctx.config,
-            conns: Table::default(),
+            conns: ConnTable::default(),
             fd_limit,
             refusing: false,
             paused_until: None,
@@ -281,7 +281,7 @@ impl EventLoop {
                 self.conns.len
             );
         }
-        self.conns = Table::default();
+        self.conns = ConnTable::default();
     }
 }
 
@@ -303,7 +303,7 @@ const NIL: RawFd = -1;
 /// The open connections, indexed by descriptor number, threaded on a list ordered by last
 /// activity (oldest at the head) for the idle timeout.
 #[derive(Debug)]
-struct Table {
+struct ConnTable {
     slots: Vec<Option<Entry>>,
     len: usize,
     oldest: RawFd,
@@ -317,9 +317,9 @@ struct Entry {
     newer: RawFd,
 }
 
-impl Default for Table {
+impl Default for ConnTable {
     fn default() -> Self {
-        Table {
+        ConnTable {
             slots: Vec::new(),
             len: 0,
             oldest: NIL,
@@ -328,7 +328,7 @@ impl Default for Table {
     }
 }
 
-impl Table {
+impl ConnTable {
     fn get(&self, fd: RawFd) -> Option<&Conn> {
         self.entry(fd).map(|e| &e.conn)
     }
@@ -433,7 +433,7 @@ mod tests {
         (ours, peers, listener)
     }
 
-    fn order(t: &Table) -> Vec<RawFd> {
+    fn order(t: &ConnTable) -> Vec<RawFd> {
         let mut out = Vec::new();
         let mut fd = t.oldest;
         while fd != NIL {
@@ -448,7 +448,7 @@ mod tests {
     fn idle_list_keeps_activity_order() {
         let (cs, _peers, _l) = conns(4);
         let fds: Vec<RawFd> = cs.iter().map(|c| c.stream().as_raw_fd()).collect();
-        let mut t = Table::default();
+        let mut t = ConnTable::default();
         for c in cs {
             let fd = c.stream().as_raw_fd();
             t.insert(fd, c);

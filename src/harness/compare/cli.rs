@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{Options, Progress, classic};
+use super::{Options, SweepEvent, classic};
 use crate::harness::load::parse_duration;
 use crate::harness::report::machine::Machine;
 use crate::harness::report::row::Status;
@@ -196,8 +196,8 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
             .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    let mut on_progress = |p: Progress| match p {
-        Progress::Starting { model, point, .. } => {
+    let mut on_progress = |p: SweepEvent| match p {
+        SweepEvent::Starting { model, point, .. } => {
             let lock = point
                 .accept_lock
                 .map(|l| format!(" ({})", l.name()))
@@ -209,7 +209,7 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
                 point.connections
             ));
         }
-        Progress::Done { row } => {
+        SweepEvent::Done { row } => {
             if row.status == Status::Failed {
                 bar.println(format!(
                     "{} {} {} × {}: failed: {}",
@@ -255,13 +255,13 @@ mod tests {
     use clap::Parser;
 
     #[derive(Parser)]
-    struct Cli {
+    struct TestCli {
         #[command(flatten)]
         args: CompareArgs,
     }
 
     fn options(args: &[&str]) -> io::Result<Options> {
-        let cli = Cli::try_parse_from(std::iter::once("compare").chain(args.iter().copied()))
+        let cli = TestCli::try_parse_from(std::iter::once("compare").chain(args.iter().copied()))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         cli.args.options()
     }

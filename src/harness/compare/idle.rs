@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::point::{NotMeasured, start_server};
 use super::{Point, Setup};
-use crate::harness::load::{Reply, Verdict};
+use crate::harness::load::{Reply, ReplyCheck};
 use crate::harness::measure::TreeWatch;
 use crate::harness::report::row::{Row, Status, Tasks};
 use crate::server::model::Model;
@@ -151,9 +151,9 @@ fn await_reply(mut stream: TcpStream, protocol: Protocol, request: &[u8]) -> io:
             Protocol::Http => reply.feed_http(&chunk[..n]),
         };
         match verdict {
-            Verdict::Incomplete => {}
-            Verdict::Complete { .. } => return Ok(stream),
-            Verdict::Mismatch => {
+            ReplyCheck::Incomplete => {}
+            ReplyCheck::Complete { .. } => return Ok(stream),
+            ReplyCheck::Mismatch => {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "a wrong reply"));
             }
         }

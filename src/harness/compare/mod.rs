@@ -126,7 +126,7 @@ pub struct Setup<'a> {
 }
 
 /// What a whole run produced.
-pub struct Outcome {
+pub struct SweepOutcome {
     /// One row per model and point, in plan order.
     pub rows: Vec<Row>,
     /// The settings used.
@@ -296,8 +296,8 @@ pub fn run(
     opts: &Options,
     placement: Placement,
     interrupted: &dyn Fn() -> bool,
-    progress: &mut dyn FnMut(Progress),
-) -> io::Result<Outcome> {
+    progress: &mut dyn FnMut(SweepEvent),
+) -> io::Result<SweepOutcome> {
     let began = Instant::now();
     let fd_limit = placement::raise_fd_limit()?;
     let setup = Setup {
@@ -318,7 +318,7 @@ pub fn run(
             stopped = true;
             break;
         }
-        progress(Progress::Starting {
+        progress(SweepEvent::Starting {
             index: i,
             total: plan.len(),
             model: model.name(),
@@ -328,12 +328,12 @@ pub fn run(
             Mode::Idle => idle::measure(&setup, *model, point),
             _ => point::measure(&setup, *model, point),
         };
-        progress(Progress::Done { row: &row });
+        progress(SweepEvent::Done { row: &row });
         rows.push(row);
     }
     attach_idle_memory(&mut rows);
     classic::attach_process_control(&mut rows);
-    Ok(Outcome {
+    Ok(SweepOutcome {
         rows,
         settings: Settings {
             models: opts.models.iter().map(|m| m.name().to_string()).collect(),
@@ -367,7 +367,7 @@ pub fn run(
 }
 
 /// Where the run is, for a progress display.
-pub enum Progress<'a> {
+pub enum SweepEvent<'a> {
     /// A point is about to run.
     Starting {
         /// Its place in the plan, from 0.

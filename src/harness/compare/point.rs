@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::client::{self, LoadPlan};
 use super::{Point, Setup, unreachable};
 use crate::harness::load::LoadReport;
-use crate::harness::measure::tree::{self, Peaks, Sample, Window};
+use crate::harness::measure::tree::{self, Peaks, Sample, TreeUsage};
 use crate::harness::measure::{Sampler, placement};
 use crate::harness::report::row::{self, Errors, Latency, Mode, Row, Status, SwitchRates, Tasks};
 use crate::harness::spawn::{ServerProcess, serve_command};
@@ -106,7 +106,7 @@ pub fn announced_workers(line: &str) -> Option<usize> {
 /// What one run measured.
 struct Measured {
     load: LoadReport,
-    window: Window,
+    window: TreeUsage,
     peaks: Peaks,
     workers: usize,
 }

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::server::protocol::Protocol;
 
-pub use reply::{Reply, Verdict};
+pub use reply::{Reply, ReplyCheck};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -89,11 +89,11 @@ impl LoadOptions {
     }
 
     /// The mode these options run in.
-    pub fn mode(&self) -> Mode {
+    pub fn mode(&self) -> Pacing {
         match (self.churn, self.rate) {
-            (true, _) => Mode::Churn,
-            (false, Some(_)) => Mode::Open,
-            (false, None) => Mode::Closed,
+            (true, _) => Pacing::Churn,
+            (false, Some(_)) => Pacing::Open,
+            (false, None) => Pacing::Closed,
         }
     }
 
@@ -144,7 +144,7 @@ pub fn default_warmup(duration: Duration) -> Duration {
 /// How the requests are paced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub enum Pacing {
     /// One request outstanding per connection, the next sent when the reply is in.
     Closed,
     /// Requests due at fixed intervals; latency from the scheduled time.
@@ -228,7 +228,7 @@ pub struct LoadReport {
     /// Echo message size; for HTTP, the size of the request sent.
     pub size: usize,
     /// closed, open or churn.
-    pub mode: Mode,
+    pub mode: Pacing,
     /// The open-loop rate asked for, requests/s; `None` otherwise.
     pub rate: Option<f64>,
     /// The measured window, seconds.
@@ -252,9 +252,9 @@ pub struct LoadReport {
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mode = match (self.mode, self.rate) {
-            (Mode::Open, Some(r)) => format!("open loop at {r} requests/s"),
-            (Mode::Closed, _) | (Mode::Open, None) => "closed loop".to_string(),
-            (Mode::Churn, _) => "churn (connect, one request, close)".to_string(),
+            (Pacing::Open, Some(r)) => format!("open loop at {r} requests/s"),
+            (Pacing::Closed, _) | (Pacing::Open, None) => "closed loop".to_string(),
+            (Pacing::Churn, _) => "churn (connect, one request, close)".to_string(),
         };
         writeln!(
             f,
@@ -307,7 +307,7 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
     let request = request_bytes(opts);
     let origin = Instant::now();
     let warmup = opts.effective_warmup();
-    let window = worker::Window {
+    let window = worker::LoadWindow {
         origin,
         start: nanos(warmup),
         end: nanos(warmup + opts.duration),
@@ -316,7 +316,7 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let mut cpu_start = None;
     let mut cpu_end = None;
-    let results = std::thread::scope(|scope| -> io::Result<Vec<worker::Outcome>> {
+    let results = std::thread::scope(|scope| -> io::Result<Vec<worker::ThreadTally>> {
         let mut handles = Vec::with_capacity(threads);
         for t in 0..threads {
             let plan = worker::Plan {

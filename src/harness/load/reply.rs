@@ -14,7 +14,7 @@ const MAX_HEADERS: usize = 32;
 
 /// What the bytes read so far come to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum ReplyCheck {
     /// The reply is not complete yet: read more.
     Incomplete,
     /// The reply is complete and right; `close` if the server said it will close.
@@ -53,21 +53,21 @@ impl Reply {
     }
 
     /// Echo: checks `input`, the next bytes of the reply, against `expected`, the request.
-    pub fn feed_echo(&mut self, input: &[u8], expected: &[u8]) -> Verdict {
+    pub fn feed_echo(&mut self, input: &[u8], expected: &[u8]) -> ReplyCheck {
         let end = self.got + input.len();
         if end > expected.len() || input != &expected[self.got..end] {
-            return Verdict::Mismatch;
+            return ReplyCheck::Mismatch;
         }
         self.got = end;
         if end == expected.len() {
-            Verdict::Complete { close: false }
+            ReplyCheck::Complete { close: false }
         } else {
-            Verdict::Incomplete
+            ReplyCheck::Incomplete
         }
     }
 
     /// HTTP: takes `input`, the next bytes of the response.
-    pub fn feed_http(&mut self, input: &[u8]) -> Verdict {
+    pub fn feed_http(&mut self, input: &[u8]) -> ReplyCheck {
         if self.in_body {
             return self.body(input.len());
         }
@@ -79,18 +79,18 @@ impl Reply {
             parse_head(&self.head)
         };
         match parsed {
-            Head::Partial => {
+            ResponseHead::Partial => {
                 if self.head.is_empty() {
                     self.head.extend_from_slice(input);
                 }
                 if self.head.len() > MAX_HEAD {
-                    Verdict::Mismatch
+                    ReplyCheck::Mismatch
                 } else {
-                    Verdict::Incomplete
+                    ReplyCheck::Incomplete
                 }
             }
-            Head::Bad => Verdict::Mismatch,
-            Head::Complete { len, body, close } => {
+            ResponseHead::Bad => ReplyCheck::Mismatch,
+            ResponseHead::Complete { len, body, close } => {
                 // Bytes after the head in what has been read are body (or too much).
                 let buffered = if self.head.is_empty() {
                     input.len()
@@ -106,21 +106,21 @@ impl Reply {
         }
     }
 
-    fn body(&mut self, n: usize) -> Verdict {
+    fn body(&mut self, n: usize) -> ReplyCheck {
         if n > self.body_left {
             // More than the response announced: the server answered something not asked.
-            return Verdict::Mismatch;
+            return ReplyCheck::Mismatch;
         }
         self.body_left -= n;
         if self.body_left == 0 {
-            Verdict::Complete { close: self.close }
+            ReplyCheck::Complete { close: self.close }
         } else {
-            Verdict::Incomplete
+            ReplyCheck::Incomplete
         }
     }
 }
 
-enum Head {
+enum ResponseHead {
     Partial,
     Bad,
     Complete {
@@ -130,16 +130,16 @@ enum Head {
     },
 }
 
-fn parse_head(bytes: &[u8]) -> Head {
+fn parse_head(bytes: &[u8]) -> ResponseHead {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let len = match resp.parse(bytes) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Head::Partial,
-        Err(_) => return Head::Bad,
+        Ok(httparse::Status::Partial) => return ResponseHead::Partial,
+        Err(_) => return ResponseHead::Bad,
     };
     if !matches!(resp.code, Some(200..=299)) {
-        return Head::Bad;
+        return ResponseHead::Bad;
     }
     let mut body = None;
     let mut close = false;
@@ -149,7 +149,7 @@ fn parse_head(bytes: &[u8]) -> Head {
                 .ok()
                 .and_then(|v| v.trim().parse::<usize>().ok());
             if body.is_none() {
-                return Head::Bad;
+                return ResponseHead::Bad;
             }
         } else if h.name.eq_ignore_ascii_case("connection") {
             close |= h
@@ -161,8 +161,8 @@ fn parse_head(bytes: &[u8]) -> Head {
     // Without Content-Length the body would run to the close (or be chunked): the workbook's
     // servers never answer so, and a reply that cannot be framed cannot be counted.
     match body {
-        Some(body) => Head::Complete { len, body, close },
-        None => Head::Bad,
+        Some(body) => ResponseHead::Complete { len, body, close },
+        None => ResponseHead::Bad,
     }
 }
 
@@ -173,7 +173,7 @@ mod tests {
     const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!";
 
     /// Feeds `input` cut at `cut`, returning both verdicts.
-    fn http_in_two(input: &[u8], cut: usize) -> (Verdict, Verdict) {
+    fn http_in_two(input: &[u8], cut: usize) -> (ReplyCheck, ReplyCheck) {
         let mut r = Reply::default();
         let first = r.feed_http(&input[..cut]);
         let second = r.feed_http(&input[cut..]);
@@ -186,10 +186,10 @@ mod tests {
         let msg: Vec<u8> = (0..100u8).collect();
         for cut in 1..msg.len() {
             let mut r = Reply::default();
-            assert_eq!(r.feed_echo(&msg[..cut], &msg), Verdict::Incomplete);
+            assert_eq!(r.feed_echo(&msg[..cut], &msg), ReplyCheck::Incomplete);
             assert_eq!(
                 r.feed_echo(&msg[cut..], &msg),
-                Verdict::Complete { close: false }
+                ReplyCheck::Complete { close: false }
             );
         }
         for i in 0..msg.len() {
@@ -197,14 +197,14 @@ mod tests {
             bad[i] ^= 1;
             assert_eq!(
                 Reply::default().feed_echo(&bad, &msg),
-                Verdict::Mismatch,
+                ReplyCheck::Mismatch,
                 "byte {i}"
             );
         }
         let long = [&msg[..], b"x"].concat();
         assert_eq!(
             Reply::default().feed_echo(&long, &msg),
-            Verdict::Mismatch,
+            ReplyCheck::Mismatch,
             "one byte too many"
         );
     }
@@ -215,7 +215,10 @@ mod tests {
         for cut in 1..OK.len() {
             assert_eq!(
                 http_in_two(OK, cut),
-                (Verdict::Incomplete, Verdict::Complete { close: false }),
+                (
+                    ReplyCheck::Incomplete,
+                    ReplyCheck::Complete { close: false }
+                ),
                 "cut at {cut}"
             );
         }
@@ -224,20 +227,20 @@ mod tests {
     /// Errors, unframed bodies and surplus bytes are mismatches; Connection: close is noticed.
     #[test]
     fn http_mismatches_and_close() {
-        let cases: [(&[u8], Verdict); 5] = [
+        let cases: [(&[u8], ReplyCheck); 5] = [
             (
                 b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n",
-                Verdict::Mismatch,
+                ReplyCheck::Mismatch,
             ),
-            (b"HTTP/1.1 200 OK\r\n\r\nHello", Verdict::Mismatch),
-            (b"garbage\r\n\r\n", Verdict::Mismatch),
+            (b"HTTP/1.1 200 OK\r\n\r\nHello", ReplyCheck::Mismatch),
+            (b"garbage\r\n\r\n", ReplyCheck::Mismatch),
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabc",
-                Verdict::Mismatch,
+                ReplyCheck::Mismatch,
             ),
             (
                 b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nab",
-                Verdict::Complete { close: true },
+                ReplyCheck::Complete { close: true },
             ),
         ];
         for (input, want) in cases {
@@ -249,11 +252,11 @@ mod tests {
             );
         }
         let mut r = Reply::default();
-        assert_eq!(r.feed_http(&OK[..10]), Verdict::Incomplete);
+        assert_eq!(r.feed_http(&OK[..10]), ReplyCheck::Incomplete);
         r.reset();
         assert_eq!(
             r.feed_http(OK),
-            Verdict::Complete { close: false },
+            ReplyCheck::Complete { close: false },
             "reset forgets the partial head"
         );
     }

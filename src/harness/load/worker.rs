@@ -35,8 +35,8 @@ use nix::sys::socket::{
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use super::reply::{Reply, Verdict};
-use super::{Errors, LoadOptions, Mode};
+use super::reply::{Reply, ReplyCheck};
+use super::{Errors, LoadOptions, Pacing};
 use crate::server::net::{interrupted, would_block};
 use crate::server::protocol::Protocol;
 
@@ -54,13 +54,13 @@ const SCRATCH: usize = 64 * 1024;
 
 /// The run's clock and its measured window, in nanoseconds since `origin`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Window {
+pub(super) struct LoadWindow {
     pub origin: Instant,
     pub start: u64,
     pub end: u64,
 }
 
-impl Window {
+impl LoadWindow {
     pub fn start_instant(&self) -> Instant {
         self.origin + Duration::from_nanos(self.start)
     }
@@ -78,7 +78,7 @@ impl Window {
 pub(super) struct Plan<'a> {
     pub opts: &'a LoadOptions,
     pub request: &'a [u8],
-    pub window: Window,
+    pub window: LoadWindow,
     /// The global indices of this thread's connections (they stagger the open-loop schedule).
     pub connections: Vec<usize>,
     /// This thread's share of a request count.
@@ -86,7 +86,7 @@ pub(super) struct Plan<'a> {
 }
 
 /// What one thread measured.
-pub(super) struct Outcome {
+pub(super) struct ThreadTally {
     pub histogram: Histogram<u64>,
     pub requests: u64,
     pub errors: Errors,
@@ -101,8 +101,8 @@ pub(super) fn histogram() -> Histogram<u64> {
 
 /// Runs one thread's share; reports on `done` as soon as its loop is over, before the sockets
 /// are closed, so that the caller can end the CPU window.
-pub(super) fn run(plan: Plan<'_>, done: Sender<()>) -> io::Result<Outcome> {
-    let mut worker = match Worker::new(&plan) {
+pub(super) fn run(plan: Plan<'_>, done: Sender<()>) -> io::Result<ThreadTally> {
+    let mut worker = match Engine::new(&plan) {
         Ok(w) => w,
         Err(e) => {
             let _ = done.send(());
@@ -111,7 +111,7 @@ pub(super) fn run(plan: Plan<'_>, done: Sender<()>) -> io::Result<Outcome> {
     };
     let result = worker.event_loop();
     let _ = done.send(());
-    let outcome = Outcome {
+    let outcome = ThreadTally {
         histogram: std::mem::replace(&mut worker.hist, histogram()),
         requests: worker.requests,
         errors: worker.errors,
@@ -153,7 +153,7 @@ impl Kind {
     }
 }
 
-struct Slot {
+struct ClientConn {
     stream: Option<TcpStream>,
     /// Bumped on every new socket, so a stale event for a closed one is recognised.
     generation: u32,
@@ -171,9 +171,9 @@ struct Slot {
     reply: Reply,
 }
 
-struct Worker<'a> {
+struct Engine<'a> {
     plan: &'a Plan<'a>,
-    mode: Mode,
+    mode: Pacing,
     protocol: Protocol,
     addr: SockaddrStorage,
     family: AddressFamily,
@@ -182,7 +182,7 @@ struct Worker<'a> {
     /// The due time the timerfd is armed for; 0 when disarmed.
     armed: u64,
     heap: BinaryHeap<Reverse<(u64, u32)>>,
-    slots: Vec<Slot>,
+    slots: Vec<ClientConn>,
     scratch: Vec<u8>,
     /// Open loop: nanoseconds between two requests on one connection.
     interval: u64,
@@ -197,8 +197,8 @@ struct Worker<'a> {
     last_done: u64,
 }
 
-impl<'a> Worker<'a> {
-    fn new(plan: &'a Plan<'a>) -> io::Result<Worker<'a>> {
+impl<'a> Engine<'a> {
+    fn new(plan: &'a Plan<'a>) -> io::Result<Engine<'a>> {
         let opts = plan.opts;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let timerfd = TimerFd::new(
@@ -210,7 +210,7 @@ impl<'a> Worker<'a> {
         let slots = plan
             .connections
             .iter()
-            .map(|&g| Slot {
+            .map(|&g| ClientConn {
                 stream: None,
                 generation: 0,
                 state: State::Down,
@@ -224,7 +224,7 @@ impl<'a> Worker<'a> {
                 reply: Reply::default(),
             })
             .collect::<Vec<_>>();
-        Ok(Worker {
+        Ok(Engine {
             plan,
             mode: opts.mode(),
             protocol: opts.protocol,
@@ -329,7 +329,7 @@ impl<'a> Worker<'a> {
 
     /// Opens slot `i`'s socket and starts a nonblocking connect.
     fn connect(&mut self, i: usize, now: u64) {
-        if self.mode == Mode::Churn && self.issued >= self.limit {
+        if self.mode == Pacing::Churn && self.issued >= self.limit {
             return;
         }
         let fd = match socket::socket(
@@ -367,9 +367,9 @@ impl<'a> Worker<'a> {
         let now = self.plan.window.now();
         self.slots[i].state = State::Idle;
         match self.mode {
-            Mode::Closed => self.start_request(i, now, now),
-            Mode::Churn => self.start_request(i, self.slots[i].base, now),
-            Mode::Open => self.send_when_due(i, now),
+            Pacing::Closed => self.start_request(i, now, now),
+            Pacing::Churn => self.start_request(i, self.slots[i].base, now),
+            Pacing::Open => self.send_when_due(i, now),
         }
     }
 
@@ -440,14 +440,16 @@ impl<'a> Worker<'a> {
                 }
                 (State::Busy, Protocol::Http) => slot.reply.feed_http(&self.scratch[..n]),
                 // Bytes while no request is outstanding were never asked for.
-                _ => Verdict::Mismatch,
+                _ => ReplyCheck::Mismatch,
             };
             match verdict {
                 // A short read means the socket is drained; the next bytes bring a new edge.
-                Verdict::Incomplete if n < self.scratch.len() => return,
-                Verdict::Incomplete => continue,
-                Verdict::Complete { close } => return self.complete(i, close),
-                Verdict::Mismatch => return self.fail(i, Kind::Mismatch, self.plan.window.now()),
+                ReplyCheck::Incomplete if n < self.scratch.len() => return,
+                ReplyCheck::Incomplete => continue,
+                ReplyCheck::Complete { close } => return self.complete(i, close),
+                ReplyCheck::Mismatch => {
+                    return self.fail(i, Kind::Mismatch, self.plan.window.now());
+                }
             }
         }
     }
@@ -467,7 +469,7 @@ impl<'a> Worker<'a> {
             self.slots[i].state = State::Idle;
             return;
         }
-        if self.mode == Mode::Churn {
+        if self.mode == Pacing::Churn {
             self.close(i, true);
             return self.connect(i, now);
         }
@@ -477,7 +479,7 @@ impl<'a> Worker<'a> {
         }
         self.slots[i].state = State::Idle;
         match self.mode {
-            Mode::Open => self.send_when_due(i, now),
+            Pacing::Open => self.send_when_due(i, now),
             _ => self.start_request(i, now, now),
         }
     }

@@ -16,4 +16,4 @@ pub mod sampler;
 pub mod tree;
 
 pub use sampler::{Sampler, Series};
-pub use tree::{Peaks, Sample, TreeWatch, Window};
+pub use tree::{Peaks, Sample, TreeUsage, TreeWatch};

@@ -165,7 +165,7 @@ impl TreeWatch {
 
 /// What the tree spent between two instants.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Window {
+pub struct TreeUsage {
     /// CPU of the whole tree, user and sys.
     pub cpu: Duration,
     /// The share of it spent in user mode, from the clock ticks; `None` when no tick fell in
@@ -175,7 +175,7 @@ pub struct Window {
     pub switches: Switches,
 }
 
-impl Window {
+impl TreeUsage {
     /// User CPU, if the split is known.
     pub fn user(&self) -> Option<Duration> {
         self.user_share.map(|f| self.cpu.mul_f64(f))
@@ -194,7 +194,7 @@ impl Window {
 /// between them they assume the tree worked at a steady rate, which holds in a measured window
 /// of steady load. The user/sys split is the ticks' split within the window, or, when too few
 /// ticks fell in it, since the tree started.
-pub fn window(samples: &[Sample], from: Instant, to: Instant) -> Option<Window> {
+pub fn window(samples: &[Sample], from: Instant, to: Instant) -> Option<TreeUsage> {
     let at = |t: Instant| -> Option<[f64; 5]> {
         let after = samples.iter().position(|s| s.at >= t)?;
         let b = &samples[after];
@@ -231,7 +231,7 @@ pub fn window(samples: &[Sample], from: Instant, to: Instant) -> Option<Window> 
     } else {
         share(end[1], end[2])
     };
-    Some(Window {
+    Some(TreeUsage {
         cpu: Duration::from_nanos(delta(0).round() as u64),
         user_share,
         switches: Switches {

@@ -36,7 +36,7 @@ pub struct Http {
 }
 
 /// What the head of one request asks for.
-struct Head {
+struct RequestHead {
     len: usize,
     method_ok: bool,
     head_only: bool,
@@ -46,7 +46,7 @@ struct Head {
 }
 
 enum Parsed {
-    Complete(Head),
+    Complete(RequestHead),
     Partial,
     /// Answer with this and close.
     Reject(&'static [u8]),
@@ -160,7 +160,7 @@ fn parse(input: &[u8]) -> Parsed {
         }
     }
     let method = req.method.unwrap_or("");
-    Parsed::Complete(Head {
+    Parsed::Complete(RequestHead {
         len,
         method_ok: method == "GET" || method == "HEAD",
         head_only: method == "HEAD",
