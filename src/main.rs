@@ -309,6 +309,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             protocol,
             shutdown,
             config,
+            counter: Default::default(),
         })?;
         server_models::event!("{} shut down cleanly", model.name());
         Ok(())

@@ -24,7 +24,8 @@
 
 use std::io;
 
-use crate::server::event_loop::EventLoop;
+use crate::server::conn::Ready;
+use crate::server::event_loop::{EventLoop, FdLimit};
 use crate::server::model::{Model, ServeContext};
 
 /// Serves every connection from one thread that never sleeps.
@@ -40,19 +41,20 @@ impl Model for BusyPoll {
     }
 
     fn serve(&self, ctx: ServeContext) -> io::Result<()> {
-        let mut lp = EventLoop::new(ctx, None)?;
-        while !lp.shutdown_requested() {
-            if lp.accepting() {
-                lp.accept(|_| Ok(()))?;
+        let mut event_loop = EventLoop::new(ctx, FdLimit::None)?;
+        while !event_loop.shutdown_requested() {
+            if event_loop.accepting() {
+                event_loop.accept(|_, _| Ok(()))?;
             }
             // Every descriptor number a connection may have; the numbers of closed ones are
-            // skipped (on_ready finds nothing there). Read, and write whatever is pending.
-            for fd in 0..lp.fd_bound() {
-                lp.on_ready(fd, true, true, 1);
+            // skipped (on_ready finds nothing there). Try a read, and write whatever is
+            // pending: nothing was asked of the kernel, so there is nothing to tell it either.
+            for fd in 0..event_loop.fd_bound() {
+                event_loop.on_ready(fd, Ready::BOTH);
             }
-            lp.sweep_idle(|_| {});
+            event_loop.sweep_idle(|_| {});
         }
-        lp.close_all();
+        event_loop.close_all();
         Ok(())
     }
 }

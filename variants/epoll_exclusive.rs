@@ -3,8 +3,8 @@
 //! one waiting thread instead of all of them.
 //!
 //! Syscalls, in order: the listener is `dup`ed once per thread (the same socket, the same accept
-//! queue); each thread runs the `epoll-lt` loop ([`super::epoll_lt::run`]), whose
-//! `epoll_ctl(ADD)` of the listener carries EPOLLEXCLUSIVE. Then, per connection: the kernel
+//! queue); each thread runs the `epoll-lt` loop ([`epoll_lt::run`], [`one_loop_per_thread`]),
+//! whose `epoll_ctl(ADD)` of the listener carries EPOLLEXCLUSIVE ([`ListenerWatch::Exclusive`]). Then, per connection: the kernel
 //! wakes one of the threads blocked in `epoll_wait` on the listener, which `accept4`s until
 //! EAGAIN.
 //!
@@ -26,9 +26,8 @@
 
 use std::io;
 
-use nix::sys::epoll::EpollFlags;
-
-use super::epoll_reuseport::loop_per_thread;
+use super::epoll_lt::{self, ListenerWatch};
+use crate::server::event_loop::one_loop_per_thread;
 use crate::server::model::{Model, ServeContext};
 
 /// Serves with one epoll loop per worker thread on one shared listener, woken one at a time.
@@ -47,6 +46,8 @@ impl Model for EpollExclusive {
         let dups = (1..ctx.config.workers.max(1))
             .map(|_| ctx.listener.try_clone())
             .collect::<io::Result<Vec<_>>>()?;
-        loop_per_thread(ctx, dups, EpollFlags::EPOLLEXCLUSIVE)
+        one_loop_per_thread(ctx, dups, |ctx| {
+            epoll_lt::run(ctx, ListenerWatch::Exclusive)
+        })
     }
 }

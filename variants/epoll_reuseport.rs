@@ -5,7 +5,7 @@
 //! Syscalls, in order: the first listener comes bound from `serve` with SO_REUSEPORT set (the
 //! model asks for it, [`Model::reuse_port`]); N−1 more `socket`, `setsockopt(SO_REUSEPORT)`,
 //! `bind` to the same address, `listen`. Then N threads each run exactly the `epoll-lt` loop
-//! ([`super::epoll_lt::run`]) on their own listener: `epoll_wait`, `accept4`, `read`, `write`.
+//! ([`epoll_lt::run`]) on their own listener: `epoll_wait`, `accept4`, `read`, `write`.
 //! Nothing is shared between the threads but the shutdown eventfd.
 //!
 //! How a connection finds its thread: each listener has its own accept queue (已完成连接队列), and
@@ -18,18 +18,17 @@
 //! `epoll-exclusive`, where the threads share one queue and the kernel wakes one *idle* waiter.
 //!
 //! Cost: per connection, what `epoll-lt` costs; per worker, a thread, an epoll instance and a
-//! listener. The extra listeners take the default backlog ([`ListenOptions`]). At shutdown the
+//! listener ([`one_loop_per_thread`]). The extra listeners take the default backlog
+//! ([`ListenOptions`]). At shutdown the
 //! model prints how many connections each thread accepted (the per-worker meter): with many
 //! client ports the hash spreads them evenly; with few, it may not. Compare with `epoll-lt` (one
 //! thread), `epoll-exclusive`, `tokio` (work stealing) and `io-uring`. Notes:
 //! `notes/epoll-reuseport.md`.
 
 use std::io;
-use std::net::TcpListener;
 
-use nix::sys::epoll::EpollFlags;
-
-use crate::server::meter::WorkerMeter;
+use super::epoll_lt::{self, ListenerWatch};
+use crate::server::event_loop::one_loop_per_thread;
 use crate::server::model::{Model, ServeContext};
 use crate::server::net::{self, ListenOptions};
 
@@ -62,64 +61,6 @@ impl Model for EpollReuseport {
                 io::Error::new(e.kind(), format!("another listener on {addr}: {e} {hint}"))
             })?);
         }
-        loop_per_thread(ctx, more, EpollFlags::empty())
+        one_loop_per_thread(ctx, more, |ctx| epoll_lt::run(ctx, ListenerWatch::Plain))
     }
-}
-
-/// Runs the `epoll-lt` loop on one thread per listener — the context's, then `more` — until
-/// shutdown, then prints how many connections each thread accepted. A loop that fails requests
-/// shutdown, so that the others stop too, and its error is returned.
-pub(crate) fn loop_per_thread(
-    ctx: ServeContext,
-    more: Vec<TcpListener>,
-    listener_flags: EpollFlags,
-) -> io::Result<()> {
-    let ServeContext {
-        listener,
-        protocol,
-        shutdown,
-        config,
-    } = ctx;
-    let listeners: Vec<TcpListener> = std::iter::once(listener).chain(more).collect();
-    let workers = listeners.len();
-    let meter = WorkerMeter::new(workers)?;
-    let result = std::thread::scope(|scope| {
-        let mut threads = Vec::new();
-        for (i, listener) in listeners.into_iter().enumerate() {
-            let ctx = ServeContext {
-                listener,
-                protocol,
-                shutdown,
-                config: config.clone(),
-            };
-            let meter = &meter;
-            let spawned = std::thread::Builder::new()
-                .name(format!("loop-{i}"))
-                .spawn_scoped(scope, move || {
-                    let result = super::epoll_lt::run(ctx, listener_flags, || meter.served(i));
-                    if result.is_err() {
-                        shutdown.request();
-                    }
-                    result
-                });
-            match spawned {
-                Ok(thread) => threads.push(thread),
-                Err(e) => {
-                    shutdown.request();
-                    return Err(e);
-                }
-            }
-        }
-        threads
-            .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("an event loop thread panicked")))
-            })
-            .fold(Ok(()), Result::and)
-    });
-    if workers > 1 {
-        meter.report();
-    }
-    result
 }

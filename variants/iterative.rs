@@ -14,11 +14,12 @@
 //! `fork-per-conn` and `thread-per-conn`, which lift exactly that limit, at a price.
 
 use std::io;
+use std::os::fd::AsFd;
 
 use crate::server::conn::serve_blocking;
 use crate::server::model::{Concurrency, Model, ServeContext};
 use crate::server::net::accept_blocking;
-use crate::server::shutdown::Slot;
+use crate::server::shutdown::BlockedIn;
 
 /// Serves one client at a time.
 pub struct Iterative;
@@ -42,19 +43,16 @@ impl Model for Iterative {
             protocol,
             shutdown,
             config,
+            ..
         } = ctx;
         // One process, one thread, blocked in accept or read: the signal handler shuts the
         // socket we are blocked on, so the call returns and the loop sees the shutdown.
-        shutdown.shut_on_signal(
-            Slot::Listener,
-            Some(std::os::fd::AsRawFd::as_raw_fd(&listener)),
-        );
+        let _accepting = shutdown.shut_on_signal(BlockedIn::Accept, listener.as_fd());
         let mut buf = Vec::new();
         while let Some(stream) = accept_blocking(&listener, &shutdown)? {
-            shutdown.shut_on_signal(Slot::Conn, Some(std::os::fd::AsRawFd::as_raw_fd(&stream)));
+            let _serving = shutdown.shut_on_signal(BlockedIn::Io, stream.as_fd());
             // A reset peer ends only its own connection.
             let _ = serve_blocking(&stream, protocol, &config, &mut buf);
-            shutdown.shut_on_signal(Slot::Conn, None);
         }
         Ok(())
     }

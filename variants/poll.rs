@@ -28,8 +28,8 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use nix::libc;
 
-use crate::server::conn::{Interest, Step};
-use crate::server::event_loop::{EventLoop, millis};
+use crate::server::conn::{Interest, Ready};
+use crate::server::event_loop::{EventLoop, FdLimit, Want, poll_timeout};
 use crate::server::model::{Model, ServeContext};
 
 /// The array's first two entries; connections follow.
@@ -49,15 +49,19 @@ impl Model for Poll {
     }
 
     fn serve(&self, ctx: ServeContext) -> io::Result<()> {
-        let mut lp = EventLoop::new(ctx, None)?;
+        let mut event_loop = EventLoop::new(ctx, FdLimit::None)?;
         let mut fds = PollSet::default();
-        fds.push(lp.shutdown_fd().as_raw_fd(), libc::POLLIN);
-        fds.push(lp.listener().as_raw_fd(), libc::POLLIN);
+        fds.push(event_loop.shutdown_fd().as_raw_fd(), libc::POLLIN);
+        fds.push(event_loop.listener().as_raw_fd(), libc::POLLIN);
 
-        while !lp.shutdown_requested() {
+        while !event_loop.shutdown_requested() {
             // Out of descriptors, a readable listener would end every poll at once.
-            fds.entries[LISTENER].events = if lp.accepting() { libc::POLLIN } else { 0 };
-            let timeout = i32::from(millis(lp.timeout()));
+            fds.entries[LISTENER].events = if event_loop.accepting() {
+                libc::POLLIN
+            } else {
+                0
+            };
+            let timeout = i32::from(poll_timeout(event_loop.timeout()));
             // SAFETY: the pointer and length describe the live, initialised `pollfd` array,
             // which nothing else touches during the call. (nix's `PollFd` borrows each
             // descriptor for the array's lifetime, which an array kept across turns while
@@ -86,28 +90,36 @@ impl Model for Poll {
                     i += 1;
                     continue;
                 }
-                let readable =
-                    revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
-                let writable = revents & libc::POLLOUT != 0;
-                if lp.on_ready(fd, readable, writable, 1) == Step::Done {
-                    // The last entry moves here and is looked at next: its revents are current.
-                    fds.remove(fd);
-                    continue;
-                }
-                if let Some(interest) = lp.interest(fd) {
-                    fds.entries[i].events = events_for(interest);
+                let ready = Ready {
+                    // POLLHUP, POLLERR and POLLNVAL come unasked; the read meets the end or the
+                    // error.
+                    readable: revents
+                        & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL)
+                        != 0,
+                    writable: revents & libc::POLLOUT != 0,
+                    peer_closed: false,
+                };
+                match event_loop.on_ready(fd, ready) {
+                    Want::Unchanged => {}
+                    Want::Changed { interest, .. } => fds.entries[i].events = events_for(interest),
+                    Want::Closed => {
+                        // The last entry moves here and is looked at next: its revents are
+                        // current.
+                        fds.remove(fd);
+                        continue;
+                    }
                 }
                 i += 1;
             }
             if fds.entries[LISTENER].revents & libc::POLLIN != 0 {
-                lp.accept(|s| {
-                    fds.push(s.as_raw_fd(), libc::POLLIN);
+                event_loop.accept(|socket, interest| {
+                    fds.push(socket.as_raw_fd(), events_for(interest));
                     Ok(())
                 })?;
             }
-            lp.sweep_idle(|fd| fds.remove(fd));
+            event_loop.sweep_idle(|fd| fds.remove(fd));
         }
-        lp.close_all();
+        event_loop.close_all();
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! See notes/prefork.md.
 //!
 //! Syscalls, in order: the parent binds and listens, then `fork`s N times and waits in
-//! `waitpid`, replacing any child that dies. Each child loops: `accept` (blocking, on the shared
+//! `waitpid`, replacing any child that dies ([`Supervisor`]). Each child loops: `accept` (blocking, on the shared
 //! listening socket), `read`/`write` until the client leaves, `close`.
 //!
 //! The thundering herd (惊群): when N processes sleep in `accept` on one socket and a connection
@@ -24,17 +24,15 @@
 //! Compare with `fork-per-conn` (a fork each) and `thread-pool` (threads, fed by one acceptor).
 
 use std::io;
-use std::os::fd::AsRawFd;
-
-use nix::unistd::Pid;
+use std::os::fd::AsFd;
 
 use crate::server::accept_lock::SharedLock;
-use crate::server::children::Children;
+use crate::server::children::Supervisor;
 use crate::server::conn::serve_blocking;
 use crate::server::meter::WorkerMeter;
 use crate::server::model::{Concurrency, Model, ServeContext};
-use crate::server::net::{EXHAUSTED_BACKOFF, accept_blocking, interrupted};
-use crate::server::shutdown::Slot;
+use crate::server::net::{accept_blocking, interrupted};
+use crate::server::shutdown::BlockedIn;
 
 /// Serves connections from N preforked processes that accept for themselves.
 pub struct Prefork;
@@ -62,15 +60,15 @@ impl Model for Prefork {
             protocol,
             shutdown,
             config,
+            ..
         } = ctx;
         let workers = config.workers.max(1);
         // Made before any fork, so that every child shares them.
         let lock = SharedLock::new(config.accept_lock)?;
         let meter = WorkerMeter::new(workers)?;
-        let mut children = Children::new()?;
         // The parent never accepts, but a signal that shuts the shared listener wakes every
         // child blocked in accept on it.
-        shutdown.shut_on_signal(Slot::Listener, Some(listener.as_raw_fd()));
+        let _accepting = shutdown.shut_on_signal(BlockedIn::Accept, listener.as_fd());
         let child = |worker: usize| {
             let lock = match lock.child() {
                 Ok(lock) => lock,
@@ -79,6 +77,7 @@ impl Model for Prefork {
                     return 1;
                 }
             };
+            let _accepting = shutdown.shut_on_signal(BlockedIn::Accept, listener.as_fd());
             let mut buf = Vec::new();
             while !shutdown.requested() {
                 // With a lock, one child waits in accept and the others wait for the lock.
@@ -91,9 +90,8 @@ impl Model for Prefork {
                 match accepted {
                     Ok(Some(stream)) => {
                         meter.served(worker);
-                        shutdown.shut_on_signal(Slot::Conn, Some(stream.as_raw_fd()));
+                        let _serving = shutdown.shut_on_signal(BlockedIn::Io, stream.as_fd());
                         let _ = serve_blocking(&stream, protocol, &config, &mut buf);
-                        shutdown.shut_on_signal(Slot::Conn, None);
                     }
                     Ok(None) => return 0,
                     Err(e) => {
@@ -104,60 +102,25 @@ impl Model for Prefork {
             }
             0
         };
+        // Keep N children alive until shutdown, replacing any that dies in its worker's
+        // place, so that the meter counts per worker.
+        let mut children = Supervisor::<()>::new(workers, shutdown)?;
         let mut result = Ok(());
-        // Keep N children alive until shutdown; one that dies while the server runs is replaced
-        // in its worker slot, so that the meter counts per slot.
-        let mut slots: Vec<Option<Pid>> = vec![None; workers];
-        let free = |slots: &mut Vec<Option<Pid>>, pid: Pid| {
-            slots
-                .iter_mut()
-                .filter(|s| **s == Some(pid))
-                .for_each(|s| *s = None);
-        };
-        let mut fork_failing = false;
         while !shutdown.requested() {
-            if let Some(worker) = slots.iter().position(Option::is_none) {
-                match children.spawn(|| child(worker)) {
-                    Ok(pid) => {
-                        slots[worker] = Some(pid);
-                        fork_failing = false;
-                    }
-                    Err(e) => {
-                        // Out of processes or memory: try again after a pause (logged once),
-                        // instead of a fork attempt and a log line in a tight loop.
-                        if !fork_failing {
-                            fork_failing = true;
-                            crate::event!("fork failed: {e}; retrying every {EXHAUSTED_BACKOFF:?}");
-                        }
-                        std::thread::sleep(EXHAUSTED_BACKOFF);
-                        for pid in children.reap() {
-                            free(&mut slots, pid);
-                        }
-                    }
-                }
-                continue;
-            }
-            match children.wait_any() {
-                Ok(Some(pid)) => {
-                    free(&mut slots, pid);
-                    if !shutdown.requested() {
-                        crate::event!("a child exited; forking a replacement");
-                        // A child that dies at once (a persistent accept error) must not turn
-                        // into a fork loop.
-                        std::thread::sleep(EXHAUSTED_BACKOFF);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+            // SAFETY: this process has one thread: the model starts none, and `serve` runs it
+            // on the main thread of a process that started none before (see `main.rs`).
+            let refill = unsafe { children.fill(|worker| Ok(((), move || child(worker)))) };
+            if let Some(wait) = refill {
+                // A place is empty and may not be filled yet: a death or a failed fork.
+                std::thread::sleep(wait);
+                children.reap();
+            } else if let Err(e) = children.wait_any() {
+                result = Err(e);
+                break;
             }
         }
         children.stop_all();
-        if workers > 1 {
-            meter.report();
-        }
+        meter.report();
         result
     }
 }

@@ -8,7 +8,8 @@
 //! accept queue (已完成连接队列). A readable listener: `accept4`, `sendmsg` of one byte with the
 //! descriptor attached (SCM_RIGHTS: the kernel installs a new descriptor for the same socket in
 //! the receiving process), `close` of the parent's copy. A readable child socket: `read` of the
-//! one byte that says "idle" (or EOF: the child died, reap it and fork another). Each child loops
+//! one byte that says "idle" (or EOF: the child died; the [`Supervisor`] reaps it and forks
+//! another). Each child loops
 //! on `recvmsg` (the descriptor), serves the client with blocking `read`/`write`, `close`s it, and
 //! `write`s its one byte back.
 //!
@@ -27,28 +28,29 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr, recvmsg, sendmsg};
 use nix::unistd::Pid;
 
-use crate::server::children::Children;
+use crate::server::children::Supervisor;
 use crate::server::conn::serve_blocking;
 use crate::server::meter::WorkerMeter;
 use crate::server::model::{Concurrency, Config, Model, ServeContext};
 use crate::server::net::{self, Accepted};
 use crate::server::protocol::Protocol;
-use crate::server::shutdown::{Shutdown, Slot};
+use crate::server::shutdown::{BlockedIn, Shutdown};
 
 /// Serves connections from N preforked children fed descriptors by the parent.
 pub struct PreforkFdpass;
 
-/// The parent's view of one child.
-struct Worker {
-    pid: Pid,
+/// What the parent keeps of one child.
+struct Channel {
     /// The parent's end of the child's socketpair.
     chan: UnixStream,
+    /// The child said it is idle, and no connection has been passed to it since.
     idle: bool,
 }
 
@@ -71,21 +73,29 @@ impl Model for PreforkFdpass {
             protocol,
             shutdown,
             config,
+            ..
         } = ctx;
         // Readable is checked by poll; accept must then never block (a client that reset
         // meanwhile leaves the queue empty).
         listener.set_nonblocking(true)?;
-        let mut children = Children::new()?;
-        let meter = WorkerMeter::new(config.workers.max(1))?;
-        let mut workers: Vec<Option<Worker>> = (0..config.workers.max(1)).map(|_| None).collect();
+        let meter = WorkerMeter::new(config.workers)?;
+        let mut children = Supervisor::<Channel>::new(config.workers, shutdown)?;
+        let config = &config;
         let result = loop {
-            for slot in workers.iter_mut().filter(|w| w.is_none()) {
-                match spawn(&mut children, protocol, &config, shutdown) {
-                    Ok(worker) => *slot = Some(worker),
-                    Err(e) => crate::event!("fork failed: {e}"),
-                }
-            }
-            let any_idle = workers.iter().flatten().any(|w| w.idle);
+            // SAFETY: this process has one thread: the model starts none, and `serve` runs it
+            // on the main thread of a process that started none before (see `main.rs`).
+            let refill = unsafe {
+                children.fill(|_| {
+                    let (parent_end, child_end) = UnixStream::pair()?;
+                    let body = move || child_main(&child_end, protocol, config, shutdown);
+                    let kept = Channel {
+                        chan: parent_end,
+                        idle: true,
+                    };
+                    Ok((kept, body))
+                })
+            };
+            let any_idle = children.iter().any(|(_, _, c)| c.idle);
             let mut fds = vec![
                 PollFd::new(shutdown.fd(), PollFlags::POLLIN),
                 PollFd::new(
@@ -98,48 +108,53 @@ impl Model for PreforkFdpass {
                 ),
             ];
             fds.extend(
-                workers
+                children
                     .iter()
-                    .flatten()
-                    .map(|w| PollFd::new(w.chan.as_fd(), PollFlags::POLLIN)),
+                    .map(|(_, _, c)| PollFd::new(c.chan.as_fd(), PollFlags::POLLIN)),
             );
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => {}
-                // SIGCHLD (a child died: reap it; its socket's EOF frees its slot) or a shutdown
-                // signal. Reaping only here keeps a `wait4` off every connection's path.
-                Err(Errno::EINTR) => {
-                    children.reap();
-                }
+            // With a place left empty, wake up when it may be filled again.
+            let interrupted = match poll(&mut fds, refill.map_or(PollTimeout::NONE, timeout)) {
+                Ok(_) => false,
+                Err(Errno::EINTR) => true,
                 Err(e) => break Err(e.into()),
-            }
+            };
             let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
             drop(fds);
+            // The children whose channel is readable, named before any reaping changes the list.
+            let speaking: Vec<Pid> = children
+                .iter()
+                .zip(&ready[2..])
+                .filter_map(|((_, pid, _), &readable)| readable.then_some(pid))
+                .collect();
+            if interrupted {
+                // SIGCHLD (a child died: reap it; its socket's EOF frees its place) or a
+                // shutdown signal. Reaping only here keeps a `wait4` off every connection's
+                // path.
+                children.reap();
+            }
             if ready[0] || shutdown.requested() {
                 break Ok(());
             }
             // Children first: one that just said "idle" can take the next connection.
-            let mut chans = ready[2..].iter();
-            for slot in workers.iter_mut() {
-                let Some(worker) = slot else { continue };
-                if !chans.next().copied().unwrap_or(false) {
+            let mut exiting = Vec::new();
+            for (_, pid, channel) in children.iter_mut() {
+                if !speaking.contains(&pid) {
                     continue;
                 }
                 let mut byte = [0u8; 1];
-                match (&worker.chan).read(&mut byte) {
-                    Ok(1) => worker.idle = true,
+                match (&channel.chan).read(&mut byte) {
+                    Ok(1) => channel.idle = true,
                     Err(e) if net::interrupted(&e) => {}
-                    _ => {
-                        // EOF: the child is exiting. Reap it; its slot is refilled at the top
-                        // of the loop.
-                        crate::event!("a child exited; forking a replacement");
-                        children.wait_for(worker.pid);
-                        *slot = None;
-                    }
+                    // EOF: the child is exiting. Its place is refilled at the top of the loop.
+                    _ => exiting.push(pid),
                 }
+            }
+            for pid in exiting {
+                children.wait_for(pid);
             }
             if ready[1] {
                 match net::accept(&listener, false) {
-                    Ok(Accepted::Conn(stream)) => hand_off(&mut workers, &meter, stream),
+                    Ok(Accepted::Conn(stream)) => hand_off(&mut children, &meter, stream),
                     Ok(Accepted::Exhausted(_)) => std::thread::sleep(net::EXHAUSTED_BACKOFF),
                     Ok(Accepted::Closed) => break Ok(()),
                     Ok(Accepted::Again | Accepted::Empty) => {}
@@ -148,57 +163,37 @@ impl Model for PreforkFdpass {
             }
         };
         // Closing the parent's ends lets an idle child see EOF; SIGTERM ends a busy one.
-        drop(workers);
         children.stop_all();
-        if config.workers > 1 {
-            meter.report();
-        }
+        meter.report();
         result
     }
 }
 
-/// Passes `stream` to the first idle child, in array order (as Stevens' parent does), and closes
-/// the parent's copy. A child whose socket fails is left for the loop to find dead.
-fn hand_off(workers: &mut [Option<Worker>], meter: &WorkerMeter, stream: TcpStream) {
-    let Some((i, worker)) = workers
-        .iter_mut()
-        .enumerate()
-        .find_map(|(i, w)| w.as_mut().filter(|w| w.idle).map(|w| (i, w)))
-    else {
-        return; // Cannot happen: the listener is polled only while a child is idle.
-    };
-    match send_fd(&worker.chan, &stream) {
-        Ok(()) => {
-            worker.idle = false;
-            meter.served(i);
-        }
-        Err(e) => crate::event!(
-            "passing a connection to child {}: {e}; connection closed",
-            worker.pid
-        ),
-    }
+/// A poll(2) timeout for `wait`, rounded up to whole milliseconds.
+fn timeout(wait: Duration) -> PollTimeout {
+    let ms = wait.as_nanos().div_ceil(1_000_000);
+    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
 }
 
-/// Forks one child with a fresh socketpair.
-fn spawn(
-    children: &mut Children,
-    protocol: Protocol,
-    config: &Config,
-    shutdown: Shutdown,
-) -> io::Result<Worker> {
-    let (parent_end, child_end) = UnixStream::pair()?;
-    let pid = children.spawn(|| child_main(&child_end, protocol, config, shutdown))?;
-    Ok(Worker {
-        pid,
-        chan: parent_end,
-        idle: true,
-    })
+/// Passes `stream` to the first idle child, in worker order (as Stevens' parent does), and
+/// closes the parent's copy. A child whose socket fails is left for the loop to find dead.
+fn hand_off(children: &mut Supervisor<Channel>, meter: &WorkerMeter, stream: TcpStream) {
+    let Some((worker, pid, channel)) = children.iter_mut().find(|(_, _, c)| c.idle) else {
+        return; // Cannot happen: the listener is polled only while a child is idle.
+    };
+    match send_fd(&channel.chan, &stream) {
+        Ok(()) => {
+            channel.idle = false;
+            meter.served(worker);
+        }
+        Err(e) => crate::event!("passing a connection to child {pid}: {e}; connection closed"),
+    }
 }
 
 /// A child: receive a descriptor, serve it, say "idle", until the parent closes the socket.
 fn child_main(chan: &UnixStream, protocol: Protocol, config: &Config, shutdown: Shutdown) -> i32 {
     // A signal shuts the channel, so that a child blocked in recvmsg returns at once.
-    shutdown.shut_on_signal(Slot::Listener, Some(chan.as_raw_fd()));
+    let _accepting = shutdown.shut_on_signal(BlockedIn::Accept, chan.as_fd());
     let mut buf = Vec::new();
     while !shutdown.requested() {
         let stream = match recv_fd(chan) {
@@ -210,9 +205,10 @@ fn child_main(chan: &UnixStream, protocol: Protocol, config: &Config, shutdown: 
                 return 1;
             }
         };
-        shutdown.shut_on_signal(Slot::Conn, Some(stream.as_raw_fd()));
-        let _ = serve_blocking(&stream, protocol, config, &mut buf);
-        shutdown.shut_on_signal(Slot::Conn, None);
+        {
+            let _serving = shutdown.shut_on_signal(BlockedIn::Io, stream.as_fd());
+            let _ = serve_blocking(&stream, protocol, config, &mut buf);
+        }
         drop(stream);
         if (&*chan).write_all(&[1]).is_err() {
             return 1;

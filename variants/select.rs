@@ -33,7 +33,8 @@ use nix::errno::Errno;
 use nix::sys::select::{FD_SETSIZE, FdSet, select};
 use nix::sys::time::{TimeVal, TimeValLike};
 
-use crate::server::event_loop::EventLoop;
+use crate::server::conn::Ready;
+use crate::server::event_loop::{EventLoop, FdLimit};
 use crate::server::model::{Model, ServeContext};
 
 /// Serves every connection from one thread, waiting in select(2).
@@ -53,29 +54,32 @@ impl Model for Select {
     }
 
     fn serve(&self, ctx: ServeContext) -> io::Result<()> {
-        let mut lp = EventLoop::new(ctx, self.fd_limit())?;
-        for fd in [lp.listener().as_raw_fd(), lp.shutdown_fd().as_raw_fd()] {
+        let mut event_loop = EventLoop::new(ctx, FdLimit::Below(FD_SETSIZE))?;
+        for fd in [
+            event_loop.listener().as_raw_fd(),
+            event_loop.shutdown_fd().as_raw_fd(),
+        ] {
             if fd as usize >= FD_SETSIZE {
                 return Err(io::Error::other(format!(
                     "descriptor {fd} is past FD_SETSIZE ({FD_SETSIZE}): select cannot watch it"
                 )));
             }
         }
-        // (descriptor, readable, writable) for each connection select found ready.
-        let mut ready: Vec<(RawFd, bool, bool)> = Vec::new();
+        // Each connection select found ready, with what it was found ready for.
+        let mut ready: Vec<(RawFd, Ready)> = Vec::new();
 
-        while !lp.shutdown_requested() {
+        while !event_loop.shutdown_requested() {
             let listener_ready = {
                 // The sets borrow the sockets they name, so they live only in this block, and
                 // the table cannot change while they exist.
                 let mut reads = FdSet::new();
                 let mut writes = FdSet::new();
-                reads.insert(lp.shutdown_fd());
+                reads.insert(event_loop.shutdown_fd());
                 // Out of descriptors, a readable listener would end every select at once.
-                if lp.accepting() {
-                    reads.insert(lp.listener());
+                if event_loop.accepting() {
+                    reads.insert(event_loop.listener());
                 }
-                for (socket, interest) in lp.interests() {
+                for (socket, interest) in event_loop.interests() {
                     if interest.read {
                         reads.insert(socket);
                     }
@@ -83,34 +87,40 @@ impl Model for Select {
                         writes.insert(socket);
                     }
                 }
-                let mut timeout = lp.timeout().map(timeval);
+                let mut timeout = event_loop.timeout().map(timeval);
                 match select(None, &mut reads, &mut writes, None, timeout.as_mut()) {
                     Ok(_) => {}
                     Err(Errno::EINTR) => continue,
                     Err(e) => return Err(e.into()),
                 }
-                if reads.contains(lp.shutdown_fd()) {
+                if reads.contains(event_loop.shutdown_fd()) {
                     break;
                 }
                 // select rewrote the sets: only the ready descriptors are still in them.
                 ready.clear();
-                for (socket, _) in lp.interests() {
-                    let (r, w) = (reads.contains(socket), writes.contains(socket));
-                    if r || w {
-                        ready.push((socket.as_raw_fd(), r, w));
+                for (socket, _) in event_loop.interests() {
+                    let found = Ready {
+                        readable: reads.contains(socket),
+                        writable: writes.contains(socket),
+                        peer_closed: false,
+                    };
+                    if found.readable || found.writable {
+                        ready.push((socket.as_raw_fd(), found));
                     }
                 }
-                reads.contains(lp.listener())
+                reads.contains(event_loop.listener())
             };
-            for &(fd, readable, writable) in &ready {
-                lp.on_ready(fd, readable, writable, 1);
+            for &(fd, found) in &ready {
+                // One read per report, level-triggered. What the connection wants next needs no
+                // telling: the sets are rebuilt from every connection's interest each turn.
+                event_loop.on_ready(fd, found);
             }
             if listener_ready {
-                lp.accept(|_| Ok(()))?;
+                event_loop.accept(|_, _| Ok(()))?;
             }
-            lp.sweep_idle(|_| {});
+            event_loop.sweep_idle(|_| {});
         }
-        lp.close_all();
+        event_loop.close_all();
         Ok(())
     }
 }

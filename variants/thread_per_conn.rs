@@ -14,12 +14,13 @@
 //! with `thread-pool` (threads made once) and `fork-per-conn` (a process instead of a thread).
 
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use crate::server::conn::serve_blocking;
 use crate::server::model::{Model, ServeContext};
 use crate::server::net::accept_blocking;
-use crate::server::shutdown::{ConnSet, Slot};
+use crate::server::shutdown::{BlockedIn, ConnSet};
 
 /// The stack each connection's thread gets; serving a connection needs little.
 const STACK_SIZE: usize = 128 * 1024;
@@ -42,11 +43,10 @@ impl Model for ThreadPerConn {
             protocol,
             shutdown,
             config,
+            ..
         } = ctx;
-        shutdown.shut_on_signal(
-            Slot::Listener,
-            Some(std::os::fd::AsRawFd::as_raw_fd(&listener)),
-        );
+        // The main thread blocks in accept: the signal handler shuts the listener to wake it.
+        let _accepting = shutdown.shut_on_signal(BlockedIn::Accept, listener.as_fd());
         let conns = Arc::new(ConnSet::default());
         // The scope joins every connection thread before `serve` returns.
         std::thread::scope(|scope| {

@@ -15,6 +15,7 @@
 //! it prints how many connections each worker served (Stevens' per-child meter).
 
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use crossbeam::channel;
@@ -23,7 +24,7 @@ use crate::server::conn::serve_blocking;
 use crate::server::meter::WorkerMeter;
 use crate::server::model::{Concurrency, Model, ServeContext};
 use crate::server::net::accept_blocking;
-use crate::server::shutdown::{ConnSet, Slot};
+use crate::server::shutdown::{BlockedIn, ConnSet};
 
 /// Serves connections on a fixed pool of threads.
 pub struct ThreadPool;
@@ -47,11 +48,10 @@ impl Model for ThreadPool {
             protocol,
             shutdown,
             config,
+            ..
         } = ctx;
-        shutdown.shut_on_signal(
-            Slot::Listener,
-            Some(std::os::fd::AsRawFd::as_raw_fd(&listener)),
-        );
+        // The main thread blocks in accept: the signal handler shuts the listener to wake it.
+        let _accepting = shutdown.shut_on_signal(BlockedIn::Accept, listener.as_fd());
         let conns = Arc::new(ConnSet::default());
         // Unbounded: a bound would only move the waiting from the channel back into the
         // kernel's accept queue, and the count of waiting connections is the same either way.
@@ -96,9 +96,7 @@ impl Model for ThreadPool {
             drop(tx);
             result
         });
-        if workers > 1 {
-            meter.report();
-        }
+        meter.report();
         result
     }
 }

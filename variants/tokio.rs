@@ -78,6 +78,7 @@ impl Model for Tokio {
             protocol,
             shutdown,
             config,
+            ..
         } = ctx;
         let workers = config.workers.max(1);
         let meter = Arc::new(WorkerMeter::new(workers)?);
@@ -100,9 +101,7 @@ impl Model for Tokio {
         ));
         // Every connection task has been aborted and awaited by now; this joins the workers.
         drop(runtime);
-        if workers > 1 {
-            meter.report();
-        }
+        meter.report();
         result
     }
 }

@@ -1,4 +1,6 @@
-//! Child processes for the process models: fork them, reap them as they exit, stop them all.
+//! Child processes for the process models: fork them, reap them as they exit, stop them all
+//! ([`Children`]); and keep N of them alive, one per worker, replacing any that dies
+//! ([`Supervisor`], for the preforked models).
 //!
 //! The parent keeps the pid of every live child. A SIGCHLD handler installed without
 //! `SA_RESTART` makes the parent's blocking call (`accept`, `waitpid`) return EINTR when a child
@@ -6,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::io;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc;
@@ -13,10 +16,20 @@ use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
+use crate::server::shutdown::{self, Shutdown};
+
+/// How long to wait before forking again after `fork` failed (out of processes or memory:
+/// EAGAIN, ENOMEM) or after a child died while the server runs (a child that dies at once,
+/// from a persistent error, must not turn into a fork loop). Long enough not to spin, short
+/// enough that a freed process slot is used soon.
+pub const FORK_BACKOFF: Duration = Duration::from_millis(50);
+
 /// The live children of this process.
 #[derive(Debug, Default)]
 pub struct Children {
     pids: HashSet<Pid>,
+    /// `fork` has been failing since the last success: logged once per episode.
+    fork_failing: bool,
 }
 
 extern "C" fn on_sigchld(_: libc::c_int) {
@@ -36,19 +49,34 @@ impl Children {
         Ok(Children::default())
     }
 
-    /// Forks a child that runs `child` and exits with the code it returns.
+    /// Forks a child that runs `child` and exits with the code it returns. The child starts
+    /// with no descriptor registered for shutdown ([`shutdown::forget_registrations_after_fork`]).
+    /// A failure is logged when an episode of failures begins, not every time.
     ///
-    /// The caller must be single-threaded: after `fork` in a process with threads, the child may
-    /// only call async-signal-safe functions, and `child` allocates and locks freely.
-    pub fn spawn(&mut self, child: impl FnOnce() -> i32) -> io::Result<Pid> {
+    /// # Safety
+    /// The calling process must have one thread. After `fork` in a process with threads, the
+    /// child may only call async-signal-safe functions (fork(2), signal-safety(7)): a lock
+    /// another thread held at the fork stays locked in the child for ever, and `child`
+    /// allocates and locks freely.
+    pub unsafe fn spawn(&mut self, child: impl FnOnce() -> i32) -> io::Result<Pid> {
         let parent = nix::unistd::getpid();
-        // SAFETY: the process models call this before starting any thread (see above).
-        match unsafe { fork() }? {
-            ForkResult::Parent { child: pid } => {
+        // SAFETY: the caller guarantees a single-threaded process (see above).
+        let forked = unsafe { fork() };
+        match forked {
+            Err(e) => {
+                if !self.fork_failing {
+                    self.fork_failing = true;
+                    crate::event!("fork failed: {e}; retrying every {FORK_BACKOFF:?}");
+                }
+                Err(e.into())
+            }
+            Ok(ForkResult::Parent { child: pid }) => {
+                self.fork_failing = false;
                 self.pids.insert(pid);
                 Ok(pid)
             }
-            ForkResult::Child => {
+            Ok(ForkResult::Child) => {
+                shutdown::forget_registrations_after_fork();
                 // If the parent dies without stopping us (SIGKILL), SIGTERM us rather than leave
                 // an orphan serving on the old listener; if it died already, do not start.
                 let orphaned = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err()
@@ -129,5 +157,157 @@ impl Children {
     /// Whether no child is alive.
     pub fn is_empty(&self) -> bool {
         self.pids.is_empty()
+    }
+}
+
+/// Keeps one child alive per worker — Stevens' preforked server — and holds what the parent
+/// keeps of each (`T`: nothing for `prefork`, the channel to it for `prefork-fdpass`).
+///
+/// One policy for every preforked model: a place whose child died, or whose fork failed, is
+/// filled again no sooner than [`FORK_BACKOFF`] later, and not at all once shutdown is
+/// requested.
+#[derive(Debug)]
+pub struct Supervisor<T> {
+    children: Children,
+    places: Vec<Place<T>>,
+    shutdown: Shutdown,
+    /// Preparing a child (before `fork`) has been failing: logged once per episode.
+    start_failing: bool,
+}
+
+/// One worker's place in a [`Supervisor`].
+#[derive(Debug)]
+struct Place<T> {
+    child: Option<(Pid, T)>,
+    /// Not to be filled before this instant (after a death or a failed fork).
+    not_before: Option<Instant>,
+}
+
+impl<T> Supervisor<T> {
+    /// A supervisor of `workers` places (at least one), none filled yet.
+    pub fn new(workers: usize, shutdown: Shutdown) -> io::Result<Supervisor<T>> {
+        Ok(Supervisor {
+            children: Children::new()?,
+            places: (0..workers.max(1))
+                .map(|_| Place {
+                    child: None,
+                    not_before: None,
+                })
+                .collect(),
+            shutdown,
+            start_failing: false,
+        })
+    }
+
+    /// Forks a child into every empty place whose back-off has passed. `start(worker)` makes
+    /// what the parent keeps of the child and the child's body (the code after `fork` in the
+    /// child, whose return value is its exit code). Returns how long until an empty place may
+    /// be filled, or `None` when every place holds a child.
+    ///
+    /// # Safety
+    /// As for [`Children::spawn`]: the calling process must have one thread.
+    pub unsafe fn fill<B: FnOnce() -> i32>(
+        &mut self,
+        mut start: impl FnMut(usize) -> io::Result<(T, B)>,
+    ) -> Option<Duration> {
+        let now = Instant::now();
+        let mut soonest: Option<Duration> = None;
+        for (worker, place) in self.places.iter_mut().enumerate() {
+            if place.child.is_some() || self.shutdown.requested() {
+                continue;
+            }
+            if let Some(wait) = place.not_before.map(|t| t.saturating_duration_since(now))
+                && !wait.is_zero()
+            {
+                soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                continue;
+            }
+            let started = match start(worker) {
+                Ok((kept, body)) => {
+                    // SAFETY: the caller guarantees a single-threaded process.
+                    unsafe { self.children.spawn(body) }.map(|pid| (pid, kept))
+                }
+                Err(e) => {
+                    // Logged here, once per episode; a failed fork is logged by `spawn`.
+                    if !self.start_failing {
+                        self.start_failing = true;
+                        crate::event!("starting worker {worker}: {e}; retrying");
+                    }
+                    Err(e)
+                }
+            };
+            match started {
+                Ok(child) => {
+                    self.start_failing = false;
+                    place.child = Some(child);
+                    place.not_before = None;
+                }
+                Err(_) => {
+                    place.not_before = Some(now + FORK_BACKOFF);
+                    soonest = Some(FORK_BACKOFF);
+                }
+            }
+        }
+        soonest
+    }
+
+    /// Every live child, in worker order: its worker number, its pid and what the parent keeps
+    /// of it.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, Pid, &T)> {
+        self.places
+            .iter()
+            .enumerate()
+            .filter_map(|(worker, p)| p.child.as_ref().map(|(pid, kept)| (worker, *pid, kept)))
+    }
+
+    /// [`Supervisor::iter`], to change what the parent keeps.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, Pid, &mut T)> {
+        self.places
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(worker, p)| p.child.as_mut().map(|(pid, kept)| (worker, *pid, kept)))
+    }
+
+    /// Blocks until a child exits (its place is freed) or a signal interrupts the wait.
+    pub fn wait_any(&mut self) -> io::Result<()> {
+        if let Some(pid) = self.children.wait_any()? {
+            self.exited(pid);
+        }
+        Ok(())
+    }
+
+    /// Reaps every child that has exited, without blocking, and frees their places.
+    pub fn reap(&mut self) {
+        for pid in self.children.reap() {
+            self.exited(pid);
+        }
+    }
+
+    /// Waits for child `pid`, known to be exiting (its end of a socket reached EOF), and frees
+    /// its place.
+    pub fn wait_for(&mut self, pid: Pid) {
+        self.children.wait_for(pid);
+        self.exited(pid);
+    }
+
+    fn exited(&mut self, pid: Pid) {
+        for place in &mut self.places {
+            if place.child.as_ref().is_some_and(|(p, _)| *p == pid) {
+                place.child = None;
+                place.not_before = Some(Instant::now() + FORK_BACKOFF);
+                if !self.shutdown.requested() {
+                    crate::event!("a child exited; forking a replacement");
+                }
+            }
+        }
+    }
+
+    /// Drops what the parent keeps of every child (closing a channel lets an idle child see
+    /// EOF), then sends SIGTERM to every child and waits for each to exit.
+    pub fn stop_all(&mut self) {
+        for place in &mut self.places {
+            place.child = None;
+        }
+        self.children.stop_all();
     }
 }

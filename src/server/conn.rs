@@ -122,7 +122,7 @@ pub fn lingering_close(stream: &TcpStream) {
     }
 }
 
-/// What a [`Conn`] wants the event loop to wait for.
+/// What a [`Conn`] wants the event loop to wait for: Bendersky's `fd_status_t`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interest {
     /// Wake me when the socket is readable.
@@ -131,18 +131,77 @@ pub struct Interest {
     pub write: bool,
 }
 
-/// Where a [`Conn`] stands after a step.
+impl Interest {
+    /// Readable only: what a new connection waits for.
+    pub const READ: Interest = Interest {
+        read: true,
+        write: false,
+    };
+}
+
+/// What the kernel reported about a socket, in the loop's own terms: each loop turns its
+/// API's flags (EPOLLIN, POLLOUT, a bit in an fd_set) into this.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// Read now: bytes, the end of the stream, or an error are waiting.
+    pub readable: bool,
+    /// Write now: the send buffer has room.
+    pub writable: bool,
+    /// The peer's FIN has arrived (EPOLLRDHUP). Only an edge-triggered loop needs this: a
+    /// short read no longer means the queue is empty, because the end of the stream waits
+    /// behind the bytes and raises no new edge.
+    pub peer_closed: bool,
+}
+
+impl Ready {
+    /// Try both directions, asking the kernel nothing (busy polling).
+    pub const BOTH: Ready = Ready {
+        readable: true,
+        writable: true,
+        peer_closed: false,
+    };
+    /// Try reading: input is known to be left over from an earlier turn.
+    pub const READABLE: Ready = Ready {
+        readable: true,
+        writable: false,
+        peer_closed: false,
+    };
+}
+
+/// How many reads one step may make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Still open; wait for [`Conn::interest`].
-    Open,
-    /// Still open, with input perhaps left in the socket that it is allowed to read: it stopped
-    /// at the per-turn read budget, or a write just brought its output back under the cap. An
-    /// edge-triggered loop must come back to it without waiting for an event, since the kernel
-    /// will not report that input again; a level-triggered loop treats this as `Open`.
-    Budget,
-    /// Finished: close it.
-    Done,
+pub enum Reads {
+    /// One read: a level-triggered kernel reports the socket again if more is there.
+    Once,
+    /// Read until EAGAIN, but at most this many times, so that a sender that never pauses
+    /// cannot hold the thread: an edge-triggered kernel reports no input twice.
+    Drain {
+        /// Reads allowed in this step.
+        budget: usize,
+    },
+}
+
+impl Reads {
+    fn limit(self) -> usize {
+        match self {
+            Reads::Once => 1,
+            Reads::Drain { budget } => budget.max(1),
+        }
+    }
+}
+
+/// What a [`Conn`] wants after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Wait until the kernel reports the socket ready for [`Conn::interest`].
+    Wait,
+    /// Serve it again without waiting: it may hold input this step was not allowed to read
+    /// (the read budget ran out, or output just fell back under the cap after reading had
+    /// stopped). Only an edge-triggered loop must act on it: no new edge will announce that
+    /// input, where a level-triggered kernel simply reports the socket again.
+    ReadAgain,
+    /// Finished, and closed with a FIN: drop it.
+    Close,
 }
 
 /// The buffers an event loop owns once and lends to every connection it serves: one read's
@@ -180,8 +239,7 @@ pub struct Conn {
     /// The socket may hold input not read yet: set by a readiness report, cleared by a read that
     /// comes back short, empty (EOF) or with EAGAIN.
     unread: bool,
-    /// The peer's FIN has arrived (EPOLLRDHUP): a short read no longer means the queue is
-    /// empty, because the end of the stream waits behind the bytes and raises no new edge.
+    /// The peer's FIN has arrived ([`Ready::peer_closed`]): read on past a short read.
     hangup: bool,
     /// When a byte last moved, for the idle timeout; stamped by the loop (see [`Conn::take_moved`]).
     last_active: Instant,
@@ -238,63 +296,83 @@ impl Conn {
     /// writable while output is pending.
     pub fn interest(&self, config: &Config) -> Interest {
         Interest {
-            read: !self.read_done && self.pending_output() < config.out_cap,
+            read: self.may_read(config),
             write: self.pending_output() > 0,
         }
     }
 
-    /// Records that the peer's FIN has arrived (an edge-triggered loop saw EPOLLRDHUP), so
-    /// that reading goes on past a short read until it meets the end of the stream.
-    pub fn saw_hangup(&mut self) {
-        self.hangup = true;
+    fn may_read(&self, config: &Config) -> bool {
+        !self.read_done && self.pending_output() < config.out_cap
     }
 
-    /// Handles readability: reads up to `max_reads` times into the scratch buffer (stopping at
-    /// EAGAIN, a short read, EOF or the output cap), feeds the protocol, and writes the replies.
-    ///
-    /// Level-triggered loops pass `max_reads = 1`: the kernel will say again if more is there.
-    /// Edge-triggered loops pass a budget and get [`Step::Budget`] back if input may be left.
-    pub fn on_readable(
+    /// One step after a readiness report: if `ready.readable`, reads (as often as `reads`
+    /// allows, stopping at EAGAIN, a short read, EOF or the output cap), feeds the protocol and
+    /// writes the replies; then, or if only `ready.writable`, writes queued output until it is
+    /// gone or the socket is full (EAGAIN). Says what the connection wants next; an error (a
+    /// reset peer) is the caller's to close on.
+    pub fn step(
         &mut self,
+        ready: Ready,
+        reads: Reads,
         scratch: &mut Scratch,
         config: &Config,
-        max_reads: usize,
-    ) -> io::Result<Step> {
-        self.unread = true;
-        let mut reads = 0;
-        while reads < max_reads && self.unread && self.interest(config).read {
-            reads += 1;
-            match (&self.stream).read(&mut scratch.input) {
-                Ok(0) => {
-                    self.read_done = true;
-                    self.unread = false;
-                }
-                Ok(n) => {
-                    self.moved = true;
-                    // A short read means the socket's queue is empty: no need to hear EAGAIN.
-                    // (New bytes arriving after it raise a new edge, so edge-triggered loops
-                    // may rely on this too; epoll(7) says as much for stream sockets.)
-                    self.unread = n == scratch.input.len() || self.hangup;
-                    let input = &scratch.input[..n];
-                    if feed(
-                        &mut self.session,
-                        &mut self.pending,
-                        input,
-                        &mut scratch.output,
-                    ) {
-                        self.read_done = true;
-                    }
-                    if self.pending.is_empty() {
-                        self.pending = Vec::new();
-                    }
-                    self.reply(&mut scratch.output)?;
-                }
-                Err(e) if would_block(&e) => self.unread = false,
-                Err(e) if interrupted(&e) => {}
-                Err(e) => return Err(e),
+    ) -> io::Result<Next> {
+        if ready.peer_closed {
+            self.hangup = true;
+        }
+        if ready.readable {
+            self.unread = true;
+            let mut budget = reads.limit();
+            while budget > 0 && self.unread && self.may_read(config) {
+                budget -= 1;
+                self.read_once(scratch)?;
             }
         }
-        self.on_writable(config)
+        if ready.readable || ready.writable {
+            self.flush()?;
+        }
+        Ok(if self.pending_output() == 0 && self.read_done {
+            lingering_close(&self.stream);
+            Next::Close
+        } else if self.unread && self.may_read(config) {
+            Next::ReadAgain
+        } else {
+            Next::Wait
+        })
+    }
+
+    /// One `read` into the scratch buffer, fed to the session, the replies written.
+    fn read_once(&mut self, scratch: &mut Scratch) -> io::Result<()> {
+        match (&self.stream).read(&mut scratch.input) {
+            Ok(0) => {
+                self.read_done = true;
+                self.unread = false;
+            }
+            Ok(n) => {
+                self.moved = true;
+                // A short read means the socket's queue is empty: no need to hear EAGAIN.
+                // (New bytes arriving after it raise a new edge, so edge-triggered loops may
+                // rely on this too; epoll(7) says as much for stream sockets.) Unless the FIN
+                // has arrived: then the end of the stream is still to be read.
+                self.unread = n == scratch.input.len() || self.hangup;
+                if feed(
+                    &mut self.session,
+                    &mut self.pending,
+                    &scratch.input[..n],
+                    &mut scratch.output,
+                ) {
+                    self.read_done = true;
+                }
+                if self.pending.is_empty() {
+                    self.pending = Vec::new();
+                }
+                self.reply(&mut scratch.output)?;
+            }
+            Err(e) if would_block(&e) => self.unread = false,
+            Err(e) if interrupted(&e) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     /// Sends a reply the session just made: straight from the scratch buffer when nothing is
@@ -317,9 +395,8 @@ impl Conn {
         sent.map(drop)
     }
 
-    /// Handles writability: writes queued output until it is all gone or the socket is full
-    /// (EAGAIN), then says whether the connection is finished or wants reading again.
-    pub fn on_writable(&mut self, config: &Config) -> io::Result<Step> {
+    /// Writes queued output until it is all gone or the socket is full (EAGAIN).
+    fn flush(&mut self) -> io::Result<()> {
         if self.sent < self.out.len() {
             let written = write_some(&self.stream, &self.out[self.sent..])?;
             if written > 0 {
@@ -332,22 +409,7 @@ impl Conn {
                 self.sent = 0;
             }
         }
-        if self.pending_output() > 0 {
-            return Ok(if self.unread && self.interest(config).read {
-                Step::Budget
-            } else {
-                Step::Open
-            });
-        }
-        if self.read_done {
-            lingering_close(&self.stream);
-            return Ok(Step::Done);
-        }
-        Ok(if self.unread {
-            Step::Budget
-        } else {
-            Step::Open
-        })
+        Ok(())
     }
 
     /// Whether the connection has been idle for longer than the configured timeout.
@@ -405,21 +467,26 @@ mod tests {
         }
     }
 
+    const DRAIN_2: Reads = Reads::Drain { budget: 2 };
+    const DRAIN_8: Reads = Reads::Drain { budget: 8 };
+
     /// An edge-triggered loop's contract: when the read budget runs out with input left, the
-    /// connection says `Budget`; once a read comes back short, it says `Open`.
+    /// connection says `ReadAgain`; once a read comes back short, it says `Wait`.
     #[test]
-    fn budget_reported_while_input_is_left() {
+    fn read_again_while_input_is_left() {
         let config = config(1024, 1 << 20);
         let input: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
         let (mut conn, mut peer) = pair(&input);
         let mut scratch = Scratch::new(&config);
         assert_eq!(
-            conn.on_readable(&mut scratch, &config, 2).expect("read"),
-            Step::Budget
+            conn.step(Ready::READABLE, DRAIN_2, &mut scratch, &config)
+                .expect("read"),
+            Next::ReadAgain
         );
         assert_eq!(
-            conn.on_readable(&mut scratch, &config, 8).expect("read"),
-            Step::Open
+            conn.step(Ready::READABLE, DRAIN_8, &mut scratch, &config)
+                .expect("read"),
+            Next::Wait
         );
         let mut back = vec![0; input.len()];
         peer.read_exact(&mut back).expect("echo");
@@ -429,7 +496,7 @@ mod tests {
 
     /// Backpressure: over the output cap, reading stops (interest turns to write only); when a
     /// write brings the output back under the cap with input still unread, the connection says
-    /// `Budget`, because an edge-triggered loop will get no new edge for that input.
+    /// `ReadAgain`, because an edge-triggered loop will get no new edge for that input.
     #[test]
     fn reading_resumes_after_backpressure() {
         let config = config(1024, 2048);
@@ -448,13 +515,18 @@ mod tests {
         // A readiness report while over the cap reads nothing, sends the queued output, and
         // reports that input is waiting.
         assert_eq!(
-            conn.on_readable(&mut scratch, &config, 1).expect("write"),
-            Step::Budget
+            conn.step(Ready::READABLE, Reads::Once, &mut scratch, &config)
+                .expect("write"),
+            Next::ReadAgain
         );
         assert_eq!(conn.pending_output(), 0);
         assert!(conn.interest(&config).read);
         // Served again, it reads and echoes everything.
-        while conn.on_readable(&mut scratch, &config, 8).expect("read") == Step::Budget {}
+        while conn
+            .step(Ready::READABLE, DRAIN_8, &mut scratch, &config)
+            .expect("read")
+            == Next::ReadAgain
+        {}
         let mut back = vec![0; 4096 + input.len()];
         peer.read_exact(&mut back).expect("echo");
         assert_eq!(&back[4096..], &input[..]);
@@ -466,7 +538,11 @@ mod tests {
         let config = config(1024, 1 << 20);
         let (mut conn, mut peer) = pair(&[5u8; 3000]);
         let mut scratch = Scratch::new(&config);
-        while conn.on_readable(&mut scratch, &config, 8).expect("read") == Step::Budget {}
+        while conn
+            .step(Ready::READABLE, DRAIN_8, &mut scratch, &config)
+            .expect("read")
+            == Next::ReadAgain
+        {}
         let mut back = [0u8; 3000];
         peer.read_exact(&mut back).expect("echo");
         assert_eq!((conn.pending.capacity(), conn.out.capacity()), (0, 0));
@@ -479,15 +555,17 @@ mod tests {
         let (mut conn, mut peer) = pair(b"bye");
         peer.shutdown(Direction::Write).expect("half-close");
         let mut scratch = Scratch::new(&config);
-        let mut step = Step::Budget;
+        let mut next = Next::ReadAgain;
         for _ in 0..400 {
-            step = conn.on_readable(&mut scratch, &config, 8).expect("read");
-            if step == Step::Done {
+            next = conn
+                .step(Ready::READABLE, DRAIN_8, &mut scratch, &config)
+                .expect("read");
+            if next == Next::Close {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5)); // the FIN may trail the bytes
         }
-        assert_eq!(step, Step::Done);
+        assert_eq!(next, Next::Close);
         let mut back = Vec::new();
         peer.read_to_end(&mut back).expect("read to EOF");
         assert_eq!(back, b"bye");

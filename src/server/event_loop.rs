@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 
 use nix::poll::PollTimeout;
 
-use crate::server::conn::{Conn, Interest, Scratch, Step};
+use crate::server::conn::{Conn, Interest, Next, Reads, Ready, Scratch};
+use crate::server::meter::{WorkerCounter, WorkerMeter};
 use crate::server::model::{Config, ServeContext};
 use crate::server::net::{self, Accepted, EXHAUSTED_BACKOFF};
 use crate::server::protocol::Protocol;
@@ -55,6 +56,50 @@ pub enum AcceptEnd {
     Paused,
 }
 
+/// What a level-triggered loop must change in what it waits for, after
+/// [`EventLoop::on_ready`].
+#[derive(Debug)]
+pub enum Want<'a> {
+    /// Nothing: keep waiting as before.
+    Unchanged,
+    /// Wait for `interest` on `socket` from now on (an `epoll_ctl(MOD)`, a pollfd's `events`):
+    /// output was left unsent, passed the cap, or drained.
+    Changed {
+        /// The connection's socket.
+        socket: BorrowedFd<'a>,
+        /// What it waits for now.
+        interest: Interest,
+    },
+    /// It finished or failed and is closed; `close(2)` took it off every interest list.
+    Closed,
+}
+
+/// Where an edge-triggered connection stands after [`EventLoop::drain`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// Read to EAGAIN (or a short read): the next edge will announce new input.
+    Empty,
+    /// Input may be left that no edge will announce (the read budget ran out, or output fell
+    /// back under the cap): serve it again next turn without waiting for an event.
+    InputLeft,
+    /// It finished or failed and is closed.
+    Closed,
+}
+
+/// Reads allowed per connection per turn in an edge-triggered loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadBudget(pub usize);
+
+/// Which descriptors a loop can watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdLimit {
+    /// Any descriptor.
+    None,
+    /// Only those below this number (select's FD_SETSIZE): connections that get a higher one
+    /// are closed at once, with one log line per episode.
+    Below(usize),
+}
+
 /// The state every event loop shares: the listener, the connections, the scratch buffers.
 #[derive(Debug)]
 pub struct EventLoop {
@@ -66,6 +111,8 @@ pub struct EventLoop {
     scratch: Scratch,
     /// Descriptors at or past this number are refused (select's FD_SETSIZE).
     fd_limit: Option<usize>,
+    /// Counts every connection accepted, when this loop is one worker of several.
+    counter: WorkerCounter,
     /// An episode of refusals past `fd_limit` is under way (logged once when it begins).
     refusing: bool,
     /// Out of descriptors: accepting waits until a connection closes or this instant passes.
@@ -73,9 +120,9 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// Takes over the context's listener (made nonblocking) and tuning. Connections whose
-    /// descriptor number is `fd_limit` or more will be refused.
-    pub fn new(ctx: ServeContext, fd_limit: Option<usize>) -> io::Result<EventLoop> {
+    /// Takes over the context's listener (made nonblocking) and tuning; connections past
+    /// `fd_limit` will be refused.
+    pub fn new(ctx: ServeContext, fd_limit: FdLimit) -> io::Result<EventLoop> {
         ctx.listener.set_nonblocking(true)?;
         Ok(EventLoop {
             scratch: Scratch::new(&ctx.config),
@@ -84,7 +131,11 @@ impl EventLoop {
             shutdown: ctx.shutdown,
             config: ctx.config,
             conns: ConnTable::default(),
-            fd_limit,
+            fd_limit: match fd_limit {
+                FdLimit::None => None,
+                FdLimit::Below(n) => Some(n),
+            },
+            counter: ctx.counter,
             refusing: false,
             paused_until: None,
         })
@@ -118,26 +169,16 @@ impl EventLoop {
     /// One past the highest descriptor number a connection has had: every connection's number
     /// is below it.
     pub fn fd_bound(&self) -> RawFd {
-        self.conns.slots.len() as RawFd
+        self.conns.by_fd.len() as RawFd
     }
 
     /// Every open connection's socket and what it waits for, in descriptor order.
     pub fn interests(&self) -> impl Iterator<Item = (BorrowedFd<'_>, Interest)> {
         self.conns
-            .slots
+            .by_fd
             .iter()
             .flatten()
             .map(|e| (e.conn.stream().as_fd(), e.conn.interest(&self.config)))
-    }
-
-    /// The socket of connection `fd`; `None` if it is not an open connection.
-    pub fn socket(&self, fd: RawFd) -> Option<BorrowedFd<'_>> {
-        self.conns.get(fd).map(|c| c.stream().as_fd())
-    }
-
-    /// What connection `fd` waits for; `None` if it is not an open connection.
-    pub fn interest(&self, fd: RawFd) -> Option<Interest> {
-        self.conns.get(fd).map(|c| c.interest(&self.config))
     }
 
     /// Whether the listener should be watched: false while out of descriptors.
@@ -145,12 +186,14 @@ impl EventLoop {
         self.paused_until.is_none_or(|t| Instant::now() >= t)
     }
 
-    /// Accepts up to [`ACCEPT_BUDGET`] connections, calling `watch` with each new socket so
-    /// that the loop can start waiting on it (an `epoll_ctl`, a `pollfd`); a connection `watch`
-    /// fails for is closed. Returns why it stopped.
+    /// Accepts until the queue is empty (EAGAIN) or [`ACCEPT_BUDGET`] connections have been
+    /// accepted, through [`net::accept`]. `watch` is called with each new socket and what it
+    /// waits for first ([`Interest::READ`]), so that the loop can start waiting on it (an
+    /// `epoll_ctl(ADD)`, a `pollfd`); a connection `watch` fails for is closed. Returns why it
+    /// stopped.
     pub fn accept(
         &mut self,
-        mut watch: impl FnMut(BorrowedFd<'_>) -> io::Result<()>,
+        mut watch: impl FnMut(BorrowedFd<'_>, Interest) -> io::Result<()>,
     ) -> io::Result<AcceptEnd> {
         for _ in 0..ACCEPT_BUDGET {
             let stream = match net::accept(&self.listener, true)? {
@@ -182,57 +225,70 @@ impl EventLoop {
                     crate::event!("descriptors below {limit} free again; accepting");
                 }
             }
-            if let Err(e) = watch(stream.as_fd()) {
+            if let Err(e) = watch(stream.as_fd(), Interest::READ) {
                 crate::event!("cannot watch a new connection ({e}); closed");
                 continue;
             }
-            self.conns.insert(fd, Conn::new(stream, self.protocol));
+            self.counter.served();
+            self.conns
+                .insert(fd, Conn::new(stream, self.protocol), Interest::READ);
         }
         Ok(AcceptEnd::Budget)
     }
 
-    /// Serves connection `fd` after a readiness report: reads (up to `max_reads` times) if
-    /// `readable`, else writes if `writable`. A connection that finishes or fails is closed, and
-    /// `Step::Done` returned; `Step::Done` also when `fd` is no longer open (closed earlier in
-    /// the same turn).
-    pub fn on_ready(
-        &mut self,
-        fd: RawFd,
-        readable: bool,
-        writable: bool,
-        max_reads: usize,
-    ) -> Step {
-        let Some(conn) = self.conns.get_mut(fd) else {
-            return Step::Done;
-        };
-        let step = if readable {
-            conn.on_readable(&mut self.scratch, &self.config, max_reads)
-        } else if writable {
-            conn.on_writable(&self.config)
-        } else {
-            Ok(Step::Open)
-        };
-        match step {
-            Ok(Step::Done) | Err(_) => {
+    /// Serves connection `fd` after a level-triggered readiness report (select, poll,
+    /// epoll without EPOLLET): at most one read — the kernel reports the socket again while
+    /// input is left — then whatever writing the report allows. Says what the loop must change
+    /// in what it waits for; a connection that finishes or fails is closed here.
+    pub fn on_ready(&mut self, fd: RawFd, ready: Ready) -> Want<'_> {
+        match self.step(fd, ready, Reads::Once) {
+            None => Want::Closed,
+            Some(_) => {
+                let Some(entry) = self.conns.entry_mut(fd) else {
+                    return Want::Closed;
+                };
+                let now = entry.conn.interest(&self.config);
+                if now == entry.told {
+                    Want::Unchanged
+                } else {
+                    entry.told = now;
+                    Want::Changed {
+                        socket: entry.conn.stream().as_fd(),
+                        interest: now,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serves connection `fd` after an edge-triggered readiness report (EPOLLET): reads until
+    /// EAGAIN or `budget` reads, writes until EAGAIN or nothing is left. A connection that
+    /// finishes or fails is closed here.
+    pub fn drain(&mut self, fd: RawFd, ready: Ready, budget: ReadBudget) -> Drained {
+        match self.step(fd, ready, Reads::Drain { budget: budget.0 }) {
+            None => Drained::Closed,
+            Some(Next::ReadAgain) => Drained::InputLeft,
+            Some(Next::Wait | Next::Close) => Drained::Empty,
+        }
+    }
+
+    /// One step of connection `fd`; `None` when it is closed (now, or earlier in the turn).
+    fn step(&mut self, fd: RawFd, ready: Ready, reads: Reads) -> Option<Next> {
+        let conn = self.conns.get_mut(fd)?;
+        match conn.step(ready, reads, &mut self.scratch, &self.config) {
+            Ok(Next::Close) | Err(_) => {
                 // A reset peer (ECONNRESET, EPIPE) ends only its own connection.
                 self.close(fd);
-                Step::Done
+                None
             }
-            Ok(step) => {
+            Ok(next) => {
                 // Without an idle timeout there is no timer to keep: no clock read, no relink.
                 if conn.take_moved() && self.config.idle_timeout.is_some() {
                     conn.set_last_active(Instant::now());
                     self.conns.touch(fd);
                 }
-                step
+                Some(next)
             }
-        }
-    }
-
-    /// Tells connection `fd` that its peer's FIN has arrived (see [`Conn::saw_hangup`]).
-    pub fn saw_hangup(&mut self, fd: RawFd) {
-        if let Some(conn) = self.conns.get_mut(fd) {
-            conn.saw_hangup();
         }
     }
 
@@ -285,9 +341,67 @@ impl EventLoop {
     }
 }
 
+/// Runs `serve_one` — one event loop — on a thread per listener: the context's own, then
+/// `more`. Each loop gets its own context and its worker's counter; at shutdown the model
+/// prints how many connections each loop accepted. A loop that fails requests shutdown, so that
+/// the others stop too, and its error is returned.
+pub fn one_loop_per_thread(
+    ctx: ServeContext,
+    more: Vec<TcpListener>,
+    serve_one: impl Fn(ServeContext) -> io::Result<()> + Sync,
+) -> io::Result<()> {
+    let ServeContext {
+        listener,
+        protocol,
+        shutdown,
+        config,
+        counter: _,
+    } = ctx;
+    let listeners: Vec<TcpListener> = std::iter::once(listener).chain(more).collect();
+    let meter = WorkerMeter::new(listeners.len())?;
+    let result = std::thread::scope(|scope| {
+        let mut threads = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let ctx = ServeContext {
+                listener,
+                protocol,
+                shutdown,
+                config: config.clone(),
+                counter: meter.counter(i),
+            };
+            let serve_one = &serve_one;
+            let spawned = std::thread::Builder::new()
+                .name(format!("loop-{i}"))
+                .spawn_scoped(scope, move || {
+                    let result = serve_one(ctx);
+                    if result.is_err() {
+                        shutdown.request();
+                    }
+                    result
+                });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    shutdown.request();
+                    return Err(e);
+                }
+            }
+        }
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("an event loop thread panicked")))
+            })
+            .fold(Ok(()), Result::and)
+    });
+    meter.report();
+    result
+}
+
 /// A wait timeout for poll(2) and epoll_wait(2), in whole milliseconds rounded up, so that a
 /// loop does not wake a fraction of a millisecond early and spin until its deadline passes.
-pub fn millis(timeout: Option<Duration>) -> PollTimeout {
+pub fn poll_timeout(timeout: Option<Duration>) -> PollTimeout {
     match timeout {
         None => PollTimeout::NONE,
         Some(t) => {
@@ -304,7 +418,7 @@ const NIL: RawFd = -1;
 /// activity (oldest at the head) for the idle timeout.
 #[derive(Debug)]
 struct ConnTable {
-    slots: Vec<Option<Entry>>,
+    by_fd: Vec<Option<Entry>>,
     len: usize,
     oldest: RawFd,
     newest: RawFd,
@@ -313,6 +427,9 @@ struct ConnTable {
 #[derive(Debug)]
 struct Entry {
     conn: Conn,
+    /// What the loop was last told this connection waits for, so that a level-triggered loop
+    /// hears of a change only when there is one.
+    told: Interest,
     older: RawFd,
     newer: RawFd,
 }
@@ -320,7 +437,7 @@ struct Entry {
 impl Default for ConnTable {
     fn default() -> Self {
         ConnTable {
-            slots: Vec::new(),
+            by_fd: Vec::new(),
             len: 0,
             oldest: NIL,
             newest: NIL,
@@ -334,18 +451,19 @@ impl ConnTable {
     }
 
     fn get_mut(&mut self, fd: RawFd) -> Option<&mut Conn> {
-        self.slots
-            .get_mut(fd as usize)?
-            .as_mut()
-            .map(|e| &mut e.conn)
+        self.entry_mut(fd).map(|e| &mut e.conn)
     }
 
     fn entry(&self, fd: RawFd) -> Option<&Entry> {
-        self.slots.get(usize::try_from(fd).ok()?)?.as_ref()
+        self.by_fd.get(usize::try_from(fd).ok()?)?.as_ref()
+    }
+
+    fn entry_mut(&mut self, fd: RawFd) -> Option<&mut Entry> {
+        self.by_fd.get_mut(usize::try_from(fd).ok()?)?.as_mut()
     }
 
     fn link(&mut self, fd: RawFd) -> &mut Entry {
-        self.slots[fd as usize]
+        self.by_fd[fd as usize]
             .as_mut()
             .expect("linked descriptors are in the table")
     }
@@ -354,13 +472,14 @@ impl ConnTable {
         self.get(self.oldest)
     }
 
-    fn insert(&mut self, fd: RawFd, conn: Conn) {
+    fn insert(&mut self, fd: RawFd, conn: Conn, told: Interest) {
         let i = fd as usize;
-        if i >= self.slots.len() {
-            self.slots.resize_with(i + 1, || None);
+        if i >= self.by_fd.len() {
+            self.by_fd.resize_with(i + 1, || None);
         }
-        self.slots[i] = Some(Entry {
+        self.by_fd[i] = Some(Entry {
             conn,
+            told,
             older: NIL,
             newer: NIL,
         });
@@ -372,7 +491,7 @@ impl ConnTable {
         self.entry(fd)?;
         self.unlink(fd);
         self.len -= 1;
-        self.slots[fd as usize].take().map(|e| e.conn)
+        self.by_fd[fd as usize].take().map(|e| e.conn)
     }
 
     /// Moves `fd` to the newest end of the list: a byte just moved on it.
@@ -451,7 +570,7 @@ mod tests {
         let mut t = ConnTable::default();
         for c in cs {
             let fd = c.stream().as_raw_fd();
-            t.insert(fd, c);
+            t.insert(fd, c, Interest::READ);
         }
         assert_eq!(order(&t), fds);
         t.touch(fds[0]);
@@ -471,16 +590,19 @@ mod tests {
 
     /// Wait timeouts round up to whole milliseconds, so a loop never wakes early and spins.
     #[test]
-    fn millis_rounds_up() {
-        assert_eq!(millis(None), PollTimeout::NONE);
-        assert_eq!(millis(Some(Duration::ZERO)), PollTimeout::ZERO);
-        assert_eq!(millis(Some(Duration::from_micros(1))).as_millis(), Some(1));
+    fn poll_timeout_rounds_up() {
+        assert_eq!(poll_timeout(None), PollTimeout::NONE);
+        assert_eq!(poll_timeout(Some(Duration::ZERO)), PollTimeout::ZERO);
         assert_eq!(
-            millis(Some(Duration::from_micros(1500))).as_millis(),
+            poll_timeout(Some(Duration::from_micros(1))).as_millis(),
+            Some(1)
+        );
+        assert_eq!(
+            poll_timeout(Some(Duration::from_micros(1500))).as_millis(),
             Some(2)
         );
         assert_eq!(
-            millis(Some(Duration::from_secs(u64::MAX))),
+            poll_timeout(Some(Duration::from_secs(u64::MAX))),
             PollTimeout::MAX
         );
     }

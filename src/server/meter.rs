@@ -13,21 +13,45 @@
 use std::io;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
 
 /// One counter per worker, shared by threads and by forked processes alike.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct WorkerMeter {
-    counts: NonNull<AtomicU64>,
+    counts: Arc<Counts>,
+}
+
+/// The shared mapping of counters.
+#[derive(Debug)]
+struct Counts {
+    first: NonNull<AtomicU64>,
     workers: usize,
 }
 
-// SAFETY: the mapping holds only atomics, and it lives until the meter is dropped.
-unsafe impl Send for WorkerMeter {}
+// SAFETY: the mapping holds only atomics, and it lives until the last handle is dropped.
+unsafe impl Send for Counts {}
 // SAFETY: as above; every access goes through an atomic.
-unsafe impl Sync for WorkerMeter {}
+unsafe impl Sync for Counts {}
+
+impl Counts {
+    fn all(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping holds `workers` zero-initialised atomics and outlives `&self`.
+        unsafe { std::slice::from_raw_parts(self.first.as_ptr(), self.workers) }
+    }
+}
+
+impl Drop for Counts {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `WorkerMeter::new` with this length and nothing
+        // borrows it now.
+        unsafe {
+            let _ = munmap(self.first.cast(), self.workers * size_of::<AtomicU64>());
+        }
+    }
+}
 
 impl WorkerMeter {
     /// Maps `workers` counters, all zero (at least one).
@@ -46,43 +70,60 @@ impl WorkerMeter {
             )
         }?;
         Ok(WorkerMeter {
-            counts: ptr.cast(),
-            workers,
+            counts: Arc::new(Counts {
+                first: ptr.cast(),
+                workers,
+            }),
         })
-    }
-
-    fn slots(&self) -> &[AtomicU64] {
-        // SAFETY: the mapping holds `workers` zero-initialised atomics and outlives `&self`.
-        unsafe { std::slice::from_raw_parts(self.counts.as_ptr(), self.workers) }
     }
 
     /// Counts one connection served by `worker` (indices past the last are ignored).
     pub fn served(&self, worker: usize) {
-        if let Some(slot) = self.slots().get(worker) {
-            slot.fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = self.counts.all().get(worker) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counter of one worker, to hand to the code that serves as that worker.
+    pub fn counter(&self, worker: usize) -> WorkerCounter {
+        WorkerCounter {
+            meter: Some(self.clone()),
+            worker,
         }
     }
 
     /// The count of every worker, in worker order.
     pub fn counts(&self) -> Vec<u64> {
-        self.slots()
+        self.counts
+            .all()
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
             .collect()
     }
 
-    /// Prints the one line a multi-worker model prints at shutdown.
+    /// Prints the one line a multi-worker model prints at shutdown; nothing when there is a
+    /// single worker, whose count is simply every connection.
     pub fn report(&self) {
+        if self.counts.workers < 2 {
+            return;
+        }
         let counts: Vec<String> = self.counts().iter().map(u64::to_string).collect();
         crate::event!("served per worker: {}", counts.join(" "));
     }
 }
 
-impl Drop for WorkerMeter {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was made by `new` with this length and nothing borrows it now.
-        unsafe {
-            let _ = munmap(self.counts.cast(), self.workers * size_of::<AtomicU64>());
+/// One worker's counter in a [`WorkerMeter`], or no counter at all (a server with one worker).
+#[derive(Debug, Clone, Default)]
+pub struct WorkerCounter {
+    meter: Option<WorkerMeter>,
+    worker: usize,
+}
+
+impl WorkerCounter {
+    /// Counts one connection served by this worker.
+    pub fn served(&self) {
+        if let Some(meter) = &self.meter {
+            meter.served(self.worker);
         }
     }
 }
@@ -102,7 +143,9 @@ mod tests {
             }
         });
         meter.served(7);
-        assert_eq!(meter.counts(), vec![1000, 2000, 3000]);
+        meter.counter(2).served();
+        WorkerCounter::default().served();
+        assert_eq!(meter.counts(), vec![1000, 2000, 3001]);
     }
 
     /// A forked child's counts are seen by the parent: the mapping is shared, not copied.

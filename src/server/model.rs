@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use crate::server::accept_lock::AcceptLock;
+use crate::server::meter::WorkerCounter;
 use crate::server::protocol::Protocol;
 use crate::server::shutdown::Shutdown;
 
@@ -107,6 +108,9 @@ pub struct ServeContext {
     pub shutdown: Shutdown,
     /// Workers, buffer caps and timeouts.
     pub config: Config,
+    /// Where this server counts the connections it accepts, when it is one worker of several
+    /// (an event loop of `epoll-reuseport`); the default counts nothing.
+    pub counter: WorkerCounter,
 }
 
 /// Finds a model by name in the registry.

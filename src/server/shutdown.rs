@@ -5,7 +5,8 @@
 //! 2. writes to an eventfd, for event loops that wait in select, poll or epoll — the self-pipe
 //!    trick, with the modern single descriptor;
 //! 3. calls `shutdown(2)` on the few descriptors a blocking process has registered
-//!    ([`Shutdown::shut_on_signal`]): a listener shut this way makes a blocked `accept` fail
+//!    ([`Shutdown::shut_on_signal`], undone when its [`ShutGuard`] drops): a listener shut this
+//!    way makes a blocked `accept` fail
 //!    with EINVAL, a connection makes a blocked `read` return 0. Checking a flag and then
 //!    blocking leaves a window in which the signal is missed; shutting the descriptor closes
 //!    it, because the call that would block now returns at once.
@@ -17,6 +18,7 @@
 
 use std::collections::HashSet;
 use std::io;
+use std::marker::PhantomData;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
@@ -30,16 +32,43 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 static EVENT_FD: AtomicI32 = AtomicI32::new(-1);
 
-/// Descriptors the signal handler shuts down; see [`Slot`].
+/// Descriptors the signal handler shuts down, one per [`BlockedIn`].
 static SHUT_FDS: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
 
-/// The descriptors a single-threaded blocking process asks the handler to shut on a signal.
-#[derive(Clone, Copy, Debug)]
-pub enum Slot {
-    /// The listening socket, so that a blocked `accept` returns.
-    Listener = 0,
-    /// The connection being served, so that a blocked `read` or `write` returns.
-    Conn = 1,
+/// The calls a single-threaded blocking process may be blocked in when a signal comes: one
+/// registered descriptor each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockedIn {
+    /// Waiting for the next connection: `accept` on the listener (or, in a child fed
+    /// descriptors, `recvmsg` on its channel).
+    Accept = 0,
+    /// Serving one connection: `read` or `write` on it.
+    Io = 1,
+}
+
+/// A descriptor registered with [`Shutdown::shut_on_signal`]; dropping it clears the
+/// registration. It borrows the descriptor, so the compiler sees to it that the registration
+/// ends before the descriptor is closed — the handler never shuts a number reused by another
+/// socket.
+#[derive(Debug)]
+#[must_use = "the registration ends when the guard is dropped"]
+pub struct ShutGuard<'fd> {
+    call: BlockedIn,
+    _fd: PhantomData<BorrowedFd<'fd>>,
+}
+
+impl Drop for ShutGuard<'_> {
+    fn drop(&mut self) {
+        SHUT_FDS[self.call as usize].store(-1, Ordering::SeqCst);
+    }
+}
+
+/// Clears every registration in a freshly forked child: the parent's registrations name the
+/// calls the parent blocks in. A child registers what it blocks in itself.
+pub fn forget_registrations_after_fork() {
+    for fd in &SHUT_FDS {
+        fd.store(-1, Ordering::SeqCst);
+    }
 }
 
 /// A handle on the process's one shutdown signal. Cheap to copy; every copy sees the same state.
@@ -118,18 +147,21 @@ impl Shutdown {
         unsafe { BorrowedFd::borrow_raw(EVENT_FD.load(Ordering::SeqCst)) }
     }
 
-    /// Asks the signal handler to `shutdown(2)` this descriptor (or no descriptor, with `None`)
-    /// when a signal arrives. The descriptor must be cleared before it is closed, or the handler
-    /// could shut an unrelated socket that reused the number: so only a descriptor one thread
-    /// owns until the process ends or it clears the slot — the listener of a blocking accept
-    /// loop, the one connection of a single-threaded server. A threaded model's connections go
-    /// in a [`ConnSet`] instead.
-    pub fn shut_on_signal(&self, slot: Slot, fd: Option<RawFd>) {
-        SHUT_FDS[slot as usize].store(fd.unwrap_or(-1), Ordering::SeqCst);
+    /// Asks the signal handler to `shutdown(2)` `fd` — the descriptor this process is about
+    /// to block on in `call` — when a signal arrives, until the returned guard is dropped. Only
+    /// for a process with one thread blocked at a time (the listener of a blocking accept loop,
+    /// the one connection of a single-threaded server); a threaded model's connections go in a
+    /// [`ConnSet`] instead.
+    pub fn shut_on_signal<'fd>(&self, call: BlockedIn, fd: BorrowedFd<'fd>) -> ShutGuard<'fd> {
+        let raw = fd.as_raw_fd();
+        SHUT_FDS[call as usize].store(raw, Ordering::SeqCst);
         // A signal that came before the registration has already been handled: act on it now.
-        if let (Some(fd), true) = (fd, self.requested()) {
-            // SAFETY: shutdown(2) on a descriptor the caller owns.
-            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        if self.requested() {
+            let _ = nix::sys::socket::shutdown(raw, nix::sys::socket::Shutdown::Both);
+        }
+        ShutGuard {
+            call,
+            _fd: PhantomData,
         }
     }
 }

@@ -74,12 +74,15 @@ pub fn run(probe: &Probe) -> io::Result<()> {
         Probe::Share { mib, children: n } => {
             _held = touched(mib);
             for _ in 0..n {
-                children.spawn(|| {
-                    // Never writes the inherited pages, so they stay shared.
-                    loop {
-                        nix::unistd::pause();
-                    }
-                })?;
+                // SAFETY: the probe process runs on one thread: it starts none.
+                unsafe {
+                    children.spawn(|| {
+                        // Never writes the inherited pages, so they stay shared.
+                        loop {
+                            nix::unistd::pause();
+                        }
+                    })
+                }?;
             }
         }
         Probe::Spin {
@@ -91,16 +94,19 @@ pub fn run(probe: &Probe) -> io::Result<()> {
             let mut pids = Vec::with_capacity(n);
             for _ in 0..n {
                 let done_write = &done_write;
-                pids.push(children.spawn(move || {
-                    spin_cpu(Duration::from_millis(ms));
-                    if then != AfterSpin::Stay {
-                        return 0;
-                    }
-                    let _ = nix::unistd::write(done_write, b"x");
-                    loop {
-                        nix::unistd::pause();
-                    }
-                })?);
+                // SAFETY: the probe process runs on one thread: it starts none.
+                pids.push(unsafe {
+                    children.spawn(move || {
+                        spin_cpu(Duration::from_millis(ms));
+                        if then != AfterSpin::Stay {
+                            return 0;
+                        }
+                        let _ = nix::unistd::write(done_write, b"x");
+                        loop {
+                            nix::unistd::pause();
+                        }
+                    })
+                }?);
             }
             drop(done_write);
             match then {
