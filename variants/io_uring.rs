@@ -46,7 +46,7 @@ use crate::server::conn::lingering_close;
 use crate::server::model::{Config, Model, ServeContext};
 use crate::server::net::{self, Accepted};
 use crate::server::protocol::Protocol;
-use crate::server::uring::{Conn, Slots, Uring};
+use crate::server::uring::{ConnId, ConnOp, OpKind, RingConn, RingConns, Settle, Uring};
 
 /// The shared receive pool: buffers × size.
 const BUFFERS: u16 = 1024;
@@ -56,23 +56,70 @@ const BUF_SIZE: usize = 4096;
 const SQ_ENTRIES: u32 = 1024;
 const CQ_ENTRIES: u32 = 16 * 1024;
 
-/// What an operation was, kept in the high half of its `user_data`; the low half is the
-/// connection's slot.
-mod op {
-    pub const ACCEPT: u64 = 1;
-    pub const RECV: u64 = 2;
-    pub const SEND: u64 = 3;
-    /// A cancellation aimed at one connection's operation: the slot stays taken until it ends.
-    pub const CANCEL: u64 = 4;
-    pub const SHUTDOWN: u64 = 5;
-    pub const SWEEP: u64 = 6;
-    pub const BACKOFF: u64 = 7;
-    /// A cancellation of a server-wide operation (at shutdown).
-    pub const OTHER: u64 = 8;
+/// Every operation this loop submits, as its `user_data` names it: what a completion is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    /// The accept on the listener (multishot: one completion per connection).
+    Accept,
+    /// A connection's receive (multishot: one completion per burst of bytes).
+    Recv(ConnId),
+    /// A connection's send.
+    Send(ConnId),
+    /// A cancellation aimed at one of a connection's operations: the connection keeps its id
+    /// until the cancellation completes.
+    CancelConn(ConnId),
+    /// The poll on the shutdown eventfd.
+    Shutdown,
+    /// The idle sweep's timer.
+    Sweep,
+    /// The timer that resumes accepting after running out of descriptors.
+    Backoff,
+    /// A cancellation of one of the server's own operations, at shutdown.
+    CancelServer,
 }
 
-fn token(op: u64, slot: usize) -> u64 {
-    op << 32 | slot as u64
+impl Op {
+    /// The operation's `user_data`: a tag in the high half, the connection's id in the low.
+    fn encode(self) -> u64 {
+        let (tag, id) = match self {
+            Op::Accept => (1, 0),
+            Op::Recv(ConnId(id)) => (2, id),
+            Op::Send(ConnId(id)) => (3, id),
+            Op::CancelConn(ConnId(id)) => (4, id),
+            Op::Shutdown => (5, 0),
+            Op::Sweep => (6, 0),
+            Op::Backoff => (7, 0),
+            Op::CancelServer => (8, 0),
+        };
+        (tag << 32) | u64::from(id)
+    }
+
+    /// The operation a completion's `user_data` names; `None` for a value no operation carries.
+    fn decode(user_data: u64) -> Option<Op> {
+        let id = ConnId(user_data as u32);
+        Some(match user_data >> 32 {
+            1 => Op::Accept,
+            2 => Op::Recv(id),
+            3 => Op::Send(id),
+            4 => Op::CancelConn(id),
+            5 => Op::Shutdown,
+            6 => Op::Sweep,
+            7 => Op::Backoff,
+            8 => Op::CancelServer,
+            _ => return None,
+        })
+    }
+}
+
+/// Where accepting stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accepting {
+    /// An accept is in flight.
+    Armed,
+    /// None is: arm one.
+    Idle,
+    /// Out of descriptors: none is armed until a connection closes or the back-off ends.
+    Paused,
 }
 
 /// Serves every connection from one io_uring.
@@ -98,14 +145,13 @@ impl Model for IoUringModel {
             .map(|t| timespec((t / 2).clamp(Duration::from_millis(10), Duration::from_secs(1))));
         let mut server = Server {
             uring,
-            conns: Slots::default(),
+            conns: RingConns::default(),
             listener: ctx.listener,
             protocol: ctx.protocol,
             config: ctx.config,
             multishot_accept: true,
             multishot_recv: true,
-            accepting: false,
-            paused: false,
+            accepting: Accepting::Idle,
             stopping: false,
             sweep,
             backoff: timespec(net::EXHAUSTED_BACKOFF),
@@ -116,20 +162,11 @@ impl Model for IoUringModel {
             libc::POLLIN as u32,
         )
         .build();
-        server.push(stop.user_data(token(op::SHUTDOWN, 0)));
+        server.push(stop, Op::Shutdown);
         server.arm_accept();
         server.arm_sweep();
         server.run()
     }
-}
-
-/// A cancellation of `conn`'s operation `op`, counted on the connection so that its slot is not
-/// reused (and the cancellation cannot hit the next connection's operation) until it completes.
-fn cancel_for(conn: &mut Conn, op: u64, slot: usize) -> squeue::Entry {
-    conn.cancels += 1;
-    opcode::AsyncCancel::new(token(op, slot))
-        .build()
-        .user_data(token(op::CANCEL, slot))
 }
 
 fn timespec(d: Duration) -> Box<types::Timespec> {
@@ -139,16 +176,15 @@ fn timespec(d: Duration) -> Box<types::Timespec> {
 /// The loop's state.
 struct Server {
     uring: Uring,
-    conns: Slots,
+    conns: RingConns,
     listener: TcpListener,
     protocol: Protocol,
     config: Config,
+    /// The kernel takes multishot accepts (Linux 5.19) and receives (6.0).
     multishot_accept: bool,
     multishot_recv: bool,
-    /// An accept is in flight.
-    accepting: bool,
-    /// Accepting stopped for want of descriptors, until a connection closes or the back-off ends.
-    paused: bool,
+    accepting: Accepting,
+    /// Shutdown: every connection is being aborted; nothing new is armed.
     stopping: bool,
     /// The idle sweep's period (boxed: the kernel reads it at submission, from a fixed address).
     sweep: Option<Box<types::Timespec>>,
@@ -165,45 +201,48 @@ impl Server {
             self.uring.turn(&mut done)?;
             self.now = self.config.idle_timeout.map(|_| Instant::now());
             for cqe in done.drain(..) {
-                let (res, flags) = (cqe.result(), cqe.flags());
-                let slot = (cqe.user_data() & 0xffff_ffff) as usize;
-                match cqe.user_data() >> 32 {
-                    op::ACCEPT => self.on_accept(res, flags)?,
-                    op::RECV => self.on_recv(slot, res, flags),
-                    op::SEND => self.on_send(slot, res),
-                    op::CANCEL => {
-                        if let Some(conn) = self.conns.get_mut(slot) {
-                            conn.cancels -= 1;
+                let (res, more) = (cqe.result(), cqueue::more(cqe.flags()));
+                let Some(op) = Op::decode(cqe.user_data()) else {
+                    crate::event!("io_uring: a completion for no operation ({cqe:?}); ignored");
+                    continue;
+                };
+                match op {
+                    Op::Accept => self.on_accept(res, more)?,
+                    Op::Recv(id) => self.on_recv(id, res, cqe.flags()),
+                    Op::Send(id) => self.on_send(id, res),
+                    Op::CancelConn(id) => {
+                        if let Some(conn) = self.conns.get_mut(id) {
+                            conn.cancelled();
                         }
-                        self.settle(slot);
+                        self.settle(id);
                     }
-                    op::SHUTDOWN => self.stop(),
-                    op::SWEEP => self.on_sweep(),
-                    op::BACKOFF => self.resume_accept(),
-                    _ => {}
+                    Op::Shutdown => self.stop(),
+                    Op::Sweep => self.on_sweep(),
+                    Op::Backoff => self.resume_accept(),
+                    // The server's own operations, cancelled at shutdown: nothing to do.
+                    Op::CancelServer => {}
                 }
             }
         }
         Ok(())
     }
 
-    fn push(&mut self, entry: squeue::Entry) {
-        // SAFETY: every buffer an entry names outlives its operation: the send buffer is left
-        // alone until the send completes (`Conn::sending`), receive buffers belong to the
+    /// Queues `entry` as operation `op`.
+    fn push(&mut self, entry: squeue::Entry, op: Op) {
+        let entry = entry.user_data(op.encode());
+        // SAFETY: every buffer an entry names outlives its operation: a send's bytes are left
+        // alone until the send completes (`RingConn::sent`), receive buffers belong to the
         // buffer ring, which outlives the ring, and timespecs are boxed in `self`.
         unsafe { self.uring.push(&entry) };
     }
 
-    fn cancel(&mut self, target: u64, as_op: u64, slot: usize) {
-        self.push(
-            opcode::AsyncCancel::new(target)
-                .build()
-                .user_data(token(as_op, slot)),
-        );
+    /// Cancels the operation `target`, as operation `op`.
+    fn cancel(&mut self, target: Op, op: Op) {
+        self.push(opcode::AsyncCancel::new(target.encode()).build(), op);
     }
 
     fn arm_accept(&mut self) {
-        if self.accepting || self.paused || self.stopping {
+        if self.accepting != Accepting::Idle || self.stopping {
             return;
         }
         let fd = types::Fd(self.listener.as_raw_fd());
@@ -216,26 +255,28 @@ impl Server {
                 .flags(libc::SOCK_CLOEXEC)
                 .build()
         };
-        self.push(entry.user_data(token(op::ACCEPT, 0)));
-        self.accepting = true;
+        self.push(entry, Op::Accept);
+        self.accepting = Accepting::Armed;
     }
 
-    fn on_accept(&mut self, res: i32, flags: u32) -> io::Result<()> {
-        if !cqueue::more(flags) {
-            self.accepting = false;
+    /// An accept completed: `res` is a new descriptor or a negative errno; `more` says whether
+    /// the (multishot) accept is still armed.
+    fn on_accept(&mut self, res: i32, more: bool) -> io::Result<()> {
+        if !more && self.accepting == Accepting::Armed {
+            self.accepting = Accepting::Idle;
         }
         if res >= 0 {
             // SAFETY: a successful accept completion carries a new descriptor nobody owns.
             let fd = unsafe { OwnedFd::from_raw_fd(res) };
             if !self.stopping {
                 net::on_accepted(fd.as_fd());
-                let slot = self
-                    .conns
-                    .insert(Conn::new(TcpStream::from(fd), self.protocol));
-                if let Some(conn) = self.conns.get_mut(slot) {
-                    conn.fixed = self.uring.register_file(slot, conn.stream.as_raw_fd());
-                }
-                self.settle(slot);
+                // The connection's id is also its slot in the registered file table.
+                let id = self.conns.next_id();
+                let file_slot = self.uring.register_file(id.0, fd.as_raw_fd());
+                let id =
+                    self.conns
+                        .insert(RingConn::new(TcpStream::from(fd), self.protocol, file_slot));
+                self.settle(id);
             }
         } else {
             match Errno::from_raw(-res) {
@@ -250,9 +291,9 @@ impl Server {
                     Accepted::Exhausted(_) => {
                         // Not re-armed now: it would fail again at once. A close, or the back-off
                         // timer, resumes it.
-                        self.paused = true;
+                        self.accepting = Accepting::Paused;
                         let backoff = opcode::Timeout::new(&*self.backoff).build();
-                        self.push(backoff.user_data(token(op::BACKOFF, 0)));
+                        self.push(backoff, Op::Backoff);
                     }
                     Accepted::Closed => return Err(errno.into()),
                     Accepted::Conn(_) | Accepted::Again | Accepted::Empty => {}
@@ -263,28 +304,33 @@ impl Server {
         Ok(())
     }
 
+    /// A connection closed, or the back-off ended: accept again if accepting had paused.
     fn resume_accept(&mut self) {
-        self.paused = false;
+        if self.accepting == Accepting::Paused {
+            self.accepting = Accepting::Idle;
+        }
         self.arm_accept();
     }
 
-    fn on_recv(&mut self, slot: usize, res: i32, flags: u32) {
-        let Some(conn) = self.conns.get_mut(slot) else {
+    fn on_recv(&mut self, id: ConnId, res: i32, flags: u32) {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if !cqueue::more(flags) {
-            conn.recv_armed = false;
-        }
-        if let Some(bid) = cqueue::buffer_select(flags) {
-            conn.received(self.uring.bufs().get(bid, res.max(0) as usize));
-            // The bytes are copied into the session's output or `pending`: the buffer goes back.
-            self.uring.bufs_mut().recycle(bid);
+        let more = cqueue::more(flags);
+        match cqueue::buffer_select(flags) {
+            Some(bid) => {
+                conn.received(self.uring.bufs().get(bid, res.max(0) as usize), more);
+                // The bytes are copied into the session's output or `pending`: the buffer goes
+                // back to the pool at once.
+                self.uring.bufs_mut().recycle(bid);
+            }
+            None => conn.received(&[], more),
         }
         match res {
-            0 => conn.read_done = true,
+            0 => conn.peer_closed(),
             r if r > 0 => {
                 if let Some(now) = self.now {
-                    conn.last_active = now;
+                    conn.touch(now);
                 }
             }
             // The pool ran dry (the multishot receive ended) or we cancelled it: `settle`
@@ -296,88 +342,79 @@ impl Server {
                 );
                 self.multishot_recv = false;
             }
-            _ => conn.abort = true,
+            _ => conn.abort(),
         }
-        self.settle(slot);
+        self.settle(id);
     }
 
-    fn on_send(&mut self, slot: usize, res: i32) {
-        if let Some(conn) = self.conns.get_mut(slot) {
+    fn on_send(&mut self, id: ConnId, res: i32) {
+        if let Some(conn) = self.conns.get_mut(id) {
             conn.sent(res);
             if let (true, Some(now)) = (res > 0, self.now) {
-                conn.last_active = now;
+                conn.touch(now);
             }
         }
-        self.settle(slot);
+        self.settle(id);
     }
 
-    /// Brings a connection's operations in line with its state: send what is owed, receive
-    /// while under the output cap, cancel what is no longer wanted, close once nothing is in
-    /// flight. Called after every event that touches the connection.
-    fn settle(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot) else {
+    /// Submits what connection `id` asks for after an event ([`RingConn::settle`]: its whole
+    /// policy), or closes it when it is finished and nothing of it is in flight.
+    fn settle(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let mut queue: [Option<squeue::Entry>; 2] = [None, None];
-        if conn.finished() {
-            // Finished: stop whatever is still in flight; close when the last one ends.
-            if conn.cancels == 0 {
-                if conn.recv_armed {
-                    queue[0] = Some(cancel_for(conn, op::RECV, slot));
-                }
-                if conn.abort && conn.send_armed {
-                    queue[1] = Some(cancel_for(conn, op::SEND, slot));
+        match conn.settle(self.uring.bufs(), self.config.out_cap, self.multishot_recv) {
+            Settle::Submit(ops) => {
+                for op in ops.into_iter().flatten() {
+                    match op {
+                        ConnOp::Recv(entry) => self.push(entry, Op::Recv(id)),
+                        ConnOp::Send(entry) => self.push(entry, Op::Send(id)),
+                        ConnOp::Cancel(OpKind::Recv) => {
+                            self.cancel(Op::Recv(id), Op::CancelConn(id))
+                        }
+                        ConnOp::Cancel(OpKind::Send) => {
+                            self.cancel(Op::Send(id), Op::CancelConn(id))
+                        }
+                    }
                 }
             }
-            if !conn.busy() {
-                if let Some(conn) = self.conns.remove(slot) {
-                    if let Some(fixed) = conn.fixed {
-                        self.uring.unregister_file(fixed);
+            Settle::Close { orderly } => {
+                if let Some(conn) = self.conns.remove(id) {
+                    // The file table holds a reference to the socket: empty its slot first, or
+                    // dropping the descriptor would not close the socket.
+                    if let Some(slot) = conn.file_slot() {
+                        self.uring.unregister_file(slot);
                     }
-                    if !conn.abort {
-                        lingering_close(&conn.stream);
+                    if orderly {
+                        lingering_close(conn.stream());
                     }
                 }
                 self.resume_accept();
-                return;
             }
-        } else {
-            if let Some(send) = conn.send_op() {
-                queue[1] = Some(send.user_data(token(op::SEND, slot)));
-            }
-            let over_cap = conn.backlog() >= self.config.out_cap;
-            if conn.cancels == 0 && !conn.recv_armed && !conn.read_done && !over_cap {
-                let recv = conn.recv_op(self.uring.bufs(), self.multishot_recv);
-                queue[0] = Some(recv.user_data(token(op::RECV, slot)));
-            } else if conn.cancels == 0 && conn.recv_armed && over_cap {
-                // Backpressure: the peer is not reading its replies, so stop receiving.
-                queue[0] = Some(cancel_for(conn, op::RECV, slot));
-            }
-        }
-        for entry in queue.into_iter().flatten() {
-            self.push(entry);
         }
     }
 
     fn arm_sweep(&mut self) {
-        if let (Some(period), false) = (&self.sweep, self.stopping) {
-            let entry = opcode::Timeout::new(&**period)
-                .build()
-                .user_data(token(op::SWEEP, 0));
-            self.push(entry);
+        if self.stopping {
+            return;
+        }
+        if let Some(period) = &self.sweep {
+            let entry = opcode::Timeout::new(&**period).build();
+            self.push(entry, Op::Sweep);
         }
     }
 
     /// Every sweep period: close the connections idle for longer than the timeout.
     fn on_sweep(&mut self) {
-        let (now, limit) = (Instant::now(), self.config.idle_timeout);
-        for slot in 0..self.conns.end() {
-            let Some(conn) = self.conns.get_mut(slot) else {
-                continue;
-            };
-            if limit.is_some_and(|t| now.saturating_duration_since(conn.last_active) >= t) {
-                conn.abort = true;
-                self.settle(slot);
+        if let Some(limit) = self.config.idle_timeout {
+            let now = Instant::now();
+            for id in self.conns.ids() {
+                if let Some(conn) = self.conns.get_mut(id)
+                    && conn.idle_for(limit, now)
+                {
+                    conn.abort();
+                    self.settle(id);
+                }
             }
         }
         self.arm_sweep();
@@ -387,14 +424,14 @@ impl Server {
     /// reap until nothing is in flight.
     fn stop(&mut self) {
         self.stopping = true;
-        for op in [op::ACCEPT, op::SWEEP, op::BACKOFF] {
-            self.cancel(token(op, 0), op::OTHER, 0);
+        for target in [Op::Accept, Op::Sweep, Op::Backoff] {
+            self.cancel(target, Op::CancelServer);
         }
-        for slot in 0..self.conns.end() {
-            if let Some(conn) = self.conns.get_mut(slot) {
-                conn.abort = true;
-                self.settle(slot);
+        for id in self.conns.ids() {
+            if let Some(conn) = self.conns.get_mut(id) {
+                conn.abort();
             }
+            self.settle(id);
         }
     }
 }

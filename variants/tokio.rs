@@ -185,15 +185,10 @@ async fn serve(mut stream: TcpStream, protocol: Protocol, config: &Config) -> io
             break;
         }
     }
-    // FIN first, then drain what the peer already sent, so that closing does not turn into an
-    // RST that could destroy our last reply (see `conn::lingering_close`).
-    stream.shutdown().await?;
-    for _ in 0..16 {
-        match stream.try_read(&mut buf) {
-            Ok(n) if n > 0 => continue,
-            _ => break,
-        }
-    }
+    // Every reply is written: FIN first, then a short drain of what the peer already sent, so
+    // that closing does not turn into an RST that could destroy our last reply — the same
+    // close every model makes. The socket leaves the runtime for it (it is closed right after).
+    conn::lingering_close(&stream.into_std()?);
     Ok(())
 }
 

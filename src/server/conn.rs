@@ -3,10 +3,12 @@
 //! Two shapes of the same mechanics:
 //! - [`serve_blocking`] for the blocking family: one thread (or process) per connection at a
 //!   time, where a full socket buffer simply blocks `write`, and that is the backpressure.
-//! - [`Conn`] for the event-driven family: a nonblocking state machine that says what it wants
-//!   next (read, write, or both) so that select, poll and epoll loops differ only in how they
-//!   wait. Pending output past [`Config::out_cap`] stops reading until the peer drains it, so no
-//!   model buffers without bound for a peer that does not read.
+//! - [`Conn`] for the readiness loops: a nonblocking state machine. The loop hands it what the
+//!   kernel reported ([`Ready`]) and how many reads it may make ([`Reads`]); it reads, feeds the
+//!   protocol, writes, and says what it wants next ([`Next`], and [`Conn::interest`]: read,
+//!   write, or both), as Bendersky's `fd_status_t` does, so that select, poll and epoll loops
+//!   differ only in how they wait. Pending output past [`Config::out_cap`] stops reading until
+//!   the peer drains it, so no model buffers without bound for a peer that does not read.
 //!
 //! Memory: an idle connection owns no buffer. Bytes are read into a scratch buffer the loop
 //! owns; a connection keeps bytes only while a request is incomplete or a reply is unsent.

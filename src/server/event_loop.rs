@@ -1,6 +1,12 @@
-//! What every event loop shares, so that `busy-poll`, `select`, `poll`, `epoll-lt` and
+//! What every readiness loop shares, so that `busy-poll`, `select`, `poll`, `epoll-lt` and
 //! `epoll-et` differ only in how they wait for readiness:
 //!
+//! - **Serving a report.** A level-triggered loop (select, poll, epoll without EPOLLET) calls
+//!   [`EventLoop::on_ready`]: one read per report, since the kernel reports the socket again
+//!   while input is left, and the answer says what to change in what the loop waits for
+//!   ([`Want`]: nothing, a new interest, or closed). An edge-triggered loop calls
+//!   [`EventLoop::drain`]: reads to EAGAIN within a [`ReadBudget`], and the answer says whether
+//!   input may be left that no edge will announce ([`Drained`]).
 //! - **The table of connections**, indexed by descriptor number. The kernel hands out the
 //!   lowest free number, so the numbers stay dense and a `Vec` is the cheapest map there is;
 //!   readiness reports carry the number, so finding the connection costs one index.

@@ -10,8 +10,9 @@
 //! Memory is then one pool per ring, whatever the number of connections.
 //!
 //! [`Uring`] wraps the instance, its buffer ring and the count of operations in flight: the part
-//! of a completion loop that does not depend on what the operations are for. [`Conn`] is one
-//! connection's bytes in flight when the kernel, not the program, moves them.
+//! of a completion loop that does not depend on what the operations are for. [`RingConn`] is
+//! one connection's bytes in flight when the kernel, not the program, moves them, and the policy
+//! of its operations; [`RingConns`] is the table of them, by [`ConnId`].
 
 use std::io;
 use std::net::TcpStream;
@@ -20,7 +21,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::server::conn::{self, KEEP_CAPACITY};
 use crate::server::protocol::{AnySession, Protocol};
@@ -29,7 +30,7 @@ use io_uring::{IoUring, Submitter, cqueue, opcode, squeue, types};
 use nix::errno::Errno;
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
 
-/// The registered file table's size at most: one slot per connection slot.
+/// The registered file table's size at most: one slot per connection.
 const MAX_FIXED_FILES: u64 = 1 << 16;
 
 /// A ring of `count` provided buffers of `size` bytes each, registered as one buffer group.
@@ -135,10 +136,10 @@ impl BufRing {
     /// Gives buffer `bid` back to the kernel: its entry is written at the tail, then the tail is
     /// published with release ordering, so the kernel never sees the tail before the entry.
     pub fn recycle(&mut self, bid: u16) {
-        let slot = usize::from(self.tail & (self.count - 1));
-        // SAFETY: `slot` < count, inside the mapping; the kernel reads only entries below the
+        let index = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `index` < count, inside the mapping; the kernel reads only entries below the
         // tail, and this one is at the tail, not yet published.
-        let entry = unsafe { &mut *self.entries.as_ptr().add(slot) };
+        let entry = unsafe { &mut *self.entries.as_ptr().add(index) };
         entry.set_addr(self.buffer(bid) as u64);
         entry.set_len(self.size as u32);
         entry.set_bid(bid % self.count);
@@ -229,8 +230,8 @@ impl Uring {
     /// Registers `fd` in slot `slot` of the file table, so that operations can name it as
     /// `types::Fixed(slot)`. Returns the slot, or `None` (use the plain descriptor) when the table
     /// is too small or the kernel refuses. One `io_uring_register` per connection.
-    pub fn register_file(&mut self, slot: usize, fd: RawFd) -> Option<u32> {
-        let slot = u32::try_from(slot).ok().filter(|&s| s < self.fixed_files)?;
+    pub fn register_file(&mut self, slot: u32, fd: RawFd) -> Option<u32> {
+        let slot = Some(slot).filter(|&s| s < self.fixed_files)?;
         match self.ring.submitter().register_files_update(slot, &[fd]) {
             Ok(1) => Some(slot),
             _ => None,
@@ -304,15 +305,56 @@ impl Uring {
     }
 }
 
-/// One connection of a completion-based loop: its socket, its session, its bytes in flight, and
-/// which of its operations are in flight.
+/// The number a connection goes by in its ring: the index of its place in [`RingConns`],
+/// carried in the `user_data` of its operations so that a completion finds it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId(pub u32);
+
+/// One of a connection's operations, as a cancellation names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    /// Its (multishot) receive.
+    Recv,
+    /// Its send.
+    Send,
+}
+
+/// One operation a connection asks the loop to submit; the loop tags it with the connection's
+/// [`ConnId`] and submits it.
+#[derive(Debug)]
+pub enum ConnOp {
+    /// Arm a receive (the entry is built; the loop sets its `user_data`).
+    Recv(squeue::Entry),
+    /// Send the next batch of replies.
+    Send(squeue::Entry),
+    /// Cancel the operation of this kind in flight.
+    Cancel(OpKind),
+}
+
+/// What [`RingConn::settle`] asks of the loop.
+#[derive(Debug)]
+pub enum Settle {
+    /// Submit these operations (at most one receive-side and one send-side).
+    Submit([Option<ConnOp>; 2]),
+    /// Finished, nothing in flight: take it out of the table and close it — with a FIN
+    /// (`lingering_close`) after an orderly end, abruptly after an abort.
+    Close {
+        /// Every reply was sent: close with a FIN.
+        orderly: bool,
+    },
+}
+
+/// One connection of a completion-based loop: its socket, its session, its bytes in flight,
+/// and which of its operations are in flight. The loop tells it what completed
+/// ([`received`](RingConn::received), [`sent`](RingConn::sent), ...), and asks it what to submit
+/// next ([`settle`](RingConn::settle)): the connection's whole policy — when to re-arm, cancel
+/// and close — is there.
 ///
 /// The reply buffer is double: a send in flight owns `sending` — the kernel reads it until the
 /// send completes, so it must neither move nor change — while new replies gather in `out`.
 #[derive(Debug)]
-pub struct Conn {
-    /// The socket.
-    pub stream: TcpStream,
+pub struct RingConn {
+    stream: TcpStream,
     session: AnySession,
     /// Bytes received but not yet consumed by the session (an incomplete request).
     pending: Vec<u8>,
@@ -322,25 +364,27 @@ pub struct Conn {
     sending: Vec<u8>,
     sent: usize,
     /// A receive is in flight.
-    pub recv_armed: bool,
+    recv_armed: bool,
     /// A send is in flight.
-    pub send_armed: bool,
-    /// Cancellations in flight aimed at this connection's operations.
-    pub cancels: u8,
+    send_armed: bool,
+    /// Cancellations in flight aimed at this connection's operations: while any is, its place
+    /// is not reused, so a cancellation can never hit the next connection's operation.
+    cancels: u8,
     /// The peer sent FIN or the protocol asked to close: receive no more, flush, close.
-    pub read_done: bool,
+    read_done: bool,
     /// A reset, the idle timeout or server shutdown: close without flushing.
-    pub abort: bool,
+    abort: bool,
     /// When a byte last moved, for the idle timeout (stamped by the loop, once per turn).
-    pub last_active: Instant,
+    last_active: Instant,
     /// The socket's slot in the ring's registered file table, if it has one.
-    pub fixed: Option<u32>,
+    file_slot: Option<u32>,
 }
 
-impl Conn {
-    /// A connection just accepted, nothing in flight.
-    pub fn new(stream: TcpStream, protocol: Protocol) -> Conn {
-        Conn {
+impl RingConn {
+    /// A connection just accepted, nothing in flight, named by `file_slot` in the registered
+    /// file table if it has one there.
+    pub fn new(stream: TcpStream, protocol: Protocol, file_slot: Option<u32>) -> RingConn {
+        RingConn {
             stream,
             session: protocol.session(),
             pending: Vec::new(),
@@ -353,80 +397,37 @@ impl Conn {
             read_done: false,
             abort: false,
             last_active: Instant::now(),
-            fixed: None,
+            file_slot,
         }
     }
 
-    /// Feeds received bytes to the session (unless the connection no longer reads).
-    pub fn received(&mut self, bytes: &[u8]) {
-        if !self.read_done && !self.abort {
+    /// The socket.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// The socket's slot in the registered file table, if it has one.
+    pub fn file_slot(&self) -> Option<u32> {
+        self.file_slot
+    }
+
+    /// A receive completed: `bytes` (possibly none) arrived, and `armed` says whether the
+    /// receive is still in flight (a multishot receive with the MORE flag).
+    pub fn received(&mut self, bytes: &[u8], armed: bool) {
+        self.recv_armed = armed;
+        if !bytes.is_empty() && !self.read_done && !self.abort {
             self.read_done = conn::feed(&mut self.session, &mut self.pending, bytes, &mut self.out);
         }
     }
 
-    /// Reply bytes not yet sent.
-    pub fn backlog(&self) -> usize {
-        self.out.len() + self.sending.len() - self.sent
+    /// The peer's FIN arrived (a receive completed with 0 bytes).
+    pub fn peer_closed(&mut self) {
+        self.read_done = true;
     }
 
-    /// Whether any operation of this connection is still in flight.
-    pub fn busy(&self) -> bool {
-        self.recv_armed || self.send_armed || self.cancels > 0
-    }
-
-    /// Whether it is finished: aborted, or done reading with every reply sent.
-    pub fn finished(&self) -> bool {
-        self.abort || (self.read_done && self.backlog() == 0)
-    }
-
-    /// If no send is in flight and replies are owed, the bytes the next send must carry; the
-    /// caller submits it and sets `send_armed`. The slice stays valid and unchanged until
-    /// [`Conn::sent`] is called.
-    pub fn next_send(&mut self) -> Option<&[u8]> {
-        if self.send_armed {
-            return None;
-        }
-        if self.sending.is_empty() {
-            std::mem::swap(&mut self.out, &mut self.sending);
-        }
-        let rest = &self.sending[self.sent..];
-        (!rest.is_empty()).then_some(rest)
-    }
-
-    /// The next send, if no send is in flight and replies are owed (see [`Conn::next_send`]),
-    /// naming the socket by its registered slot when it has one; marks the send in flight.
-    pub fn send_op(&mut self) -> Option<squeue::Entry> {
-        let (fd, fixed) = (types::Fd(self.stream.as_raw_fd()), self.fixed);
-        let rest = self.next_send()?;
-        let (ptr, len) = (rest.as_ptr(), rest.len() as u32);
-        let send = match fixed {
-            Some(slot) => opcode::Send::new(types::Fixed(slot), ptr, len),
-            None => opcode::Send::new(fd, ptr, len),
-        };
-        self.send_armed = true;
-        // MSG_NOSIGNAL: a peer that reset gets an EPIPE completion, not a SIGPIPE.
-        Some(send.flags(nix::libc::MSG_NOSIGNAL).build())
-    }
-
-    /// A receive taking its buffer from `bufs`: multishot (it stays armed, completing once per
-    /// burst of bytes), or a single one; marks the receive in flight.
-    pub fn recv_op(&mut self, bufs: &BufRing, multishot: bool) -> squeue::Entry {
-        let (fd, group, size) = (
-            self.stream.as_raw_fd(),
-            bufs.group(),
-            bufs.buf_size() as u32,
-        );
-        let single = |recv: opcode::Recv| {
-            let recv = recv.buf_group(group).build();
-            recv.flags(squeue::Flags::BUFFER_SELECT)
-        };
-        self.recv_armed = true;
-        match (multishot, self.fixed) {
-            (true, Some(slot)) => opcode::RecvMulti::new(types::Fixed(slot), group).build(),
-            (true, None) => opcode::RecvMulti::new(types::Fd(fd), group).build(),
-            (false, Some(slot)) => single(opcode::Recv::new(types::Fixed(slot), null_mut(), size)),
-            (false, None) => single(opcode::Recv::new(types::Fd(fd), null_mut(), size)),
-        }
+    /// Closes it without flushing: a reset, the idle timeout, server shutdown.
+    pub fn abort(&mut self) {
+        self.abort = true;
     }
 
     /// A send completed with `res` (bytes sent, or a negative errno, which aborts).
@@ -445,50 +446,175 @@ impl Conn {
             }
         }
     }
+
+    /// A cancellation aimed at one of its operations completed.
+    pub fn cancelled(&mut self) {
+        self.cancels = self.cancels.saturating_sub(1);
+    }
+
+    /// Records that a byte moved at `now`.
+    pub fn touch(&mut self, now: Instant) {
+        self.last_active = now;
+    }
+
+    /// Whether it has been idle for `limit` or longer at `now`.
+    pub fn idle_for(&self, limit: Duration, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_active) >= limit
+    }
+
+    /// Reply bytes not yet sent.
+    fn backlog(&self) -> usize {
+        self.out.len() + self.sending.len() - self.sent
+    }
+
+    /// Whether any operation of this connection is still in flight.
+    fn busy(&self) -> bool {
+        self.recv_armed || self.send_armed || self.cancels > 0
+    }
+
+    /// Whether it is finished: aborted, or done reading with every reply sent.
+    fn finished(&self) -> bool {
+        self.abort || (self.read_done && self.backlog() == 0)
+    }
+
+    /// The connection's policy, applied after every event that touches it: send what is owed;
+    /// receive while under `out_cap` of unsent output, and cancel the receive when over it
+    /// (backpressure: the peer is not reading its replies); once finished, cancel whatever is
+    /// still in flight, and close when the last operation has ended. The operations it returns
+    /// are counted as in flight: the caller must submit every one.
+    pub fn settle(&mut self, bufs: &BufRing, out_cap: usize, multishot: bool) -> Settle {
+        let mut ops: [Option<ConnOp>; 2] = [None, None];
+        if self.finished() {
+            if !self.busy() {
+                return Settle::Close {
+                    orderly: !self.abort,
+                };
+            }
+            if self.cancels == 0 {
+                if self.recv_armed {
+                    ops[0] = Some(self.cancel(OpKind::Recv));
+                }
+                if self.abort && self.send_armed {
+                    ops[1] = Some(self.cancel(OpKind::Send));
+                }
+            }
+            return Settle::Submit(ops);
+        }
+        ops[1] = self.send_op().map(ConnOp::Send);
+        let over_cap = self.backlog() >= out_cap;
+        if self.cancels == 0 && !self.recv_armed && !self.read_done && !over_cap {
+            ops[0] = Some(ConnOp::Recv(self.recv_op(bufs, multishot)));
+        } else if self.cancels == 0 && self.recv_armed && over_cap {
+            ops[0] = Some(self.cancel(OpKind::Recv));
+        }
+        Settle::Submit(ops)
+    }
+
+    fn cancel(&mut self, kind: OpKind) -> ConnOp {
+        self.cancels += 1;
+        ConnOp::Cancel(kind)
+    }
+
+    /// The next send, if no send is in flight and replies are owed, naming the socket by its
+    /// registered slot when it has one; marks the send in flight. Its bytes stay where they are,
+    /// unchanged, until [`RingConn::sent`].
+    fn send_op(&mut self) -> Option<squeue::Entry> {
+        if self.send_armed {
+            return None;
+        }
+        if self.sending.is_empty() {
+            std::mem::swap(&mut self.out, &mut self.sending);
+        }
+        let rest = &self.sending[self.sent..];
+        if rest.is_empty() {
+            return None;
+        }
+        let (ptr, len) = (rest.as_ptr(), rest.len() as u32);
+        let send = match self.file_slot {
+            Some(slot) => opcode::Send::new(types::Fixed(slot), ptr, len),
+            None => opcode::Send::new(types::Fd(self.stream.as_raw_fd()), ptr, len),
+        };
+        self.send_armed = true;
+        // MSG_NOSIGNAL: a peer that reset gets an EPIPE completion, not a SIGPIPE.
+        Some(send.flags(nix::libc::MSG_NOSIGNAL).build())
+    }
+
+    /// A receive taking its buffer from `bufs`: multishot (it stays armed, completing once per
+    /// burst of bytes), or a single one; marks the receive in flight.
+    fn recv_op(&mut self, bufs: &BufRing, multishot: bool) -> squeue::Entry {
+        let (fd, group, size) = (
+            self.stream.as_raw_fd(),
+            bufs.group(),
+            bufs.buf_size() as u32,
+        );
+        let single = |recv: opcode::Recv| {
+            let recv = recv.buf_group(group).build();
+            recv.flags(squeue::Flags::BUFFER_SELECT)
+        };
+        self.recv_armed = true;
+        match (multishot, self.file_slot) {
+            (true, Some(slot)) => opcode::RecvMulti::new(types::Fixed(slot), group).build(),
+            (true, None) => opcode::RecvMulti::new(types::Fd(fd), group).build(),
+            (false, Some(slot)) => single(opcode::Recv::new(types::Fixed(slot), null_mut(), size)),
+            (false, None) => single(opcode::Recv::new(types::Fd(fd), null_mut(), size)),
+        }
+    }
 }
 
-/// The connections of one ring by slot, the number each operation carries in its `user_data`
-/// to find its connection again. A slot is reused only once its connection is removed, which
-/// the loop does when none of its operations is left in flight — so a late completion never
-/// reaches the next connection.
+/// The connections of one ring, by [`ConnId`]. An id is reused only once its connection is
+/// removed, which the loop does when none of its operations is left in flight — so a late
+/// completion never reaches the next connection.
 #[derive(Debug, Default)]
-pub struct Slots {
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
+pub struct RingConns {
+    conns: Vec<Option<RingConn>>,
+    free: Vec<ConnId>,
 }
 
-impl Slots {
-    /// Puts `conn` in a free slot and returns the slot.
-    pub fn insert(&mut self, conn: Conn) -> usize {
+impl RingConns {
+    /// The id the next inserted connection will get.
+    pub fn next_id(&self) -> ConnId {
+        self.free
+            .last()
+            .copied()
+            .unwrap_or(ConnId(self.conns.len() as u32))
+    }
+
+    /// Puts `conn` in a free place and returns its id.
+    pub fn insert(&mut self, conn: RingConn) -> ConnId {
         match self.free.pop() {
-            Some(slot) => {
-                self.conns[slot] = Some(conn);
-                slot
+            Some(id) => {
+                self.conns[id.0 as usize] = Some(conn);
+                id
             }
             None => {
                 self.conns.push(Some(conn));
-                self.conns.len() - 1
+                ConnId(self.conns.len() as u32 - 1)
             }
         }
     }
 
-    /// The connection in `slot`, if any.
-    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Conn> {
-        self.conns.get_mut(slot)?.as_mut()
+    /// The connection `id`, if it is open.
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut RingConn> {
+        self.conns.get_mut(id.0 as usize)?.as_mut()
     }
 
-    /// Takes the connection out of `slot` and frees the slot.
-    pub fn remove(&mut self, slot: usize) -> Option<Conn> {
-        let conn = self.conns.get_mut(slot)?.take();
+    /// Takes connection `id` out and frees its id.
+    pub fn remove(&mut self, id: ConnId) -> Option<RingConn> {
+        let conn = self.conns.get_mut(id.0 as usize)?.take();
         if conn.is_some() {
-            self.free.push(slot);
+            self.free.push(id);
         }
         conn
     }
 
-    /// One past the highest slot ever used: every slot is below it.
-    pub fn end(&self) -> usize {
-        self.conns.len()
+    /// The ids of every open connection.
+    pub fn ids(&self) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_some())
+            .map(|(i, _)| ConnId(i as u32))
+            .collect()
     }
 }
 
@@ -497,23 +623,30 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    /// A slot is reused only once its connection is removed, and a second remove does not free
+    /// An id is reused only once its connection is removed, and a second remove does not free
     /// it twice (two connections would then share it).
     #[test]
-    fn slots_are_reused_only_once_free() {
+    fn ids_are_reused_only_once_free() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().expect("local address");
-        let conn = || Conn::new(TcpStream::connect(addr).expect("connect"), Protocol::Echo);
-        let mut slots = Slots::default();
-        let (a, b) = (slots.insert(conn()), slots.insert(conn()));
+        let conn = || {
+            RingConn::new(
+                TcpStream::connect(addr).expect("connect"),
+                Protocol::Echo,
+                None,
+            )
+        };
+        let mut conns = RingConns::default();
+        let (a, b) = (conns.insert(conn()), conns.insert(conn()));
         assert_ne!(a, b);
-        assert!(slots.remove(a).is_some());
-        assert!(slots.remove(a).is_none());
-        assert!(slots.get_mut(a).is_none());
-        assert!(slots.get_mut(b).is_some());
-        assert_eq!(slots.insert(conn()), a);
-        let c = slots.insert(conn());
+        assert!(conns.remove(a).is_some());
+        assert!(conns.remove(a).is_none());
+        assert!(conns.get_mut(a).is_none());
+        assert!(conns.get_mut(b).is_some());
+        assert_eq!(conns.next_id(), a);
+        assert_eq!(conns.insert(conn()), a);
+        let c = conns.insert(conn());
         assert!(c != a && c != b);
-        assert_eq!(slots.end(), 3);
+        assert_eq!(conns.ids(), vec![a, b, c]);
     }
 }
