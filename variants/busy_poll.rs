@@ -1,9 +1,10 @@
 //! `busy-poll` — one thread, every socket nonblocking, and no waiting at all: the loop asks
 //! every socket in turn whether it has anything, forever.
 //!
-//! Syscalls, in order, every turn: `accept4` on the nonblocking listener until EAGAIN; then, for
-//! every connection, `read` (EAGAIN when nothing came) and `write` of anything pending. Then
-//! again, at once. No `select`, no `poll`, no `epoll`: the kernel is never asked which sockets
+//! Syscalls, in order, every turn: `accept4` on the nonblocking listener until EAGAIN or
+//! [`ACCEPT_BUDGET`] connections ([`EventLoop::accept`]); then, for every connection, one `read`
+//! (EAGAIN when nothing came) and a `write` of anything pending ([`EventLoop::on_ready`] with
+//! [`Ready::BOTH`]: "try both", since nobody said which is ready). Then again, at once. No `select`, no `poll`, no `epoll`: the kernel is never asked which sockets
 //! are ready; each one is tried.
 //!
 //! It is correct — every byte is served, backpressure and the idle timeout work as in the other
@@ -25,6 +26,8 @@
 use std::io;
 
 use crate::server::conn::Ready;
+#[cfg(doc)]
+use crate::server::event_loop::ACCEPT_BUDGET;
 use crate::server::event_loop::{EventLoop, FdLimit};
 use crate::server::model::{Model, ServeContext};
 

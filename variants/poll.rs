@@ -4,8 +4,10 @@
 //! Syscalls, in order: the loop calls `poll` on the array (the shutdown eventfd, the listener,
 //! then one entry per connection; timeout: the next idle deadline); then walks the array: for
 //! each connection entry with `revents`, one `read` (then `write` of the reply) or a `write` of
-//! pending output, and its `events` updated to what it now wants; for the listener, `accept4`
-//! until EAGAIN, each new socket appended to the array. `close` of a finished connection.
+//! pending output ([`EventLoop::on_ready`]), and its `events` set anew only when what it waits
+//! for changed ([`Want::Changed`]); for the listener, `accept4` until EAGAIN or
+//! [`ACCEPT_BUDGET`] connections ([`EventLoop::accept`]), each new socket appended to the
+//! array. `close` of a finished connection, and its entry removed.
 //!
 //! What poll fixes in `select`: no FD_SETSIZE (the array is as long as it needs to be), and
 //! `events` are not overwritten (results come back in `revents`), so the array is kept from turn
@@ -13,11 +15,12 @@
 //! the last entry (`swap_remove`), with a map from descriptor number to position so the moved
 //! entry can be found again — an array with holes would make the kernel walk the holes too.
 //!
-//! What it does not fix: the kernel still walks every entry on every call, registering on each
-//! socket's wait queue and unregistering on return, and the loop walks them all again to find
-//! the few with `revents` — O(watched) per turn, not O(ready). At 10 000 idle connections and
-//! one active, each turn copies 80 KB of pollfd in and out and checks 10 000 sockets to serve
-//! one. Out of descriptors, the listener's entry gets `events = 0` until a connection closes,
+//! What it does not fix: the kernel still walks every entry on every call — it calls each
+//! socket's poll function and, until it meets a ready one, adds the thread to each socket's wait
+//! queue, to be taken off them all on return (`do_poll` in fs/select.c) — and the loop walks them
+//! all again to find the few with `revents`: O(watched) per turn, not O(ready). At 10 000 idle
+//! connections and one active, each turn copies 80 KB of pollfd in (8 bytes each), writes back
+//! every entry's 2-byte `revents`, and checks 10 000 sockets to serve one. Out of descriptors, the listener's entry gets `events = 0` until a connection closes,
 //! since a readable listener that cannot be accepted would end every `poll` at once.
 //! Compare with `select` (the same walk, with a hard ceiling) and `epoll-lt` (O(ready)).
 //!
@@ -29,6 +32,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use nix::libc;
 
 use crate::server::conn::{Interest, Ready};
+#[cfg(doc)]
+use crate::server::event_loop::ACCEPT_BUDGET;
 use crate::server::event_loop::{EventLoop, FdLimit, Want, poll_timeout};
 use crate::server::model::{Model, ServeContext};
 

@@ -5,8 +5,9 @@
 //! connection that may read) and a write set (every connection with output pending), and calls
 //! `select` (timeout: the next idle deadline). It returns the sets rewritten to hold only the
 //! ready descriptors — which is why they are rebuilt before every call. Then, for each ready
-//! connection, one `read` (then `write` of the reply) or a `write` of pending output; for the
-//! listener, `accept4` until EAGAIN; `close` of each finished connection.
+//! connection, one `read` (then `write` of the reply) or a `write` of pending output
+//! ([`EventLoop::on_ready`]); for the listener, `accept4` until EAGAIN or [`ACCEPT_BUDGET`]
+//! connections ([`EventLoop::accept`]); `close` of each finished connection.
 //!
 //! FD_SETSIZE: an `fd_set` is a fixed bitmap of 1024 bits, so `select` cannot watch descriptor
 //! 1024 or above — `FD_SET` past it writes beyond the bitmap in C, and nix's `FdSet::insert`
@@ -34,6 +35,8 @@ use nix::sys::select::{FD_SETSIZE, FdSet, select};
 use nix::sys::time::{TimeVal, TimeValLike};
 
 use crate::server::conn::Ready;
+#[cfg(doc)]
+use crate::server::event_loop::ACCEPT_BUDGET;
 use crate::server::event_loop::{EventLoop, FdLimit};
 use crate::server::model::{Model, ServeContext};
 
