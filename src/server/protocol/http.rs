@@ -26,6 +26,7 @@ const BAD_REQUEST: &[u8] =
     b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Request\n";
 const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 32\r\nConnection: close\r\n\r\nRequest Header Fields Too Large\n";
 const NOT_IMPLEMENTED: &[u8] = b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 16\r\nConnection: close\r\n\r\nNot Implemented\n";
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n";
 const METHOD_NOT_ALLOWED: &[u8] = b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Length: 19\r\n\r\nMethod Not Allowed\n";
 
 /// One HTTP connection's state: only how much of a request body is still to be skipped.
@@ -53,6 +54,10 @@ enum Parsed {
 }
 
 impl Session for Http {
+    fn head_timed_out(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(REQUEST_TIMEOUT);
+    }
+
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Progress {
         let mut pos = 0;
         loop {
@@ -189,6 +194,25 @@ mod tests {
     const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
     /// A GET gets the fixed 200 and the connection stays open.
+    /// A head that never completes: the session is consumed nothing of it, and the deadline's
+    /// answer is a complete 408 response that announces the close.
+    #[test]
+    fn incomplete_head_then_deadline_gets_408() {
+        let mut session = Http::default();
+        let mut out = Vec::new();
+        let p = session.feed(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: a", &mut out);
+        assert_eq!((p.consumed, p.close, out.len()), (0, false, 0));
+        session.head_timed_out(&mut out);
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+        assert!(text.contains("Connection: close\r\n"), "{text}");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a complete head");
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{text}"
+        );
+    }
+
     #[test]
     fn get_is_answered_and_kept_alive() {
         assert_eq!(answers(GET), (OK.to_vec(), false));

@@ -25,6 +25,13 @@ pub trait Session: Send {
     /// An incomplete request is not an error: the session consumes nothing of it and waits to
     /// be fed it again with more bytes. Bad input is answered in `out` (a `400`) and closes.
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Progress;
+
+    /// A request head has stayed incomplete past the header deadline (`--header-timeout`):
+    /// appends the answer, after which the connection closes. A protocol whose every input is
+    /// complete at once (echo consumes every byte) is never asked.
+    fn head_timed_out(&mut self, out: &mut Vec<u8>) {
+        let _ = out;
+    }
 }
 
 /// The protocols the workbook speaks.
@@ -86,6 +93,14 @@ pub enum AnySession {
 }
 
 impl Session for AnySession {
+    #[inline]
+    fn head_timed_out(&mut self, out: &mut Vec<u8>) {
+        match self {
+            AnySession::Echo(s) => s.head_timed_out(out),
+            AnySession::Http(s) => s.head_timed_out(out),
+        }
+    }
+
     #[inline]
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Progress {
         match self {
