@@ -110,6 +110,10 @@ struct ServeArgs {
     /// Close connections idle for this many seconds (fractions allowed).
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<f64>,
+    /// Answer (HTTP: 408) and close a connection whose request head is still incomplete this
+    /// many seconds after its first byte; 0: no deadline.
+    #[arg(long, value_name = "SECS", default_value_t = server_models::server::model::DEFAULT_HEADER_TIMEOUT.as_secs_f64())]
+    header_timeout: f64,
     /// Pending output per connection past which it is not read until the peer drains it.
     #[arg(long, value_name = "BYTES")]
     out_cap: Option<usize>,
@@ -278,7 +282,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.idle_timeout = args
         .idle_timeout
         .filter(|s| *s > 0.0)
-        .map(Duration::from_secs_f64);
+        .and_then(|s| Duration::try_from_secs_f64(s).ok());
+    config.header_timeout = Some(args.header_timeout)
+        .filter(|s| *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok());
     match args.accept_lock.parse() {
         Ok(lock) => config.accept_lock = lock,
         Err(e) => {

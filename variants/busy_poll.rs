@@ -55,7 +55,7 @@ impl Model for BusyPoll {
             for fd in 0..event_loop.fd_bound() {
                 event_loop.on_ready(fd, Ready::BOTH);
             }
-            event_loop.sweep_idle(|_| {});
+            event_loop.sweep_timeouts(|_| {});
         }
         event_loop.close_all();
         Ok(())

@@ -158,7 +158,7 @@ impl Model for EpollEt {
                     AcceptEnd::Budget | AcceptEnd::Paused => true,
                 };
             }
-            event_loop.sweep_idle(|_| {});
+            event_loop.sweep_timeouts(|_| {});
         }
         event_loop.close_all();
         Ok(())

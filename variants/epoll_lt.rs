@@ -147,7 +147,7 @@ pub fn run(ctx: ServeContext, watch: ListenerWatch) -> io::Result<()> {
                 }
             }
         }
-        event_loop.sweep_idle(|_| {});
+        event_loop.sweep_timeouts(|_| {});
     }
     event_loop.close_all();
     Ok(())

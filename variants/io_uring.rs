@@ -46,7 +46,7 @@ use crate::server::conn::lingering_close;
 use crate::server::model::{Config, Model, ServeContext};
 use crate::server::net::{self, Accepted};
 use crate::server::protocol::Protocol;
-use crate::server::uring::{ConnId, ConnOp, OpKind, RingConn, RingConns, Settle, Uring};
+use crate::server::uring::{ConnId, ConnOp, OpKind, RecvMode, RingConn, RingConns, Settle, Uring};
 
 /// The shared receive pool: buffers × size.
 const BUFFERS: u16 = 1024;
@@ -55,6 +55,9 @@ const BUF_SIZE: usize = 4096;
 /// complete many times per turn.
 const SQ_ENTRIES: u32 = 1024;
 const CQ_ENTRIES: u32 = 16 * 1024;
+/// How long a graceful shutdown waits for connections to take their last replies before
+/// aborting them: well inside the 5 s an operator (or the conformance suite) allows.
+const STOP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Every operation this loop submits, as its `user_data` names it: what a completion is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +77,8 @@ enum Op {
     Sweep,
     /// The timer that resumes accepting after running out of descriptors.
     Backoff,
+    /// The timer that ends a graceful shutdown: connections still flushing then are aborted.
+    StopDeadline,
     /// A cancellation of one of the server's own operations, at shutdown.
     CancelServer,
 }
@@ -90,6 +95,7 @@ impl Op {
             Op::Sweep => (6, 0),
             Op::Backoff => (7, 0),
             Op::CancelServer => (8, 0),
+            Op::StopDeadline => (9, 0),
         };
         (tag << 32) | u64::from(id)
     }
@@ -106,6 +112,7 @@ impl Op {
             6 => Op::Sweep,
             7 => Op::Backoff,
             8 => Op::CancelServer,
+            9 => Op::StopDeadline,
             _ => return None,
         })
     }
@@ -139,9 +146,12 @@ impl Model for IoUringModel {
         crate::event!(
             "io_uring: {BUFFERS} provided buffers of {BUF_SIZE} bytes; multishot accept and recv"
         );
-        let sweep = ctx
-            .config
-            .idle_timeout
+        // The sweep looks for idle connections and overdue request heads: twice per the
+        // shorter timeout, between 10 ms and 1 s.
+        let sweep = [ctx.config.idle_timeout, ctx.config.header_timeout]
+            .into_iter()
+            .flatten()
+            .min()
             .map(|t| timespec((t / 2).clamp(Duration::from_millis(10), Duration::from_secs(1))));
         let mut server = Server {
             uring,
@@ -150,11 +160,12 @@ impl Model for IoUringModel {
             protocol: ctx.protocol,
             config: ctx.config,
             multishot_accept: true,
-            multishot_recv: true,
+            recv_mode: RecvMode::CappedMultishot,
             accepting: Accepting::Idle,
             stopping: false,
             sweep,
             backoff: timespec(net::EXHAUSTED_BACKOFF),
+            stop_deadline: timespec(STOP_DEADLINE),
             now: None,
         };
         let stop = opcode::PollAdd::new(
@@ -180,16 +191,18 @@ struct Server {
     listener: TcpListener,
     protocol: Protocol,
     config: Config,
-    /// The kernel takes multishot accepts (Linux 5.19) and receives (6.0).
+    /// The kernel takes multishot accepts (Linux 5.19).
     multishot_accept: bool,
-    multishot_recv: bool,
+    /// How receives are made: the best the kernel has taken so far.
+    recv_mode: RecvMode,
     accepting: Accepting,
     /// Shutdown: every connection is being aborted; nothing new is armed.
     stopping: bool,
     /// The idle sweep's period (boxed: the kernel reads it at submission, from a fixed address).
     sweep: Option<Box<types::Timespec>>,
     backoff: Box<types::Timespec>,
-    /// The clock, read once per turn, only when an idle timeout is configured.
+    stop_deadline: Box<types::Timespec>,
+    /// The clock, read once per turn, only when a timeout is configured.
     now: Option<Instant>,
 }
 
@@ -197,9 +210,14 @@ impl Server {
     /// Reaps completions and submits what they call for, until shutdown has closed everything.
     fn run(&mut self) -> io::Result<()> {
         let mut done = Vec::with_capacity(CQ_ENTRIES as usize);
+        let timed = self.config.idle_timeout.is_some() || self.config.header_timeout.is_some();
         while !(self.stopping && self.uring.inflight() == 0) {
             self.uring.turn(&mut done)?;
-            self.now = self.config.idle_timeout.map(|_| Instant::now());
+            self.now = timed.then(Instant::now);
+            // The sweep runs after every other completion of the turn: after a stall (the
+            // process stopped), the bytes that arrived meanwhile are in this very batch, and
+            // their connections are not idle.
+            let mut sweep_due = false;
             for cqe in done.drain(..) {
                 let (res, more) = (cqe.result(), cqueue::more(cqe.flags()));
                 let Some(op) = Op::decode(cqe.user_data()) else {
@@ -217,11 +235,15 @@ impl Server {
                         self.settle(id);
                     }
                     Op::Shutdown => self.stop(),
-                    Op::Sweep => self.on_sweep(),
+                    Op::Sweep => sweep_due = true,
                     Op::Backoff => self.resume_accept(),
+                    Op::StopDeadline => self.abort_all(),
                     // The server's own operations, cancelled at shutdown: nothing to do.
                     Op::CancelServer => {}
                 }
+            }
+            if sweep_due {
+                self.on_sweep();
             }
         }
         Ok(())
@@ -319,12 +341,13 @@ impl Server {
         let more = cqueue::more(flags);
         match cqueue::buffer_select(flags) {
             Some(bid) => {
-                conn.received(self.uring.bufs().get(bid, res.max(0) as usize), more);
+                let bytes = self.uring.bufs().get(bid, res.max(0) as usize);
+                conn.received(bytes, more, self.config.out_cap, self.now);
                 // The bytes are copied into the session's output or `pending`: the buffer goes
                 // back to the pool at once.
                 self.uring.bufs_mut().recycle(bid);
             }
-            None => conn.received(&[], more),
+            None => conn.received(&[], more, self.config.out_cap, self.now),
         }
         match res {
             0 => conn.peer_closed(),
@@ -336,11 +359,22 @@ impl Server {
             // The pool ran dry (the multishot receive ended) or we cancelled it: `settle`
             // re-arms it if it is still wanted.
             r if r == -libc::ENOBUFS || r == -libc::ECANCELED => {}
-            r if r == -libc::EINVAL && self.multishot_recv => {
+            r if r == -libc::EINVAL && self.recv_mode != RecvMode::Single => {
+                let refused = self.recv_mode;
+                self.recv_mode = refused.fallback().unwrap_or(RecvMode::Single);
                 crate::event!(
-                    "io_uring: multishot recv refused (Linux < 6.0?); one recv at a time"
+                    "io_uring: receive mode {refused:?} refused (EINVAL; {} needs Linux {}); \
+                     using {:?}",
+                    match refused {
+                        RecvMode::CappedMultishot => "a byte cap on a multishot receive",
+                        _ => "a multishot receive",
+                    },
+                    match refused {
+                        RecvMode::CappedMultishot => "6.17",
+                        _ => "6.0",
+                    },
+                    self.recv_mode
                 );
-                self.multishot_recv = false;
             }
             _ => conn.abort(),
         }
@@ -363,7 +397,8 @@ impl Server {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        match conn.settle(self.uring.bufs(), self.config.out_cap, self.multishot_recv) {
+        let (cap, mode) = (self.config.out_cap, self.recv_mode);
+        match conn.settle(self.uring.bufs(), cap, mode, self.now) {
             Settle::Submit(ops) => {
                 for op in ops.into_iter().flatten() {
                     match op {
@@ -389,6 +424,10 @@ impl Server {
                         lingering_close(conn.stream());
                     }
                 }
+                if self.stopping && self.conns.is_empty() {
+                    // The last one is closed: the shutdown need not wait for its deadline.
+                    self.cancel(Op::StopDeadline, Op::CancelServer);
+                }
                 self.resume_accept();
             }
         }
@@ -404,29 +443,51 @@ impl Server {
         }
     }
 
-    /// Every sweep period: close the connections idle for longer than the timeout.
+    /// Every sweep period: answer and close the request heads overdue, close the connections
+    /// idle for longer than the timeout.
     fn on_sweep(&mut self) {
-        if let Some(limit) = self.config.idle_timeout {
-            let now = Instant::now();
-            for id in self.conns.ids() {
-                if let Some(conn) = self.conns.get_mut(id)
-                    && conn.idle_for(limit, now)
-                {
-                    conn.abort();
-                    self.settle(id);
-                }
+        let now = Instant::now();
+        let (idle, header) = (self.config.idle_timeout, self.config.header_timeout);
+        for id in self.conns.ids() {
+            let Some(conn) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if header.is_some_and(|limit| conn.head_expired(limit, now)) {
+                conn.head_timed_out();
+            } else if idle.is_some_and(|limit| conn.idle_for(limit, now)) {
+                conn.abort();
+            } else {
+                continue;
             }
+            self.settle(id);
         }
         self.arm_sweep();
     }
 
-    /// Shutdown: cancel the server's own operations, abort every connection, and let `run`
-    /// reap until nothing is in flight.
+    /// Shutdown: cancel the server's own operations; every connection stops receiving and
+    /// closes with a FIN once its replies are sent. Those whose peer will not take them are
+    /// aborted at [`STOP_DEADLINE`]; `run` reaps until nothing is in flight.
     fn stop(&mut self) {
         self.stopping = true;
         for target in [Op::Accept, Op::Sweep, Op::Backoff] {
             self.cancel(target, Op::CancelServer);
         }
+        let ids = self.conns.ids();
+        if !ids.is_empty() {
+            crate::event!("shutdown: closing the {} open connection(s)", ids.len());
+            let deadline = opcode::Timeout::new(&*self.stop_deadline).build();
+            self.push(deadline, Op::StopDeadline);
+        }
+        for id in ids {
+            if let Some(conn) = self.conns.get_mut(id) {
+                conn.stop_reading();
+            }
+            self.settle(id);
+        }
+    }
+
+    /// The shutdown's deadline passed: abort every connection still flushing.
+    fn abort_all(&mut self) {
         for id in self.conns.ids() {
             if let Some(conn) = self.conns.get_mut(id) {
                 conn.abort();

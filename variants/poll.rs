@@ -122,7 +122,7 @@ impl Model for Poll {
                     Ok(())
                 })?;
             }
-            event_loop.sweep_idle(|fd| fds.remove(fd));
+            event_loop.sweep_timeouts(|fd| fds.remove(fd));
         }
         event_loop.close_all();
         Ok(())

@@ -2,8 +2,9 @@
 //! they share (Stevens, UNP ch. 30.6; Apache's prefork MPM).
 //! See notes/prefork.md.
 //!
-//! Syscalls, in order: the parent binds and listens, then `fork`s N times and waits in
-//! `waitpid`, replacing any child that dies ([`Supervisor`]). Each child loops: `accept` (blocking, on the shared
+//! Syscalls, in order: the parent binds and listens, then `fork`s N times and waits in `poll`
+//! on two eventfds — one the SIGCHLD handler writes, one the shutdown handler writes — reaping
+//! with `waitpid(WNOHANG)` and replacing any child that died ([`Supervisor`]). Each child loops: `accept` (blocking, on the shared
 //! listening socket), `read`/`write` until the client leaves, `close`.
 //!
 //! The thundering herd (惊群): when N processes sleep in `accept` on one socket and a connection
@@ -114,7 +115,7 @@ impl Model for Prefork {
                 // A place is empty and may not be filled yet: a death or a failed fork.
                 std::thread::sleep(wait);
                 children.reap();
-            } else if let Err(e) = children.wait_any() {
+            } else if let Err(e) = children.wait() {
                 result = Err(e);
                 break;
             }

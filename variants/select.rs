@@ -121,7 +121,7 @@ impl Model for Select {
             if listener_ready {
                 event_loop.accept(|_, _| Ok(()))?;
             }
-            event_loop.sweep_idle(|_| {});
+            event_loop.sweep_timeouts(|_| {});
         }
         event_loop.close_all();
         Ok(())

@@ -34,7 +34,6 @@
 //! and `io-uring`. Notes: `notes/tokio.md`.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -45,14 +44,16 @@ use ::tokio::io::unix::AsyncFd;
 use ::tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use ::tokio::net::{TcpListener, TcpStream};
 use ::tokio::runtime::{Builder, Runtime};
+use ::tokio::sync::watch;
 use ::tokio::task::JoinSet;
+use ::tokio::time::{Instant, timeout, timeout_at};
 use nix::errno::Errno;
 
 use crate::server::conn;
 use crate::server::meter::WorkerMeter;
 use crate::server::model::{Config, Model, ServeContext};
 use crate::server::net::{self, Accepted};
-use crate::server::protocol::Protocol;
+use crate::server::protocol::{Protocol, Session};
 use crate::server::shutdown::Shutdown;
 
 /// Serves each connection on a tokio task.
@@ -137,16 +138,19 @@ async fn accept_loop(
     let stop = unsafe { AsyncFd::register_with_interest(shutdown.fd(), Interest::READABLE) }
         .map_err(io::Error::from)?;
     let mut tasks = JoinSet::new();
+    // Tells every connection task that the server is stopping.
+    let (stopping, stop_heard) = watch::channel(false);
     let result = loop {
         ::tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     net::on_accepted(stream.as_fd());
                     let (config, meter) = (Arc::clone(&config), Arc::clone(&meter));
+                    let stop = stop_heard.clone();
                     tasks.spawn(async move {
                         meter.served(WORKER.get().unwrap_or(0));
                         // A reset or timed-out peer ends only its own task.
-                        let _ = serve(stream, protocol, &config).await;
+                        let _ = serve(stream, protocol, &config, stop).await;
                     });
                 }
                 Err(e) => match net::accept_failed(Errno::from_raw(e.raw_os_error().unwrap_or(0))) {
@@ -162,28 +166,67 @@ async fn accept_loop(
             _ = stop.readable() => break Ok(()),
         }
     };
-    // Aborting a task drops its future, and with it the socket: every connection is closed.
+    // Every task stops reading, writes what it owes and closes with a FIN; those whose peer
+    // will not take their replies are aborted at the deadline (dropping a task's future drops
+    // its socket).
+    if !tasks.is_empty() {
+        crate::event!("shutdown: closing the {} open connection(s)", tasks.len());
+    }
+    let _ = stopping.send(true);
+    let _ = timeout(STOP_DEADLINE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     tasks.shutdown().await;
     result
 }
 
+/// How long a graceful shutdown waits for connections to take their last replies before
+/// aborting them: well inside the 5 s an operator (or the conformance suite) allows.
+const STOP_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Serves one connection: read, feed the session, write the whole reply, repeat.
-async fn serve(mut stream: TcpStream, protocol: Protocol, config: &Config) -> io::Result<()> {
+async fn serve(
+    mut stream: TcpStream,
+    protocol: Protocol,
+    config: &Config,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
     let mut session = protocol.session();
     let (mut pending, mut out) = (Vec::new(), Vec::new());
     let mut buf = vec![0u8; config.read_chunk.max(1)];
+    // The deadline of the incomplete request head in `pending`, from its first byte.
+    let mut head_deadline: Option<Instant> = None;
     loop {
-        let n = idle(config.idle_timeout, stream.read(&mut buf)).await?;
-        if n == 0 {
-            break;
-        }
+        let read = read(&mut stream, &mut buf, config.idle_timeout, head_deadline);
+        let read = ::tokio::select! {
+            read = read => read?,
+            // Shutdown: read no more; the replies owed are already written.
+            _ = stop.wait_for(|stopping| *stopping) => break,
+        };
+        let n = match read {
+            Read::Bytes(0) => break,
+            Read::Bytes(n) => n,
+            Read::HeadTimedOut => {
+                session.head_timed_out(&mut out);
+                // Best effort: a client this slow may not read either.
+                let limit = Some(Duration::from_secs(1));
+                let _ = write_all(&mut stream, &out, limit).await;
+                break;
+            }
+        };
         let close = conn::feed(&mut session, &mut pending, &buf[..n], &mut out);
         // Awaiting the whole reply before reading again is the backpressure.
-        idle(config.idle_timeout, stream.write_all(&out)).await?;
+        write_all(&mut stream, &out, config.idle_timeout).await?;
         out.clear();
         if close {
             break;
         }
+        head_deadline = match (pending.is_empty(), head_deadline) {
+            (true, _) => None,
+            (false, None) => config.header_timeout.map(|t| Instant::now() + t),
+            (false, deadline) => deadline,
+        };
     }
     // Every reply is written: FIN first, then a short drain of what the peer already sent, so
     // that closing does not turn into an RST that could destroy our last reply — the same
@@ -192,15 +235,61 @@ async fn serve(mut stream: TcpStream, protocol: Protocol, config: &Config) -> io
     Ok(())
 }
 
-/// Runs `io` under the idle timeout, if there is one; a timeout is an error that ends the task.
-async fn idle<T>(
-    limit: Option<Duration>,
-    io: impl Future<Output = io::Result<T>>,
-) -> io::Result<T> {
-    match limit {
-        None => io.await,
-        Some(limit) => ::tokio::time::timeout(limit, io)
-            .await
-            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+/// What one bounded read came to.
+enum Read {
+    /// Bytes read; 0 at the end of the stream.
+    Bytes(usize),
+    /// The request head's deadline passed first.
+    HeadTimedOut,
+}
+
+/// One read, bounded by the idle timeout and the request head's deadline. A timeout with bytes
+/// waiting in the socket is not idleness: after the process was stopped for a while (SIGSTOP),
+/// the runtime's timers can fire before its reactor has polled the sockets, and the read
+/// simply goes on. (`read` is cancel safe: a read that lost the race took no bytes.)
+async fn read(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    idle: Option<Duration>,
+    head_deadline: Option<Instant>,
+) -> io::Result<Read> {
+    loop {
+        let idle_deadline = idle.map(|t| Instant::now() + t);
+        let Some(until) = [idle_deadline, head_deadline].into_iter().flatten().min() else {
+            return stream.read(buf).await.map(Read::Bytes);
+        };
+        match timeout_at(until, stream.read(buf)).await {
+            Ok(read) => return read.map(Read::Bytes),
+            Err(_) if head_deadline.is_some_and(|d| Instant::now() >= d) => {
+                return Ok(Read::HeadTimedOut);
+            }
+            Err(_) if net::bytes_can_move(stream.as_fd(), false) => continue,
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        }
     }
+}
+
+/// Writes all of `bytes`, each write bounded by the idle timeout: a timeout while the socket
+/// could take bytes (the process was stopped) is not idleness. (`write` is cancel safe, where
+/// `write_all` is not: a timed-out `write_all` would leave unknown how much was sent.)
+async fn write_all(
+    stream: &mut TcpStream,
+    mut bytes: &[u8],
+    idle: Option<Duration>,
+) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let written = match idle {
+            None => stream.write(bytes).await?,
+            Some(limit) => match timeout(limit, stream.write(bytes)).await {
+                Ok(written) => written?,
+                Err(_) if net::bytes_can_move(stream.as_fd(), true) => continue,
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            },
+        };
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[written..];
+    }
+    Ok(())
 }

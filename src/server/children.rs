@@ -8,10 +8,15 @@
 
 use std::collections::HashSet;
 use std::io;
+use std::os::fd::{BorrowedFd, IntoRawFd, OwnedFd};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
@@ -32,19 +37,42 @@ pub struct Children {
     fork_failing: bool,
 }
 
+/// An eventfd the SIGCHLD handler writes, so that a parent can wait for "a child exited" and
+/// "shutdown" at once, in one poll, without the race of checking a flag and then blocking.
+static EXITED_FD: AtomicI32 = AtomicI32::new(-1);
+
 extern "C" fn on_sigchld(_: libc::c_int) {
-    // Nothing to do here: the point is that the parent's blocking call returns EINTR.
+    // The parent's blocking call returns EINTR (no SA_RESTART); and the eventfd becomes
+    // readable, for a parent about to block in poll. errno is kept for the interrupted code.
+    let saved = Errno::last_raw();
+    let fd = EXITED_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let one: u64 = 1;
+        // SAFETY: write(2) is async-signal-safe and the buffer is a live u64; an error (the
+        // counter full) leaves the eventfd readable, which is all that is wanted.
+        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    }
+    Errno::set_raw(saved);
 }
 
 impl Children {
     /// Starts tracking children, installing the SIGCHLD handler that interrupts the parent.
     pub fn new() -> io::Result<Children> {
+        static MADE: OnceLock<Result<(), Errno>> = OnceLock::new();
+        let made = *MADE.get_or_init(|| {
+            let efd =
+                EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+            // It lives as long as the process: leaked into the static.
+            EXITED_FD.store(OwnedFd::from(efd).into_raw_fd(), Ordering::SeqCst);
+            Ok(())
+        });
+        made?;
         let action = SigAction::new(
             SigHandler::Handler(on_sigchld),
             SaFlags::SA_NOCLDSTOP,
             SigSet::empty(),
         );
-        // SAFETY: the handler does nothing, which is async-signal-safe.
+        // SAFETY: the handler only calls write(2) and touches errno, both async-signal-safe.
         unsafe { signal::sigaction(Signal::SIGCHLD, &action) }?;
         Ok(Children::default())
     }
@@ -268,11 +296,24 @@ impl<T> Supervisor<T> {
             .filter_map(|(worker, p)| p.child.as_mut().map(|(pid, kept)| (worker, *pid, kept)))
     }
 
-    /// Blocks until a child exits (its place is freed) or a signal interrupts the wait.
-    pub fn wait_any(&mut self) -> io::Result<()> {
-        if let Some(pid) = self.children.wait_any()? {
-            self.exited(pid);
+    /// Blocks until a child exits (its place is freed; every child that exited is reaped) or
+    /// shutdown is requested. One `poll` on two eventfds — the one the SIGCHLD handler writes
+    /// and the shutdown one — so that neither event can slip in between a check and the wait:
+    /// a blocking `waitpid` would sleep through a SIGTERM that landed just before it.
+    pub fn wait(&mut self) -> io::Result<()> {
+        // SAFETY: `Children::new` stored a descriptor that is never closed.
+        let exited = unsafe { BorrowedFd::borrow_raw(EXITED_FD.load(Ordering::SeqCst)) };
+        let mut fds = [
+            PollFd::new(exited, PollFlags::POLLIN),
+            PollFd::new(self.shutdown.fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
+        let mut count = [0u8; 8];
+        let _ = nix::unistd::read(exited, &mut count);
+        self.reap();
         Ok(())
     }
 

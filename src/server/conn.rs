@@ -15,7 +15,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown as Direction, TcpStream};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::server::model::Config;
 use crate::server::net::{interrupted, would_block};
@@ -34,12 +34,17 @@ pub enum End {
     ProtocolClosed,
     /// No byte moved for the idle timeout (SO_RCVTIMEO or SO_SNDTIMEO fired).
     Idle,
+    /// A request head stayed incomplete past the header deadline: answered (408) and closed.
+    HeadTimedOut,
 }
 
 /// Serves one connection on a blocking socket until the peer or the protocol closes it.
 ///
 /// `read` blocks until bytes arrive; `write_all` blocks while the peer's window and our send
 /// buffer are full. The idle timeout, if any, becomes SO_RCVTIMEO and SO_SNDTIMEO on the socket.
+/// While a request head is incomplete, SO_RCVTIMEO is cut to what is left of the header
+/// deadline ([`Config::header_timeout`]), so that a client sending its head a byte at a time
+/// cannot hold the thread or process past it: a deadline for the head, not a timeout per read.
 /// Errors (a reset peer) are returned for the caller to count; the socket is closed either way
 /// when the caller drops it.
 pub fn serve_blocking(
@@ -49,37 +54,107 @@ pub fn serve_blocking(
     buf: &mut Vec<u8>,
 ) -> io::Result<End> {
     if config.idle_timeout.is_some() {
-        stream.set_read_timeout(config.idle_timeout)?;
         stream.set_write_timeout(config.idle_timeout)?;
     }
+    let mut read_timeout = ReadTimeout::new(stream, config.idle_timeout)?;
     buf.resize(config.read_chunk.max(1), 0);
     let mut session = protocol.session();
     let mut pending: Vec<u8> = Vec::new();
     let mut out: Vec<u8> = Vec::new();
+    // When the incomplete request head in `pending` began.
+    let mut head_since: Option<Instant> = None;
     let mut stream = stream;
     let end = loop {
+        let head_left = head_since
+            .zip(config.header_timeout)
+            .map(|(since, limit)| (since + limit).saturating_duration_since(Instant::now()));
+        if head_left == Some(Duration::ZERO) {
+            break End::HeadTimedOut;
+        }
+        let idle_bounds_read = read_timeout.set(head_left)?;
         let n = match stream.read(buf) {
             Ok(0) => break End::PeerClosed,
             Ok(n) => n,
             Err(e) if interrupted(&e) => continue,
-            Err(e) if would_block(&e) || e.kind() == io::ErrorKind::TimedOut => break End::Idle,
+            Err(e) if timed_out(&e) && idle_bounds_read => break End::Idle,
+            // The header deadline: checked at the top of the loop.
+            Err(e) if timed_out(&e) => continue,
             Err(e) => return Err(e),
         };
         let close = feed(&mut session, &mut pending, &buf[..n], &mut out);
         match stream.write_all(&out) {
             Ok(()) => {}
-            Err(e) if would_block(&e) || e.kind() == io::ErrorKind::TimedOut => break End::Idle,
+            Err(e) if timed_out(&e) => break End::Idle,
             Err(e) => return Err(e),
         }
         out.clear();
         if close {
             break End::ProtocolClosed;
         }
+        if config.header_timeout.is_some() {
+            head_since = match (pending.is_empty(), head_since) {
+                (true, _) => None,
+                (false, None) => Some(Instant::now()),
+                (false, since) => since,
+            };
+        }
     };
+    if end == End::HeadTimedOut {
+        session.head_timed_out(&mut out);
+        // Best effort: a client this slow may not read either.
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = stream.write_all(&out);
+    }
     if end != End::Idle {
         lingering_close(stream);
     }
     Ok(end)
+}
+
+/// Whether a blocking call gave up on SO_RCVTIMEO or SO_SNDTIMEO (EAGAIN, which std reports as
+/// `WouldBlock`, or `TimedOut`).
+fn timed_out(e: &io::Error) -> bool {
+    would_block(e) || e.kind() == io::ErrorKind::TimedOut
+}
+
+/// A blocking socket's SO_RCVTIMEO: the idle timeout, cut shorter while a request head's
+/// deadline is nearer. Set only when it changes, so that the common case — complete requests —
+/// costs no `setsockopt` per read.
+struct ReadTimeout<'a> {
+    stream: &'a TcpStream,
+    idle: Option<Duration>,
+    current: Option<Duration>,
+}
+
+impl<'a> ReadTimeout<'a> {
+    fn new(stream: &'a TcpStream, idle: Option<Duration>) -> io::Result<ReadTimeout<'a>> {
+        if idle.is_some() {
+            stream.set_read_timeout(idle)?;
+        }
+        Ok(ReadTimeout {
+            stream,
+            idle,
+            current: idle,
+        })
+    }
+
+    /// Makes the next read give up after the idle timeout or `head_left`, whichever is
+    /// shorter (at least a millisecond: a zero SO_RCVTIMEO would mean "never"). Returns
+    /// whether it is the idle timeout that bounds the read, so that a read that gives up means
+    /// the connection is idle.
+    fn set(&mut self, head_left: Option<Duration>) -> io::Result<bool> {
+        let (wanted, idle_bounds) = match (self.idle, head_left) {
+            (Some(idle), Some(head)) if head < idle => (Some(head), false),
+            (Some(idle), _) => (Some(idle), true),
+            (None, head) => (head, false),
+        };
+        let wanted = wanted.map(|t| t.max(Duration::from_millis(1)));
+        if wanted != self.current {
+            self.stream.set_read_timeout(wanted)?;
+            self.current = wanted;
+        }
+        Ok(idle_bounds)
+    }
 }
 
 /// Feeds `input` to the session, keeping what it does not consume (an incomplete request) in
@@ -414,11 +489,30 @@ impl Conn {
         Ok(())
     }
 
-    /// Whether the connection has been idle for longer than the configured timeout.
-    pub fn idle_expired(&self, config: &Config, now: Instant) -> bool {
-        config
-            .idle_timeout
-            .is_some_and(|t| now.saturating_duration_since(self.last_active) >= t)
+    /// Whether it holds the start of a request whose head is not complete yet (bytes the
+    /// session could not consume). Echo consumes every byte, so only HTTP ever does.
+    pub fn partial_request(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The header deadline passed with the request head still incomplete: writes the
+    /// protocol's answer (HTTP's 408) as far as the socket takes it, and closes with a FIN.
+    /// Answered and closed at once, whatever the socket took: a client that sends a head this
+    /// slowly may not read either.
+    pub fn head_timed_out(&mut self, scratch: &mut Scratch) {
+        self.session.head_timed_out(&mut scratch.output);
+        self.read_done = true;
+        if self.reply(&mut scratch.output).is_ok() {
+            let _ = self.flush();
+        }
+        lingering_close(&self.stream);
+    }
+
+    /// Closes it on shutdown: the output it holds is written as far as the socket takes it
+    /// without blocking, then a FIN (see [`lingering_close`]).
+    pub fn close_now(mut self) {
+        let _ = self.flush();
+        lingering_close(&self.stream);
     }
 }
 

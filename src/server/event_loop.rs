@@ -288,10 +288,20 @@ impl EventLoop {
                 None
             }
             Ok(next) => {
-                // Without an idle timeout there is no timer to keep: no clock read, no relink.
-                if conn.take_moved() && self.config.idle_timeout.is_some() {
-                    conn.set_last_active(Instant::now());
-                    self.conns.touch(fd);
+                // Without a timeout there is no timer to keep: no clock read, no relink.
+                let moved = conn.take_moved() && self.config.idle_timeout.is_some();
+                let partial = conn.partial_request() && self.config.header_timeout.is_some();
+                if moved || partial != self.conns.in_head_list(fd) {
+                    let now = Instant::now();
+                    if moved {
+                        if let Some(conn) = self.conns.get_mut(fd) {
+                            conn.set_last_active(now);
+                        }
+                        self.conns.touch(fd);
+                    }
+                    // The header deadline runs from the first byte of a request head, not from
+                    // its latest: a client sending one byte a second is held to it too.
+                    self.conns.set_partial(fd, partial, now);
                 }
                 Some(next)
             }
@@ -306,36 +316,75 @@ impl EventLoop {
     }
 
     /// How long the loop may wait before it has something to do without a readiness report:
-    /// the oldest connection's idle deadline, or the end of an accept pause. `None`: forever.
+    /// the oldest connection's idle deadline, the oldest incomplete request head's deadline, or
+    /// the end of an accept pause. `None`: forever.
     pub fn timeout(&self) -> Option<Duration> {
         let now = Instant::now();
         let idle = self
             .config
             .idle_timeout
-            .zip(self.conns.oldest())
-            .map(|(t, conn)| (conn.last_active() + t).saturating_duration_since(now));
-        let pause = self.paused_until.map(|t| t.saturating_duration_since(now));
-        match (idle, pause) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+            .zip(self.conns.oldest(Timer::Idle))
+            .map(|(t, e)| e.conn.last_active() + t);
+        let head = self
+            .config
+            .header_timeout
+            .zip(self.conns.oldest(Timer::Head))
+            .map(|(t, e)| e.head_since + t);
+        [idle, head, self.paused_until]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(now))
     }
 
-    /// Closes every connection idle past the timeout, oldest first, calling `closed` with each
-    /// descriptor number before it is closed (for loops that keep their own list of descriptors).
-    pub fn sweep_idle(&mut self, mut closed: impl FnMut(RawFd)) {
+    /// Closes the connections whose time is up, oldest first, calling `closed` with each
+    /// descriptor number before it is closed (for loops that keep their own list of
+    /// descriptors):
+    /// - a request head incomplete for longer than the header timeout gets the protocol's
+    ///   answer (HTTP's 408) and a close;
+    /// - a connection with no byte moved for longer than the idle timeout is closed — unless
+    ///   bytes can move now ([`net::bytes_can_move`]): input waiting in its socket, or output it
+    ///   holds and the socket would take. A loop that was stopped (SIGSTOP, a long page fault)
+    ///   comes back to bytes that arrived meanwhile; their connections are busy, not idle, and
+    ///   are served on the next readiness report.
+    pub fn sweep_timeouts(&mut self, mut closed: impl FnMut(RawFd)) {
         let now = Instant::now();
-        while let Some(conn) = self.conns.oldest() {
-            if !conn.idle_expired(&self.config, now) {
-                break;
+        if let Some(limit) = self.config.header_timeout {
+            while let Some(entry) = self.conns.oldest(Timer::Head) {
+                if now.saturating_duration_since(entry.head_since) < limit {
+                    break;
+                }
+                let fd = entry.conn.stream().as_raw_fd();
+                if let Some(conn) = self.conns.get_mut(fd) {
+                    conn.head_timed_out(&mut self.scratch);
+                }
+                closed(fd);
+                self.close(fd);
             }
-            let fd = conn.stream().as_raw_fd();
-            closed(fd);
-            self.close(fd);
+        }
+        if let Some(limit) = self.config.idle_timeout {
+            while let Some(entry) = self.conns.oldest(Timer::Idle) {
+                if now.saturating_duration_since(entry.conn.last_active()) < limit {
+                    break;
+                }
+                let conn = &entry.conn;
+                let fd = conn.stream().as_raw_fd();
+                if net::bytes_can_move(conn.stream().as_fd(), conn.pending_output() > 0) {
+                    if let Some(conn) = self.conns.get_mut(fd) {
+                        conn.set_last_active(now);
+                    }
+                    self.conns.touch(fd);
+                    continue;
+                }
+                closed(fd);
+                self.close(fd);
+            }
         }
     }
 
-    /// Closes every connection, on shutdown.
+    /// Closes every connection, on shutdown: each one's pending output is written as far as
+    /// its socket takes it, then it is closed with a FIN (after a short drain of its input, so
+    /// that unread input does not turn the close into an RST).
     pub fn close_all(&mut self) {
         if self.conns.len > 0 {
             crate::event!(
@@ -343,7 +392,9 @@ impl EventLoop {
                 self.conns.len
             );
         }
-        self.conns = ConnTable::default();
+        for entry in std::mem::take(&mut self.conns).by_fd.into_iter().flatten() {
+            entry.conn.close_now();
+        }
     }
 }
 
@@ -417,17 +468,51 @@ pub fn poll_timeout(timeout: Option<Duration>) -> PollTimeout {
     }
 }
 
-/// "No connection" in the idle list's links.
+/// "No connection" in the lists' links.
 const NIL: RawFd = -1;
 
-/// The open connections, indexed by descriptor number, threaded on a list ordered by last
-/// activity (oldest at the head) for the idle timeout.
+/// The two timer lists a connection can be on. Every connection has the same idle timeout and
+/// the same header timeout, so in each list the connection that started waiting first expires
+/// first: a list ordered by that start is the whole timer structure, O(1) per update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// Every connection, ordered by when a byte last moved.
+    Idle,
+    /// The connections holding an incomplete request head, ordered by when it began.
+    Head,
+}
+
+/// A connection's place in one timer list.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    older: RawFd,
+    newer: RawFd,
+}
+
+const UNLINKED: Link = Link {
+    older: NIL,
+    newer: NIL,
+};
+
+/// The two ends of one timer list.
+#[derive(Clone, Copy, Debug)]
+struct Ends {
+    oldest: RawFd,
+    newest: RawFd,
+}
+
+const EMPTY: Ends = Ends {
+    oldest: NIL,
+    newest: NIL,
+};
+
+/// The open connections, indexed by descriptor number, threaded on the timer lists.
 #[derive(Debug)]
 struct ConnTable {
     by_fd: Vec<Option<Entry>>,
     len: usize,
-    oldest: RawFd,
-    newest: RawFd,
+    idle: Ends,
+    head: Ends,
 }
 
 #[derive(Debug)]
@@ -436,8 +521,11 @@ struct Entry {
     /// What the loop was last told this connection waits for, so that a level-triggered loop
     /// hears of a change only when there is one.
     told: Interest,
-    older: RawFd,
-    newer: RawFd,
+    idle: Link,
+    /// Its place in the header-deadline list, while it holds an incomplete request head.
+    head: Option<Link>,
+    /// When the incomplete request head began (meaningful while `head` is `Some`).
+    head_since: Instant,
 }
 
 impl Default for ConnTable {
@@ -445,17 +533,13 @@ impl Default for ConnTable {
         ConnTable {
             by_fd: Vec::new(),
             len: 0,
-            oldest: NIL,
-            newest: NIL,
+            idle: EMPTY,
+            head: EMPTY,
         }
     }
 }
 
 impl ConnTable {
-    fn get(&self, fd: RawFd) -> Option<&Conn> {
-        self.entry(fd).map(|e| &e.conn)
-    }
-
     fn get_mut(&mut self, fd: RawFd) -> Option<&mut Conn> {
         self.entry_mut(fd).map(|e| &mut e.conn)
     }
@@ -468,14 +552,35 @@ impl ConnTable {
         self.by_fd.get_mut(usize::try_from(fd).ok()?)?.as_mut()
     }
 
-    fn link(&mut self, fd: RawFd) -> &mut Entry {
-        self.by_fd[fd as usize]
-            .as_mut()
-            .expect("linked descriptors are in the table")
+    fn ends(&mut self, timer: Timer) -> &mut Ends {
+        match timer {
+            Timer::Idle => &mut self.idle,
+            Timer::Head => &mut self.head,
+        }
     }
 
-    fn oldest(&self) -> Option<&Conn> {
-        self.get(self.oldest)
+    /// `fd`'s link in `timer`'s list. Only called for descriptors on that list.
+    fn link(&mut self, timer: Timer, fd: RawFd) -> &mut Link {
+        let entry = self.by_fd[fd as usize]
+            .as_mut()
+            .expect("linked descriptors are in the table");
+        match timer {
+            Timer::Idle => &mut entry.idle,
+            Timer::Head => entry.head.get_or_insert(UNLINKED),
+        }
+    }
+
+    /// The entry that has waited longest in `timer`'s list.
+    fn oldest(&self, timer: Timer) -> Option<&Entry> {
+        let ends = match timer {
+            Timer::Idle => self.idle,
+            Timer::Head => self.head,
+        };
+        self.entry(ends.oldest)
+    }
+
+    fn in_head_list(&self, fd: RawFd) -> bool {
+        self.entry(fd).is_some_and(|e| e.head.is_some())
     }
 
     fn insert(&mut self, fd: RawFd, conn: Conn, told: Interest) {
@@ -486,55 +591,78 @@ impl ConnTable {
         self.by_fd[i] = Some(Entry {
             conn,
             told,
-            older: NIL,
-            newer: NIL,
+            idle: UNLINKED,
+            head: None,
+            head_since: Instant::now(),
         });
         self.len += 1;
-        self.push_newest(fd);
+        self.push_newest(Timer::Idle, fd);
     }
 
     fn remove(&mut self, fd: RawFd) -> Option<Conn> {
-        self.entry(fd)?;
-        self.unlink(fd);
+        let entry = self.entry(fd)?;
+        let on_head = entry.head.is_some();
+        self.unlink(Timer::Idle, fd);
+        if on_head {
+            self.unlink(Timer::Head, fd);
+        }
         self.len -= 1;
         self.by_fd[fd as usize].take().map(|e| e.conn)
     }
 
-    /// Moves `fd` to the newest end of the list: a byte just moved on it.
+    /// Moves `fd` to the newest end of the idle list: a byte just moved on it.
     fn touch(&mut self, fd: RawFd) {
-        if self.newest != fd {
-            self.unlink(fd);
-            self.push_newest(fd);
+        if self.idle.newest != fd {
+            self.unlink(Timer::Idle, fd);
+            self.push_newest(Timer::Idle, fd);
         }
     }
 
-    fn push_newest(&mut self, fd: RawFd) {
-        let newest = self.newest;
-        let entry = self.link(fd);
-        entry.older = newest;
-        entry.newer = NIL;
-        if newest == NIL {
-            self.oldest = fd;
-        } else {
-            self.link(newest).newer = fd;
+    /// Puts `fd` on the header-deadline list (from `now`) while it holds an incomplete request
+    /// head, and takes it off when it no longer does.
+    fn set_partial(&mut self, fd: RawFd, partial: bool, now: Instant) {
+        match (partial, self.in_head_list(fd)) {
+            (true, false) => {
+                if let Some(entry) = self.entry_mut(fd) {
+                    entry.head_since = now;
+                }
+                self.push_newest(Timer::Head, fd);
+            }
+            (false, true) => {
+                self.unlink(Timer::Head, fd);
+                if let Some(entry) = self.entry_mut(fd) {
+                    entry.head = None;
+                }
+            }
+            _ => {}
         }
-        self.newest = fd;
     }
 
-    fn unlink(&mut self, fd: RawFd) {
-        let (older, newer) = {
-            let e = self.link(fd);
-            (e.older, e.newer)
+    fn push_newest(&mut self, timer: Timer, fd: RawFd) {
+        let newest = self.ends(timer).newest;
+        *self.link(timer, fd) = Link {
+            older: newest,
+            newer: NIL,
         };
-        if older == NIL {
-            self.oldest = newer;
+        if newest == NIL {
+            self.ends(timer).oldest = fd;
         } else {
-            self.link(older).newer = newer;
+            self.link(timer, newest).newer = fd;
+        }
+        self.ends(timer).newest = fd;
+    }
+
+    fn unlink(&mut self, timer: Timer, fd: RawFd) {
+        let Link { older, newer } = *self.link(timer, fd);
+        if older == NIL {
+            self.ends(timer).oldest = newer;
+        } else {
+            self.link(timer, older).newer = newer;
         }
         if newer == NIL {
-            self.newest = older;
+            self.ends(timer).newest = older;
         } else {
-            self.link(newer).older = older;
+            self.link(timer, newer).older = older;
         }
     }
 }
@@ -560,12 +688,48 @@ mod tests {
 
     fn order(t: &ConnTable) -> Vec<RawFd> {
         let mut out = Vec::new();
-        let mut fd = t.oldest;
+        let mut fd = t.idle.oldest;
         while fd != NIL {
             out.push(fd);
-            fd = t.entry(fd).expect("linked").newer;
+            fd = t.entry(fd).expect("linked").idle.newer;
         }
         out
+    }
+
+    fn head_order(t: &ConnTable) -> Vec<RawFd> {
+        let mut out = Vec::new();
+        let mut fd = t.head.oldest;
+        while fd != NIL {
+            out.push(fd);
+            fd = t.entry(fd).and_then(|e| e.head).expect("linked").newer;
+        }
+        out
+    }
+
+    /// The header-deadline list holds exactly the connections with an incomplete head, in the
+    /// order their heads began, whatever happens on the idle list meanwhile.
+    #[test]
+    fn head_list_keeps_start_order() {
+        let (cs, _peers, _l) = conns(3);
+        let fds: Vec<RawFd> = cs.iter().map(|c| c.stream().as_raw_fd()).collect();
+        let mut t = ConnTable::default();
+        for c in cs {
+            let fd = c.stream().as_raw_fd();
+            t.insert(fd, c, Interest::READ);
+        }
+        let now = Instant::now();
+        t.set_partial(fds[2], true, now);
+        t.set_partial(fds[0], true, now);
+        t.set_partial(fds[2], true, now); // already on it: unchanged
+        t.touch(fds[2]);
+        assert_eq!(head_order(&t), vec![fds[2], fds[0]]);
+        t.set_partial(fds[2], false, now);
+        assert_eq!(head_order(&t), vec![fds[0]]);
+        assert!(!t.in_head_list(fds[2]) && t.in_head_list(fds[0]));
+        t.set_partial(fds[1], true, now);
+        assert!(t.remove(fds[0]).is_some());
+        assert_eq!(head_order(&t), vec![fds[1]]);
+        assert_eq!(order(&t), vec![fds[1], fds[2]]);
     }
 
     /// The idle list stays ordered by last activity through inserts, touches and removals.
@@ -591,7 +755,7 @@ mod tests {
         assert_eq!(t.len, 1);
         assert!(t.remove(fds[1]).is_none(), "removing twice finds nothing");
         assert!(t.remove(fds[3]).is_some());
-        assert_eq!((t.oldest, t.newest, t.len), (NIL, NIL, 0));
+        assert_eq!((t.idle.oldest, t.idle.newest, t.len), (NIL, NIL, 0));
     }
 
     /// Wait timeouts round up to whole milliseconds, so a loop never wakes early and spins.

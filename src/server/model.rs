@@ -71,6 +71,12 @@ impl Concurrency {
     }
 }
 
+/// The default header deadline ([`Config::header_timeout`]): generous for any real client on
+/// any network (nginx's `client_header_timeout` defaults to 60 s, Apache's
+/// `RequestReadTimeout` to 20–40 s for the head), short enough that a slowloris gives up its
+/// connections within a minute.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The tuning every model reads the same way.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -80,8 +86,14 @@ pub struct Config {
     pub out_cap: usize,
     /// The size of one read: a read buffer per thread (event loops) or per connection (blocking).
     pub read_chunk: usize,
-    /// Connections idle for longer than this are closed; `None` keeps them forever.
+    /// Connections idle for longer than this are closed; `None` keeps them forever. Idle means
+    /// no byte moved: a connection with input waiting, or output its peer is taking, is not.
     pub idle_timeout: Option<Duration>,
+    /// A request head still incomplete this long after its first byte is answered (HTTP: 408)
+    /// and closed, so that a client sending its head a byte at a time (slowloris) holds
+    /// neither a worker nor memory for ever. A deadline for the whole head, not a timeout per
+    /// read. `None`: no deadline.
+    pub header_timeout: Option<Duration>,
     /// How preforked children serialize `accept` (Stevens' accept strategies).
     pub accept_lock: AcceptLock,
 }
@@ -93,6 +105,7 @@ impl Default for Config {
             out_cap: 256 * 1024,
             read_chunk: 16 * 1024,
             idle_timeout: None,
+            header_timeout: Some(DEFAULT_HEADER_TIMEOUT),
             accept_lock: AcceptLock::None,
         }
     }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
     self, AddressFamily, Backlog, SockFlag, SockProtocol, SockType, SockaddrStorage, sockopt,
 };
@@ -183,6 +184,34 @@ fn exhaustion_over() {
     if EXHAUSTED.load(Ordering::Relaxed) && EXHAUSTED.swap(false, Ordering::Relaxed) {
         crate::event!("accept: descriptors available again; accepting");
     }
+}
+
+nix::ioctl_read_bad!(
+    /// SIOCINQ (the same number as FIONREAD) on a TCP socket: how many bytes wait in its
+    /// receive queue, unread (tcp(7)).
+    siocinq,
+    nix::libc::FIONREAD,
+    nix::libc::c_int
+);
+
+/// Whether bytes can move on a connection right now: input waits in its receive queue
+/// (SIOCINQ), or — when `holds_output` — its send buffer has room for the output the server
+/// holds (a zero-timeout poll for POLLOUT). A connection past its idle deadline is not idle while
+/// either is true. Two syscalls at most, made only for a connection whose idle time is up.
+pub fn bytes_can_move(socket: BorrowedFd<'_>, holds_output: bool) -> bool {
+    let mut queued: nix::libc::c_int = 0;
+    // SAFETY: SIOCINQ writes one c_int to the pointer, which points at a live c_int.
+    if unsafe { siocinq(socket.as_raw_fd(), &mut queued) }.is_ok() && queued > 0 {
+        return true;
+    }
+    if !holds_output {
+        return false;
+    }
+    let mut fds = [PollFd::new(socket, PollFlags::POLLOUT)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1))
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLOUT))
 }
 
 /// Whether an I/O error is the OS saying "not ready yet" rather than a failure.

@@ -14,17 +14,19 @@
 //! one connection's bytes in flight when the kernel, not the program, moves them, and the policy
 //! of its operations; [`RingConns`] is the table of them, by [`ConnId`].
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::TcpStream;
 use std::num::NonZeroUsize;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::server::conn::{self, KEEP_CAPACITY};
-use crate::server::protocol::{AnySession, Protocol};
+use crate::server::net;
+use crate::server::protocol::{AnySession, Protocol, Session};
 use io_uring::types::BufRingEntry;
 use io_uring::{IoUring, Submitter, cqueue, opcode, squeue, types};
 use nix::errno::Errno;
@@ -168,6 +170,9 @@ pub struct Uring {
     ring: IoUring,
     bufs: BufRing,
     inflight: usize,
+    /// Operations queued while the submission queue was full and the kernel took none of it:
+    /// they go in first at the next turn, in order.
+    waiting: VecDeque<squeue::Entry>,
     /// Slots in the registered file table; 0 when the kernel refused one.
     fixed_files: u32,
 }
@@ -223,6 +228,7 @@ impl Uring {
             ring,
             bufs,
             inflight: 0,
+            waiting: VecDeque::new(),
             fixed_files,
         })
     }
@@ -248,27 +254,48 @@ impl Uring {
         }
     }
 
-    /// Queues one operation, handing the queue to the kernel first if it is full.
+    /// Queues one operation. When the submission queue is full it is handed to the kernel
+    /// once (`io_uring_enter`); if the kernel takes none of it (it refuses submissions, or
+    /// completions overflowed), the operation waits in a queue of our own for the next turn.
+    /// Never more than one extra syscall, never a spin: the refusal itself shows at the next
+    /// [`Uring::turn`].
     ///
     /// # Safety
     /// Every buffer the entry names must stay valid, and unmoved, until the operation's final
     /// completion has been reaped.
     pub unsafe fn push(&mut self, entry: &squeue::Entry) {
-        loop {
+        self.inflight += 1;
+        if self.waiting.is_empty() {
             // SAFETY: upheld by the caller.
             if unsafe { self.ring.submission().push(entry) }.is_ok() {
-                self.inflight += 1;
                 return;
             }
-            // Full: submit now. An error here shows again at the next `turn`; the entry waits
-            // for room either way.
             let _ = self.ring.submit();
+            // SAFETY: upheld by the caller.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return;
+            }
         }
+        self.waiting.push_back(entry.clone());
+    }
+
+    /// Operations waiting for room in the submission queue (see [`Uring::push`]).
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
     }
 
     /// One turn of the loop, one syscall: submits every queued operation, sleeps until at least
-    /// one completes, and moves every completion into `done`.
+    /// one completes, and moves every completion into `done`. An error is the kernel refusing
+    /// the ring (anything but EINTR, or EBUSY: completions overflowed, which reaping cures).
     pub fn turn(&mut self, done: &mut Vec<cqueue::Entry>) -> io::Result<()> {
+        while let Some(entry) = self.waiting.front() {
+            // SAFETY: every entry in `waiting` came through `push`, whose caller keeps what it
+            // names valid until its completion.
+            if unsafe { self.ring.submission().push(entry) }.is_err() {
+                break;
+            }
+            self.waiting.pop_front();
+        }
         match self.ring.submit_and_wait(1) {
             Ok(_) => {}
             // A signal (EINTR), or completions overflowed the queue (EBUSY): reap and go on.
@@ -309,6 +336,49 @@ impl Uring {
 /// carried in the `user_data` of its operations so that a completion finds it again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnId(pub u32);
+
+/// How a ring's connections receive: the best this kernel takes, from the first down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvMode {
+    /// A multishot receive capped at the room left under the output cap (the byte count in
+    /// `sqe->optlen`; the kernel stops and ends the receive once that many bytes arrived —
+    /// Linux 6.17, "io_uring/net: Support multishot receive len cap"). A peer that never reads
+    /// is held to the cap plus one buffer: the kernel delivers nothing past it.
+    CappedMultishot,
+    /// A multishot receive without a cap (Linux 6.0). Cancelled when the output passes the cap,
+    /// but the completions already under way arrive all the same (as much as the socket held);
+    /// they are held unfed, and the connection falls back to single receives.
+    Multishot,
+    /// One receive at a time, each armed only under the cap.
+    Single,
+}
+
+impl RecvMode {
+    /// The next mode down, for a kernel that refused this one (EINVAL).
+    pub fn fallback(self) -> Option<RecvMode> {
+        match self {
+            RecvMode::CappedMultishot => Some(RecvMode::Multishot),
+            RecvMode::Multishot => Some(RecvMode::Single),
+            RecvMode::Single => None,
+        }
+    }
+}
+
+/// Caps a multishot receive at `bytes` bytes in all (`sqe->optlen`; see
+/// [`RecvMode::CappedMultishot`]), which the `io-uring` crate does not expose.
+fn with_byte_cap(entry: squeue::Entry, bytes: u32) -> squeue::Entry {
+    /// Where `optlen` sits in the kernel's 64-byte `struct io_uring_sqe`
+    /// (include/uapi/linux/io_uring.h): after opcode, flags, ioprio, fd, off, addr, len,
+    /// the op flags, user_data, buf_index and personality.
+    const OPTLEN: usize = 44;
+    // SAFETY: `squeue::Entry` is a `#[repr(C)]` wrapper of the kernel's `io_uring_sqe`, 64 bytes
+    // (the size equality is checked by `transmute` at compile time), and every bit pattern is a
+    // valid value of it: it is plain data, read only by the kernel.
+    let mut raw: [u8; 64] = unsafe { std::mem::transmute(entry) };
+    raw[OPTLEN..OPTLEN + 4].copy_from_slice(&bytes.to_ne_bytes());
+    // SAFETY: as above, back again.
+    unsafe { std::mem::transmute(raw) }
+}
 
 /// One of a connection's operations, as a cancellation names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -363,6 +433,17 @@ pub struct RingConn {
     /// The bytes of the send in flight; `sending[sent..]` is what is left to send.
     sending: Vec<u8>,
     sent: usize,
+    /// Bytes received while the output was over the cap, not yet fed to the session: the
+    /// completions of a multishot receive that were already on their way when it was
+    /// cancelled. Fed a read's worth at a time as the output drains.
+    held: Vec<u8>,
+    /// Whether this connection may use a multishot receive. Cleared for good the first time its
+    /// output passes the cap: a peer that sends faster than it reads gets one receive at a
+    /// time from then on, each armed only while the output is under the cap, so that its
+    /// buffered bytes stay within the cap plus one read.
+    multishot: bool,
+    /// When the incomplete request head in `pending` began, if one is incomplete.
+    head_since: Option<Instant>,
     /// A receive is in flight.
     recv_armed: bool,
     /// A send is in flight.
@@ -391,6 +472,9 @@ impl RingConn {
             out: Vec::new(),
             sending: Vec::new(),
             sent: 0,
+            held: Vec::new(),
+            multishot: true,
+            head_since: None,
             recv_armed: false,
             send_armed: false,
             cancels: 0,
@@ -411,13 +495,63 @@ impl RingConn {
         self.file_slot
     }
 
-    /// A receive completed: `bytes` (possibly none) arrived, and `armed` says whether the
-    /// receive is still in flight (a multishot receive with the MORE flag).
-    pub fn received(&mut self, bytes: &[u8], armed: bool) {
+    /// A receive completed: `bytes` (possibly none) arrived at `now` (read only when a timeout
+    /// is configured), and `armed` says whether the receive is still in flight (a multishot
+    /// receive with the MORE flag). Over the output cap, the bytes are held, not fed.
+    pub fn received(&mut self, bytes: &[u8], armed: bool, out_cap: usize, now: Option<Instant>) {
         self.recv_armed = armed;
-        if !bytes.is_empty() && !self.read_done && !self.abort {
-            self.read_done = conn::feed(&mut self.session, &mut self.pending, bytes, &mut self.out);
+        if bytes.is_empty() || self.read_done || self.abort {
+            return;
         }
+        if self.backlog() >= out_cap || !self.held.is_empty() {
+            self.multishot = false;
+            self.held.extend_from_slice(bytes);
+        } else {
+            self.feed(bytes, now);
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8], now: Option<Instant>) {
+        self.read_done = conn::feed(&mut self.session, &mut self.pending, bytes, &mut self.out);
+        self.head_since = match (self.pending.is_empty(), self.head_since) {
+            (true, _) => None,
+            (false, None) => now,
+            (false, since) => since,
+        };
+    }
+
+    /// Feeds held bytes while the output is under the cap, one read's worth (`chunk`) at a
+    /// time, so that the output grows by at most that much past the cap.
+    fn feed_held(&mut self, out_cap: usize, chunk: usize, now: Option<Instant>) {
+        while !self.held.is_empty() && !self.read_done && self.backlog() < out_cap {
+            let n = self.held.len().min(chunk.max(1));
+            let bytes: Vec<u8> = self.held.drain(..n).collect();
+            self.feed(&bytes, now);
+        }
+        if self.held.is_empty() && self.held.capacity() > KEEP_CAPACITY {
+            self.held = Vec::new();
+        }
+    }
+
+    /// Whether its request head has been incomplete for `limit` or longer at `now`.
+    pub fn head_expired(&self, limit: Duration, now: Instant) -> bool {
+        self.head_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= limit)
+    }
+
+    /// The request head's deadline passed: the protocol's answer (HTTP's 408) is queued, and
+    /// the connection closes once it is sent.
+    pub fn head_timed_out(&mut self) {
+        self.session.head_timed_out(&mut self.out);
+        self.read_done = true;
+        self.held.clear();
+    }
+
+    /// Server shutdown: receive no more; the connection closes with a FIN once every reply is
+    /// sent (or is aborted if the peer will not take them, see the model's stop deadline).
+    pub fn stop_reading(&mut self) {
+        self.read_done = true;
+        self.held.clear();
     }
 
     /// The peer's FIN arrived (a receive completed with 0 bytes).
@@ -457,9 +591,12 @@ impl RingConn {
         self.last_active = now;
     }
 
-    /// Whether it has been idle for `limit` or longer at `now`.
+    /// Whether it has been idle for `limit` or longer at `now`: no byte moved, and none can move
+    /// now (see [`net::bytes_can_move`]).
     pub fn idle_for(&self, limit: Duration, now: Instant) -> bool {
         now.saturating_duration_since(self.last_active) >= limit
+            && self.held.is_empty()
+            && !net::bytes_can_move(self.stream.as_fd(), self.backlog() > 0)
     }
 
     /// Reply bytes not yet sent.
@@ -482,7 +619,14 @@ impl RingConn {
     /// (backpressure: the peer is not reading its replies); once finished, cancel whatever is
     /// still in flight, and close when the last operation has ended. The operations it returns
     /// are counted as in flight: the caller must submit every one.
-    pub fn settle(&mut self, bufs: &BufRing, out_cap: usize, multishot: bool) -> Settle {
+    pub fn settle(
+        &mut self,
+        bufs: &BufRing,
+        out_cap: usize,
+        mode: RecvMode,
+        now: Option<Instant>,
+    ) -> Settle {
+        self.feed_held(out_cap, bufs.buf_size(), now);
         let mut ops: [Option<ConnOp>; 2] = [None, None];
         if self.finished() {
             if !self.busy() {
@@ -501,9 +645,14 @@ impl RingConn {
             return Settle::Submit(ops);
         }
         ops[1] = self.send_op().map(ConnOp::Send);
-        let over_cap = self.backlog() >= out_cap;
+        let over_cap = self.backlog() >= out_cap || !self.held.is_empty();
         if self.cancels == 0 && !self.recv_armed && !self.read_done && !over_cap {
-            ops[0] = Some(ConnOp::Recv(self.recv_op(bufs, multishot)));
+            let mode = match mode {
+                RecvMode::Multishot if !self.multishot => RecvMode::Single,
+                mode => mode,
+            };
+            let room = out_cap - self.backlog();
+            ops[0] = Some(ConnOp::Recv(self.recv_op(bufs, mode, room)));
         } else if self.cancels == 0 && self.recv_armed && over_cap {
             ops[0] = Some(self.cancel(OpKind::Recv));
         }
@@ -539,9 +688,10 @@ impl RingConn {
         Some(send.flags(nix::libc::MSG_NOSIGNAL).build())
     }
 
-    /// A receive taking its buffer from `bufs`: multishot (it stays armed, completing once per
-    /// burst of bytes), or a single one; marks the receive in flight.
-    fn recv_op(&mut self, bufs: &BufRing, multishot: bool) -> squeue::Entry {
+    /// A receive taking its buffers from `bufs`, as `mode` says: multishot (it stays armed,
+    /// completing once per burst of bytes), capped at `room` bytes or not, or a single one;
+    /// marks the receive in flight.
+    fn recv_op(&mut self, bufs: &BufRing, mode: RecvMode, room: usize) -> squeue::Entry {
         let (fd, group, size) = (
             self.stream.as_raw_fd(),
             bufs.group(),
@@ -552,11 +702,20 @@ impl RingConn {
             recv.flags(squeue::Flags::BUFFER_SELECT)
         };
         self.recv_armed = true;
-        match (multishot, self.file_slot) {
-            (true, Some(slot)) => opcode::RecvMulti::new(types::Fixed(slot), group).build(),
-            (true, None) => opcode::RecvMulti::new(types::Fd(fd), group).build(),
-            (false, Some(slot)) => single(opcode::Recv::new(types::Fixed(slot), null_mut(), size)),
-            (false, None) => single(opcode::Recv::new(types::Fd(fd), null_mut(), size)),
+        let multi = match self.file_slot {
+            Some(slot) => opcode::RecvMulti::new(types::Fixed(slot), group),
+            None => opcode::RecvMulti::new(types::Fd(fd), group),
+        };
+        match mode {
+            RecvMode::CappedMultishot => with_byte_cap(
+                multi.build(),
+                u32::try_from(room.max(1)).unwrap_or(u32::MAX),
+            ),
+            RecvMode::Multishot => multi.build(),
+            RecvMode::Single => match self.file_slot {
+                Some(slot) => single(opcode::Recv::new(types::Fixed(slot), null_mut(), size)),
+                None => single(opcode::Recv::new(types::Fd(fd), null_mut(), size)),
+            },
         }
     }
 }
@@ -568,6 +727,7 @@ impl RingConn {
 pub struct RingConns {
     conns: Vec<Option<RingConn>>,
     free: Vec<ConnId>,
+    len: usize,
 }
 
 impl RingConns {
@@ -581,6 +741,7 @@ impl RingConns {
 
     /// Puts `conn` in a free place and returns its id.
     pub fn insert(&mut self, conn: RingConn) -> ConnId {
+        self.len += 1;
         match self.free.pop() {
             Some(id) => {
                 self.conns[id.0 as usize] = Some(conn);
@@ -603,8 +764,14 @@ impl RingConns {
         let conn = self.conns.get_mut(id.0 as usize)?.take();
         if conn.is_some() {
             self.free.push(id);
+            self.len -= 1;
         }
         conn
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// The ids of every open connection.
@@ -622,6 +789,41 @@ impl RingConns {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    /// When the kernel refuses every submission (a ring set up disabled: io_uring_enter fails
+    /// with EBADFD until it is enabled), pushing more operations than the submission queue
+    /// holds neither spins nor loses any: the surplus waits, and the next turn reports the
+    /// refusal instead of hanging.
+    #[test]
+    fn refused_submissions_wait_and_are_reported() {
+        let ring = match IoUring::builder().setup_r_disabled().build(4) {
+            Ok(ring) => ring,
+            Err(e) => {
+                eprintln!("skipped: this kernel gives no io_uring here ({e})");
+                return;
+            }
+        };
+        let mut uring = Uring {
+            ring,
+            bufs: BufRing::new(2, 64, 0).expect("buffer ring"),
+            inflight: 0,
+            waiting: VecDeque::new(),
+            fixed_files: 0,
+        };
+        let nop = opcode::Nop::new().build();
+        for _ in 0..10 {
+            // SAFETY: a NOP names no buffer.
+            unsafe { uring.push(&nop) };
+        }
+        assert_eq!(uring.inflight(), 10);
+        assert_eq!(uring.waiting(), 10 - 4, "the queue holds 4; the rest wait");
+        let mut done = Vec::new();
+        let err = uring
+            .turn(&mut done)
+            .expect_err("a disabled ring refuses submissions");
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EBADFD), "{err}");
+        assert!(done.is_empty());
+    }
 
     /// An id is reused only once its connection is removed, and a second remove does not free
     /// it twice (two connections would then share it).
