@@ -46,7 +46,9 @@ use crate::server::conn::lingering_close;
 use crate::server::model::{Config, Model, ServeContext};
 use crate::server::net::{self, Accepted};
 use crate::server::protocol::Protocol;
-use crate::server::uring::{ConnId, ConnOp, OpKind, RecvMode, RingConn, RingConns, Settle, Uring};
+use crate::server::uring::{
+    ConnId, ConnOp, Limits, OpKind, RecvMode, RingConn, RingConns, Settle, TurnClock, Uring,
+};
 
 /// The shared receive pool: buffers × size.
 const BUFFERS: u16 = 1024;
@@ -153,6 +155,10 @@ impl Model for IoUringModel {
             .flatten()
             .min()
             .map(|t| timespec((t / 2).clamp(Duration::from_millis(10), Duration::from_secs(1))));
+        let limits = Limits {
+            out_cap: ctx.config.out_cap,
+            time_heads: ctx.config.header_timeout.is_some(),
+        };
         let mut server = Server {
             uring,
             conns: RingConns::default(),
@@ -166,7 +172,8 @@ impl Model for IoUringModel {
             sweep,
             backoff: timespec(net::EXHAUSTED_BACKOFF),
             stop_deadline: timespec(STOP_DEADLINE),
-            now: None,
+            clock: TurnClock::default(),
+            limits,
         };
         let stop = opcode::PollAdd::new(
             types::Fd(ctx.shutdown.fd().as_raw_fd()),
@@ -202,18 +209,19 @@ struct Server {
     sweep: Option<Box<types::Timespec>>,
     backoff: Box<types::Timespec>,
     stop_deadline: Box<types::Timespec>,
-    /// The clock, read once per turn, only when a timeout is configured.
-    now: Option<Instant>,
+    /// The clock, read at most once per turn, only when a timeout needs it.
+    clock: TurnClock,
+    /// The limits every connection's policy reads.
+    limits: Limits,
 }
 
 impl Server {
     /// Reaps completions and submits what they call for, until shutdown has closed everything.
     fn run(&mut self) -> io::Result<()> {
         let mut done = Vec::with_capacity(CQ_ENTRIES as usize);
-        let timed = self.config.idle_timeout.is_some() || self.config.header_timeout.is_some();
         while !(self.stopping && self.uring.inflight() == 0) {
             self.uring.turn(&mut done)?;
-            self.now = timed.then(Instant::now);
+            self.clock.next_turn();
             // The sweep runs after every other completion of the turn: after a stall (the
             // process stopped), the bytes that arrived meanwhile are in this very batch, and
             // their connections are not idle.
@@ -342,18 +350,18 @@ impl Server {
         match cqueue::buffer_select(flags) {
             Some(bid) => {
                 let bytes = self.uring.bufs().get(bid, res.max(0) as usize);
-                conn.received(bytes, more, self.config.out_cap, self.now);
+                conn.received(bytes, more, self.limits, &mut self.clock);
                 // The bytes are copied into the session's output or `pending`: the buffer goes
                 // back to the pool at once.
                 self.uring.bufs_mut().recycle(bid);
             }
-            None => conn.received(&[], more, self.config.out_cap, self.now),
+            None => conn.received(&[], more, self.limits, &mut self.clock),
         }
         match res {
             0 => conn.peer_closed(),
             r if r > 0 => {
-                if let Some(now) = self.now {
-                    conn.touch(now);
+                if self.config.idle_timeout.is_some() {
+                    conn.touch(self.clock.now());
                 }
             }
             // The pool ran dry (the multishot receive ended) or we cancelled it: `settle`
@@ -384,8 +392,8 @@ impl Server {
     fn on_send(&mut self, id: ConnId, res: i32) {
         if let Some(conn) = self.conns.get_mut(id) {
             conn.sent(res);
-            if let (true, Some(now)) = (res > 0, self.now) {
-                conn.touch(now);
+            if res > 0 && self.config.idle_timeout.is_some() {
+                conn.touch(self.clock.now());
             }
         }
         self.settle(id);
@@ -397,8 +405,12 @@ impl Server {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let (cap, mode) = (self.config.out_cap, self.recv_mode);
-        match conn.settle(self.uring.bufs(), cap, mode, self.now) {
+        match conn.settle(
+            self.uring.bufs(),
+            self.limits,
+            self.recv_mode,
+            &mut self.clock,
+        ) {
             Settle::Submit(ops) => {
                 for op in ops.into_iter().flatten() {
                     match op {
