@@ -21,8 +21,8 @@ use nix::sys::socket::{self, sockopt};
 use serde_json::json;
 
 use super::{
-    Lab, Recorder, Verdict, accept_within, connect_nonblocking, diag, loopback_any, millis,
-    outcome, poll_names, render, sysctl, wait_for,
+    Filled, Lab, Recorder, Verdict, accept_within, connect_nonblocking, diag, fill, loopback_any,
+    millis, outcome, poll_names, render, sysctl, wait_for,
 };
 use crate::server::net::{self, ListenOptions};
 
@@ -80,26 +80,11 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let writer = TcpStream::from(writer);
     let writer_addr = writer.local_addr()?;
     let chunk = [b'x'; CHUNK];
-    // Write until EAGAIN, then give the socket 100 ms to turn writable again: the first EAGAIN
-    // can come while segments are still crossing loopback and holding buffer memory. Full is
-    // when it stays unwritable.
-    let mut written = 0usize;
-    let mut first_eagain = None;
-    let stopped = loop {
-        match (&writer).write(&chunk) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                first_eagain.get_or_insert(written);
-                if wait_for(&writer, PollFlags::POLLOUT, Duration::from_millis(100))?.is_empty() {
-                    break outcome::<u64>(Err(e));
-                }
-            }
-            Err(e) => break outcome::<u64>(Err(e)),
-        }
-        if written >= WRITE_LIMIT {
-            break "no EAGAIN before the limit".into();
-        }
-    };
+    let Filled {
+        written,
+        first_eagain,
+        stopped,
+    } = fill(&writer, &chunk, WRITE_LIMIT)?;
     rec.saw(
         "write_until_full",
         "sender: nonblocking write(4 KiB) until it stays unwritable",
