@@ -34,6 +34,7 @@ mod sigpipe;
 mod time_wait;
 
 mod herd;
+mod io_models;
 mod linger;
 mod nagle;
 
@@ -84,6 +85,7 @@ pub fn all() -> &'static [Lab] {
         nagle::LAB,
         linger::LAB,
         herd::LAB,
+        io_models::LAB,
     ]
 }
 
