@@ -675,9 +675,16 @@ fn herd() {
         let woken = numbers(&v["woken"]);
         assert_eq!(woken.len(), 3);
         match way {
-            "accept" => assert!(woken.iter().all(|&w| w == 1.0), "{way}: {v}"),
+            "accept" => {
+                assert!(woken.iter().all(|&w| w == 1.0), "{way}: {v}");
+                // Exclusive waiters queue at the tail and are woken from the head.
+                assert_eq!(v["sole_woken"], json!([0, 0, 0]), "{way}: {v}");
+            }
             "epoll_exclusive" => {
-                assert!(woken.iter().all(|&w| w >= 1.0 && w < waiters), "{way}: {v}")
+                assert!(woken.iter().all(|&w| w >= 1.0 && w < waiters), "{way}: {v}");
+                if woken.iter().all(|&w| w == 1.0) {
+                    assert_eq!(v["sole_woken"], json!([0, 0, 0]), "{way}: {v}");
+                }
             }
             _ => {
                 assert!(woken.iter().all(|&w| w == waiters), "{way}: {v}");

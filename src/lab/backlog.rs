@@ -114,6 +114,12 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         l.send_q,
     );
 
+    rec.saw(
+        "abort_on_overflow",
+        "sysctl net.ipv4.tcp_abort_on_overflow (1: reset instead of drop)",
+        sysctl_number("net/ipv4/tcp_abort_on_overflow")?,
+    );
+
     // The cap: ask for more than somaxconn.
     let somaxconn = sysctl_number("net/core/somaxconn")?;
     rec.saw("somaxconn", "sysctl net.core.somaxconn", somaxconn);

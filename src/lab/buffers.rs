@@ -8,9 +8,10 @@
 //! the sender turns writable again. That is backpressure, and why every model here stops
 //! reading from a client whose replies it cannot send.
 //!
-//! Linux doubles the value given to SO_SNDBUF and SO_RCVBUF (the extra half pays for its
-//! bookkeeping, socket(7)), and a socket given SO_RCVBUF no longer has its receive buffer
-//! tuned automatically (`net.ipv4.tcp_moderate_rcvbuf`).
+//! Linux doubles the value given to SO_SNDBUF and SO_RCVBUF "to allow space for bookkeeping
+//! overhead" (socket(7)), and a socket given SO_RCVBUF no longer has its receive buffer tuned
+//! automatically: setting it sets SOCK_RCVBUF_LOCK, which `tcp_rcv_space_adjust` (the
+//! `net.ipv4.tcp_moderate_rcvbuf` autotuning) leaves alone.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

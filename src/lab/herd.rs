@@ -15,12 +15,15 @@
 //! (`prepare_to_wait_exclusive` in `inet_csk_wait_for_connect`), and a wake-up stops at the
 //! first exclusive waiter: one thread. poll() and epoll entries are non-exclusive, so all of
 //! them wake. EPOLLEXCLUSIVE adds the epoll entries as exclusive; epoll_ctl(2) promises "one
-//! or more" woken.
+//! or more" woken. Exclusive waiters join the queue at its tail and a wake-up walks it from the
+//! head, so the one woken is the one that started waiting (or registered) first: the threads
+//! start one at a time, each once the one before sleeps, and the lab records the place of a
+//! thread woken alone.
 
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::{Barrier, mpsc};
+use std::sync::{Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -91,6 +94,9 @@ struct Count {
     eagain: usize,
     /// Threads woken that went back to sleep inside the call, never returning.
     slept_again: usize,
+    /// When exactly one thread was woken, its place in the wait queue (0: the first to start
+    /// waiting); `None` when more were.
+    sole_woken: Option<usize>,
 }
 
 fn run(rec: &mut Recorder) -> io::Result<Verdict> {
@@ -111,6 +117,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
             "connection": per(|c| c.connection),
             "eagain": per(|c| c.eagain),
             "slept_again": per(|c| c.slept_again),
+            "sole_woken": rounds.iter().map(|c| c.sole_woken).collect::<Vec<_>>(),
         });
         rec.saw(way.key(), way.what(), value);
         let one_connection = rounds.iter().all(|c| c.connection == 1);
@@ -128,8 +135,17 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
             .map(|w| w.to_string())
             .collect::<Vec<_>>()
             .join("/");
+        let first_waiter = rounds.iter().all(|c| c.sole_woken == Some(0));
         lines.push(match way {
-            Way::Accept | Way::Exclusive => format!("{} woke {woke} of {WAITERS}", way.key()),
+            Way::Accept | Way::Exclusive => format!(
+                "{} woke {woke} of {WAITERS}{}",
+                way.key(),
+                if first_waiter {
+                    ", each time the first to have started waiting"
+                } else {
+                    ""
+                }
+            ),
             Way::Poll | Way::Epoll => format!(
                 "{} woke {woke} of {WAITERS} ({} EAGAIN, {} back to sleep unseen)",
                 way.key(),
@@ -146,59 +162,92 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
 }
 
 /// One round: WAITERS threads wait `way`, one client connects, the wake-ups are counted.
+///
+/// The threads start one at a time, each only once the one before is asleep, so that thread
+/// *i* is the *i*-th on the listener's wait queue: the order a wake-up walks it in.
 fn round(way: Way) -> io::Result<Count> {
     let listener = listen_exact(bind(loopback_any(), true)?, 64)?;
     if !matches!(way, Way::Accept) {
         listener.set_nonblocking(true)?;
     }
     let stop = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)?;
-    let done = Barrier::new(WAITERS + 1);
+    let gate = Gate::default();
     let (ready_tx, ready_rx) = mpsc::channel();
     let (said_tx, said_rx) = mpsc::channel();
     std::thread::scope(|s| {
-        for _ in 0..WAITERS {
-            let (ready, said) = (ready_tx.clone(), said_tx.clone());
-            let (listener, stop, done) = (&listener, &stop, &done);
-            s.spawn(move || {
-                let got = waiter(way, listener, stop, &ready);
-                let _ = said.send(got);
-                // Sleep here, not exit, so that the count after the connection finds every
-                // thread asleep and still there.
-                done.wait();
-            });
-        }
-        let counted = count_round(way, &listener, &stop, &ready_rx, &said_rx);
+        let started = || -> io::Result<Vec<i32>> {
+            let mut tids = Vec::with_capacity(WAITERS);
+            for _ in 0..WAITERS {
+                let (ready, said) = (ready_tx.clone(), said_tx.clone());
+                let (listener, stop, gate) = (&listener, &stop, &gate);
+                s.spawn(move || {
+                    let got = waiter(way, listener, stop, &ready);
+                    let _ = said.send(got);
+                    // Sleep here, not exit, so that the count after the connection finds
+                    // every thread asleep and still there.
+                    gate.wait();
+                });
+                tids.push(
+                    ready_rx
+                        .recv_timeout(WAIT)
+                        .map_err(|_| io::Error::other("a waiter did not start"))??,
+                );
+                all_asleep(&tids)?;
+            }
+            Ok(tids)
+        };
+        let counted =
+            started().and_then(|tids| count_round(way, &listener, &stop, &tids, &said_rx));
         // Whatever happened, wake everyone and let them go.
         if !matches!(way, Way::Accept) {
             let _ = stop.write(1);
         }
         let _ = socket::shutdown(listener.as_raw_fd(), Shutdown::Both);
-        done.wait();
+        gate.open();
         counted
     })
 }
 
-/// The main thread's side of a round.
+/// Where the waiters sleep once their wait is over, until the round ends.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        while !*open {
+            open = self.opened.wait(open).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.opened.notify_all();
+    }
+}
+
+/// The main thread's side of a round, once every waiter sleeps.
 fn count_round(
     way: Way,
     listener: &TcpListener,
     stop: &EventFd,
-    ready: &mpsc::Receiver<io::Result<i32>>,
+    tids: &[i32],
     said: &mpsc::Receiver<io::Result<&'static str>>,
 ) -> io::Result<Count> {
-    let mut tids = Vec::with_capacity(WAITERS);
-    for _ in 0..WAITERS {
-        tids.push(
-            ready
-                .recv_timeout(WAIT)
-                .map_err(|_| io::Error::other("a waiter did not start"))??,
-        );
-    }
-    let before = all_asleep(&tids)?;
+    let before = all_asleep(tids)?;
     let _client = connect(listener.local_addr()?)?;
     std::thread::sleep(Duration::from_millis(50));
-    let after = all_asleep(&tids)?;
-    let woken = before.iter().zip(&after).filter(|(b, a)| a > b).count();
+    let after = all_asleep(tids)?;
+    let woken_order: Vec<usize> = before
+        .iter()
+        .zip(&after)
+        .enumerate()
+        .filter(|(_, (b, a))| a > b)
+        .map(|(i, _)| i)
+        .collect();
     // Release the ones still waiting: the blocking accepts by shutting the listener (every
     // accept() then fails with EINVAL), the others through the stop eventfd.
     if matches!(way, Way::Accept) {
@@ -207,10 +256,13 @@ fn count_round(
         stop.write(1)?;
     }
     let mut count = Count {
-        woken,
+        woken: woken_order.len(),
+        sole_woken: match woken_order.as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        },
         ..Count::default()
     };
-    let mut returned_empty = 0;
     for _ in 0..WAITERS {
         match said
             .recv_timeout(WAIT)
@@ -218,13 +270,12 @@ fn count_round(
         {
             "connection" => count.connection += 1,
             "EAGAIN" => count.eagain += 1,
-            _ => returned_empty += 1,
+            _ => {}
         }
     }
     // Woken, but neither took the connection nor saw EAGAIN: it went back to sleep in the
     // kernel and only the stop brought it out.
-    count.slept_again = woken.saturating_sub(count.connection + count.eagain);
-    let _ = returned_empty;
+    count.slept_again = count.woken.saturating_sub(count.connection + count.eagain);
     Ok(count)
 }
 
