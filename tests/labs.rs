@@ -157,6 +157,10 @@ fn lists_the_labs() {
         "sigpipe",
         "buffers",
         "keepalive",
+        "nagle",
+        "linger",
+        "herd",
+        "io-models",
     ] {
         assert!(names.contains(&lab), "{lab} missing from: {out}");
     }
@@ -166,23 +170,6 @@ fn lists_the_labs() {
         .status()
         .expect("run");
     assert_eq!(status.code(), Some(2));
-}
-
-/// `lab` also lists nagle, linger, herd and io-models.
-#[test]
-fn lists_the_labs_of_delay_close_herd_and_io_models() {
-    let out = run_bounded({
-        let mut c = Command::new(BIN);
-        c.arg("lab");
-        c
-    });
-    let names: Vec<&str> = out
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    for lab in ["nagle", "linger", "herd", "io-models"] {
-        assert!(names.contains(&lab), "{lab} missing from: {out}");
-    }
 }
 
 /// connect() completes with nobody calling accept(); with the third segment ignored

@@ -311,6 +311,19 @@ fn close_and_watch(stuck: Stuck) -> io::Result<(Closed, &'static str)> {
     ))
 }
 
+/// SO_LINGER {on, `seconds`}.
+fn linger_for(stream: &TcpStream, seconds: i32) -> io::Result<()> {
+    socket::setsockopt(
+        stream,
+        sockopt::Linger,
+        &libc::linger {
+            l_onoff: 1,
+            l_linger: seconds,
+        },
+    )?;
+    Ok(())
+}
+
 /// Parts 2 and 3: SO_LINGER {on, N} with unacknowledged data.
 fn lingering(
     rec: &mut Recorder,
@@ -320,14 +333,7 @@ fn lingering(
 ) -> io::Result<Closed> {
     let stuck = stuck(listener)?;
     stuck.client.set_nonblocking(nonblocking)?;
-    socket::setsockopt(
-        &stuck.client,
-        sockopt::Linger,
-        &libc::linger {
-            l_onoff: 1,
-            l_linger: LINGER_S,
-        },
-    )?;
+    linger_for(&stuck.client, LINGER_S)?;
     let (closed, state_after) = close_and_watch(stuck)?;
     rec.saw(
         key,
@@ -341,14 +347,7 @@ fn lingering(
 fn shutdown_lingers(rec: &mut Recorder, listener: &TcpListener) -> io::Result<u64> {
     let stuck = stuck(listener)?;
     stuck.client.set_nonblocking(false)?;
-    socket::setsockopt(
-        &stuck.client,
-        sockopt::Linger,
-        &libc::linger {
-            l_onoff: 1,
-            l_linger: LINGER_S,
-        },
-    )?;
+    linger_for(&stuck.client, LINGER_S)?;
     let start = Instant::now();
     let result = outcome(stuck.client.shutdown(Shutdown::Write).map(|()| "ok"));
     let ms = millis(start.elapsed());

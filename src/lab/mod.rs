@@ -10,6 +10,12 @@
 //! A lab records [`Observation`]s under stable keys, so that `server-models lab NAME --json`
 //! gives tests the values to assert on, not only the verdict.
 //!
+//! Where the kernel counts what a lab claims — an RST sent, a SYN dropped, a delayed ACK — the
+//! verdict rests on the counter ([`counters`], read before and after as `nstat` does), not on
+//! inference. The counters belong to a network namespace, so those labs enter a fresh one of
+//! their own when they may (`netns::Scope`, as root) and count exactly; otherwise they count in
+//! the shared namespace, say so, and check "at least".
+//!
 //! Every wait in a lab is bounded, and every socket, process and namespace a lab makes is gone
 //! when it returns. The labs that fork (`fork-close`, `sigpipe`, `accept-reset`) refuse to run in
 //! a process with more than one thread, since after `fork` in a threaded process the child may

@@ -80,6 +80,26 @@ fn send_nosignal(stream: &TcpStream) -> io::Result<u64> {
     writer.write(b"x").map(|n| n as u64)
 }
 
+/// Forks a child that restores SIGPIPE's default action and, on each order, writes one byte
+/// to `server`: `w` with write(2), `s` with send(MSG_NOSIGNAL); it answers with [`code`].
+fn writer_child(server: &TcpStream) -> io::Result<Forked> {
+    Forked::spawn(|orders| {
+        // SAFETY: SIG_DFL installs no handler; nothing in this process relies on SIGPIPE
+        // being ignored.
+        if unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.is_err() {
+            return 2;
+        }
+        while let Some(order) = orders.wait() {
+            let wrote = match order {
+                b'w' => write_one(server),
+                _ => send_nosignal(server),
+            };
+            orders.answer(code(wrote));
+        }
+        0
+    })
+}
+
 /// A one-byte answer from the child for a write's outcome.
 fn code(result: io::Result<u64>) -> u8 {
     match result {
@@ -153,21 +173,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
 
     // The same in a child with the default disposition.
     let server = closed_by_peer(&listener)?;
-    let mut child = Forked::spawn(|orders| {
-        // SAFETY: SIG_DFL installs no handler; nothing in this process relies on SIGPIPE
-        // being ignored.
-        if unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.is_err() {
-            return 2;
-        }
-        while let Some(order) = orders.wait() {
-            let wrote = match order {
-                b'w' => write_one(&server),
-                _ => send_nosignal(&server),
-            };
-            orders.answer(code(wrote));
-        }
-        0
-    })?;
+    let mut child = writer_child(&server)?;
     rec.say(format!(
         "child {} restores SIG_DFL for SIGPIPE and writes to another closed peer",
         child.pid()
@@ -216,16 +222,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         outcome(write_one(&server)),
     );
     let (server, _) = reset_by_peer(&listener)?;
-    let mut child = Forked::spawn(|orders| {
-        // SAFETY: as above.
-        if unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.is_err() {
-            return 2;
-        }
-        while orders.wait().is_some() {
-            orders.answer(code(write_one(&server)));
-        }
-        0
-    })?;
+    let mut child = writer_child(&server)?;
     rec.say(format!(
         "child {} restores SIG_DFL and writes to another reset connection",
         child.pid()
