@@ -205,10 +205,16 @@ impl Private {
             return Ok(Err(reason));
         }
         let home = File::open("/proc/thread-self/ns/net")?;
-        nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
+        // Root without CAP_SYS_ADMIN (a container) is refused here: then the shared namespace.
+        if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWNET) {
+            return Ok(Err(format!("unshare(CLONE_NEWNET): {e}")));
+        }
         let private = Private { home };
         // The child `ip` inherits this thread's namespace, so this is the new namespace's lo.
-        ip(&["link", "set", "lo", "up"])?;
+        // On failure `private` drops, and the thread goes home.
+        if let Err(e) = ip(&["link", "set", "lo", "up"]) {
+            return Ok(Err(e.to_string()));
+        }
         Ok(Ok(private))
     }
 }
