@@ -103,6 +103,37 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether the lab counted in a network namespace of its own (exact counts) rather than the
+/// shared one, where other traffic adds to the kernel's counters.
+fn private(report: &Value) -> bool {
+    obs(report, "namespace") == "private"
+}
+
+/// A counter's growth: exactly `expected` in a private namespace, at least that in the shared
+/// one. As root (CI) the labs make a private namespace, so there the counts are exact.
+fn assert_counted(report: &Value, got: &Value, expected: u64, what: &str) {
+    let got = number(got);
+    if private(report) {
+        assert_eq!(got, expected, "{what}");
+    } else {
+        assert!(got >= expected, "{what}: {got} < {expected}");
+    }
+}
+
+/// As root the counter-based labs run in a private namespace; without root they say why not.
+fn assert_namespace(report: &Value) {
+    if is_root() {
+        assert_eq!(
+            obs(report, "namespace"),
+            "private",
+            "root, so a private namespace"
+        );
+    } else {
+        assert_eq!(obs(report, "namespace"), "shared");
+        assert!(obs(report, "namespace_reason").as_str().is_some());
+    }
+}
+
 /// `lab` alone lists the ten labs; an unknown one is a usage error.
 #[test]
 fn lists_the_labs() {
@@ -126,6 +157,10 @@ fn lists_the_labs() {
         "sigpipe",
         "buffers",
         "keepalive",
+        "nagle",
+        "linger",
+        "herd",
+        "io-models",
     ] {
         assert!(names.contains(&lab), "{lab} missing from: {out}");
     }
@@ -155,6 +190,31 @@ fn handshake() {
     assert_eq!(obs(&r, "deferred_server_state"), "SYN_RECV");
     assert_eq!(obs(&r, "deferred_accept"), "EAGAIN");
     assert_eq!(obs(&r, "deferred_accept_after_data"), "ok");
+    // The third segments, counted by the kernel: a server socket made before any accept();
+    // under TCP_DEFER_ACCEPT the bare ACK dropped, and no server socket until the data came.
+    assert_namespace(&r);
+    assert_counted(
+        &r,
+        obs(&r, "passive_opens"),
+        1,
+        "PassiveOpens before accept",
+    );
+    let deferred = obs(&r, "deferred_counters");
+    assert_counted(
+        &r,
+        &deferred["TcpExt.TCPDeferAcceptDrop"],
+        1,
+        "TCPDeferAcceptDrop",
+    );
+    if private(&r) {
+        assert_eq!(deferred["Tcp.PassiveOpens"], 0, "{deferred}");
+    }
+    assert_counted(
+        &r,
+        obs(&r, "deferred_passive_opens"),
+        1,
+        "PassiveOpens after data",
+    );
     assert_eq!(r["held"], true);
 }
 
@@ -176,11 +236,22 @@ fn backlog() {
     for i in 5..=6 {
         assert_eq!(obs(&r, &format!("client_{i}")), "SYN_SENT");
     }
-    let somaxconn = sysctl("net/core/somaxconn");
-    assert_eq!(number(obs(&r, "somaxconn")), somaxconn);
+    // Read in the lab's namespace: a private one has its own somaxconn.
+    let somaxconn = number(obs(&r, "somaxconn"));
+    if !private(&r) {
+        assert_eq!(somaxconn, sysctl("net/core/somaxconn"));
+    }
     assert_eq!(number(obs(&r, "capped_backlog")), somaxconn);
     assert_eq!(obs(&r, "retry")["established"], 1);
     assert!(obs(&r, "retry")["after_ms"].is_u64());
+    // The two SYNs that met the full queue, counted where they were dropped; the client got in
+    // on its SYN's retransmission, which cannot come before the 1 s initial timeout.
+    assert_namespace(&r);
+    let dropped = obs(&r, "dropped_syns");
+    assert_counted(&r, &dropped["TcpExt.ListenOverflows"], 2, "ListenOverflows");
+    assert_counted(&r, &dropped["TcpExt.ListenDrops"], 2, "ListenDrops");
+    assert!(number(obs(&r, "syn_retransmits")) >= 1);
+    assert!(number(&obs(&r, "retry")["since_its_syn_ms"]) >= 900);
     assert_eq!(r["held"], false, "the books say at most `backlog`");
 }
 
@@ -248,6 +319,14 @@ fn half_close() {
     assert!(has_flag(obs(&r, "client_poll_after_close"), "POLLERR"));
     assert_eq!(obs(&r, "client_read_after_close"), "ECONNRESET");
     assert_eq!(obs(&r, "server_state_after_close"), "gone");
+    // The RST was really sent, and counted as an abort for unread data.
+    assert_namespace(&r);
+    let counted = obs(&r, "close_counters");
+    assert_counted(&r, &counted["TcpExt.TCPAbortOnClose"], 1, "TCPAbortOnClose");
+    assert_counted(&r, &counted["Tcp.OutRsts"], 1, "OutRsts");
+    if private(&r) {
+        assert_eq!(obs(&r, "part_one_rsts"), 0, "a half-close sends no RST");
+    }
     assert_eq!(r["held"], true);
 }
 
@@ -304,7 +383,20 @@ fn sigpipe() {
     assert_eq!(obs(&r, "child_send_nosignal"), "EPIPE");
     assert_eq!(obs(&r, "child_second_write"), "no answer");
     assert_eq!(obs(&r, "child"), "killed by SIGPIPE");
-    assert_eq!(r["held"], true);
+    assert_namespace(&r);
+    assert_counted(&r, obs(&r, "rst_sent"), 1, "the peer's RST");
+    // After an RST in ESTABLISHED: ECONNRESET first, without SIGPIPE; EPIPE and SIGPIPE next.
+    assert_eq!(obs(&r, "reset_server_state"), "ESTABLISHED");
+    assert_counted(&r, obs(&r, "reset_rst_sent"), 1, "the client's RST");
+    assert_eq!(obs(&r, "reset_first_write"), "ECONNRESET");
+    assert_eq!(obs(&r, "reset_second_write"), "EPIPE");
+    assert_eq!(obs(&r, "reset_child_first_write"), "ECONNRESET");
+    assert_eq!(obs(&r, "reset_child_second_write"), "no answer");
+    assert_eq!(obs(&r, "reset_child"), "killed by SIGPIPE");
+    assert_eq!(
+        r["held"], false,
+        "EPIPE after an RST holds in CLOSE_WAIT only; in ESTABLISHED it is ECONNRESET"
+    );
 }
 
 /// A reader that stops: the writer reaches EAGAIN with every byte accounted for in the two
@@ -396,6 +488,13 @@ fn keepalive() {
     assert!(has_flag(&detected["poll"], "POLLERR"), "{detected}");
     // idle 1 s + 2 probes 1 s apart: the kernel cannot give up sooner than that.
     assert!(number(&detected["after_ms"]) >= 2500, "{detected}");
+    // Counted from the last segment received, the kernel cannot give up before
+    // idle + cnt × intvl (less a 4 ms tick).
+    assert_eq!(number(&detected["formula_ms"]), 3000);
+    assert!(
+        number(&detected["since_last_data_ms"]) >= 2900,
+        "{detected}"
+    );
     assert_eq!(obs(&r, "read"), "ETIMEDOUT");
     assert_eq!(obs(&r, "probes_sent"), 2);
     assert_eq!(obs(&r, "without_keepalive"), "ESTABLISHED");
@@ -437,4 +536,192 @@ fn keepalive_without_root() {
         run_bounded(c)
     };
     assert_fallback(&parse("keepalive", &out));
+}
+
+/// The numbers of an array observation.
+fn numbers(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap_or_else(|| panic!("not a number: {x}")))
+        .collect()
+}
+
+/// Write-write-read stalls on the peer's delayed ACK once the peer has left quick-ACK mode,
+/// one delayed ACK per stalled exchange; TCP_NODELAY, writev and TCP_CORK do not stall.
+#[test]
+fn nagle() {
+    let r = lab("nagle");
+    assert_namespace(&r);
+    let rounds = 6;
+    let nagle = obs(&r, "nagle");
+    let ms = numbers(&nagle["ms"]);
+    assert_eq!(ms.len(), rounds);
+    // Rounds 2.. waited for the delayed-ACK timer, which cannot fire before TCP_DELACK_MIN
+    // (40 ms) less a tick: a lower bound the kernel guarantees.
+    let mut later: Vec<f64> = ms[1..].to_vec();
+    later.sort_by(|a, b| a.total_cmp(b));
+    assert!(later[later.len() / 2] >= 30.0, "{nagle}");
+    let acks = numbers(&nagle["delayed_acks"]);
+    let stalled: f64 = acks[1..].iter().sum();
+    assert_counted(
+        &r,
+        &Value::from(stalled as u64),
+        5,
+        "DelayedACKs in exchanges 2-6",
+    );
+    // The peer answered the first exchange in quick-ACK mode and the rest in pingpong mode.
+    assert_eq!(nagle["peer_quickack"], json!([1, 0, 0, 0, 0, 0]), "{nagle}");
+    assert_eq!(numbers(&nagle["segments"]), vec![2.0; rounds]);
+    assert_eq!(
+        number(&nagle["peer_ato_us"]),
+        40_000,
+        "TCP_ATO_MIN is 40 ms"
+    );
+    for (way, segments) in [("nodelay", 2.0), ("writev", 1.0), ("cork", 1.0)] {
+        let v = obs(&r, way);
+        assert_eq!(
+            numbers(&v["segments"]),
+            vec![segments; rounds],
+            "{way}: {v}"
+        );
+        if private(&r) {
+            assert_eq!(numbers(&v["delayed_acks"]), vec![0.0; rounds], "{way}: {v}");
+        }
+    }
+    assert_eq!(r["held"], true);
+}
+
+/// SO_LINGER {on, 0} resets and leaves no TIME_WAIT; {on, 1} makes close() wait a second,
+/// blocking or not, then return 0 with nothing discarded; shutdown() does not linger; the
+/// default close returns at once and the kernel delivers the rest.
+#[test]
+fn linger() {
+    let r = lab("linger");
+    assert_namespace(&r);
+    let counted = obs(&r, "abort_counters");
+    assert_counted(&r, &counted["TcpExt.TCPAbortOnData"], 1, "TCPAbortOnData");
+    assert_counted(&r, &counted["Tcp.OutRsts"], 1, "OutRsts");
+    assert_eq!(obs(&r, "abort_client_state"), "gone", "no TIME_WAIT");
+    assert_eq!(obs(&r, "abort_server_read"), "ECONNRESET");
+    assert_eq!(obs(&r, "plain_client_state"), "TIME_WAIT");
+    for key in ["linger_blocking", "linger_nonblocking"] {
+        let v = obs(&r, key);
+        // SO_LINGER 1 s: close() cannot return sooner while the peer's window stays shut.
+        assert!(number(&v["close_ms"]) >= 900, "{key}: {v}");
+        assert_eq!(
+            v["close_returned"], "ok",
+            "{key}: Linux returns 0, not EWOULDBLOCK"
+        );
+        assert_eq!(v["state_after"], "FIN_WAIT1", "{key}: {v}");
+        assert!(
+            number(&v["send_q_after"]) > 0,
+            "{key}: data still queued: {v}"
+        );
+        assert_eq!(
+            v["peer_read"], v["written"],
+            "{key}: nothing discarded: {v}"
+        );
+        assert_eq!(v["peer_eof"], true, "{key}: {v}");
+        if private(&r) {
+            assert_eq!(v["rsts"], 0, "{key}: no RST: {v}");
+        }
+    }
+    let shut = obs(&r, "linger_shutdown");
+    assert_eq!(shut["result"], "ok");
+    assert!(
+        number(&shut["shutdown_ms"]) < 900,
+        "shutdown() does not linger: {shut}"
+    );
+    assert_eq!(shut["peer_read"], shut["written"]);
+    let default = obs(&r, "default_close");
+    assert!(number(&default["close_ms"]) < 900, "{default}");
+    assert_eq!(default["state_after"], "FIN_WAIT1");
+    assert!(number(&default["send_q_after"]) > 0, "{default}");
+    assert_eq!(default["peer_read"], default["written"]);
+    assert_eq!(default["peer_eof"], true);
+    assert_eq!(
+        r["held"], false,
+        "Linux lingers on nonblocking sockets and never returns EWOULDBLOCK or discards"
+    );
+}
+
+/// One blocking accept() is woken per connection, and one EPOLLEXCLUSIVE epoll instance (at
+/// least one: "one or more"); every poll() caller and every plain epoll instance is woken,
+/// and one thread gets the connection.
+#[test]
+fn herd() {
+    let r = lab("herd");
+    let waiters = 4.0;
+    for way in ["accept", "poll", "epoll", "epoll_exclusive"] {
+        let v = obs(&r, way);
+        assert!(
+            numbers(&v["connection"]).iter().all(|&c| c == 1.0),
+            "{way}: {v}"
+        );
+        let woken = numbers(&v["woken"]);
+        assert_eq!(woken.len(), 3);
+        match way {
+            "accept" => {
+                assert!(woken.iter().all(|&w| w == 1.0), "{way}: {v}");
+                // Exclusive waiters queue at the tail and are woken from the head.
+                assert_eq!(v["sole_woken"], json!([0, 0, 0]), "{way}: {v}");
+            }
+            "epoll_exclusive" => {
+                assert!(woken.iter().all(|&w| w >= 1.0 && w < waiters), "{way}: {v}");
+                if woken.iter().all(|&w| w == 1.0) {
+                    assert_eq!(v["sole_woken"], json!([0, 0, 0]), "{way}: {v}");
+                }
+            }
+            _ => {
+                assert!(woken.iter().all(|&w| w == waiters), "{way}: {v}");
+                let eagain = numbers(&v["eagain"]);
+                let slept = numbers(&v["slept_again"]);
+                for i in 0..woken.len() {
+                    assert_eq!(eagain[i] + slept[i], waiters - 1.0, "{way}: {v}");
+                }
+            }
+        }
+    }
+}
+
+/// The five models each got the bytes; glibc's aio_read ran on a thread of its own; io_uring
+/// completed the receive (or, where io_uring is refused, says why).
+#[test]
+fn io_models() {
+    let r = lab("io-models");
+    assert_eq!(obs(&r, "blocking")["read"], "ping");
+    // The peer writes 30 ms after being told: the blocking read cannot return sooner.
+    assert!(number(&obs(&r, "blocking")["blocked_ms"]) >= 15);
+    let nonblocking = obs(&r, "nonblocking");
+    assert_eq!(nonblocking["read"], "ping");
+    assert!(number(&nonblocking["eagain"]) >= 1, "{nonblocking}");
+    let select = obs(&r, "select");
+    assert_eq!(select["select"], 1);
+    assert_eq!(select["read"], "ping");
+    let sigio = obs(&r, "sigio");
+    assert!(number(&sigio["sigio"]) >= 1, "{sigio}");
+    assert_eq!(sigio["si_code"], "POLL_IN");
+    assert_eq!(sigio["si_fd_is_sock"], true);
+    assert_eq!(sigio["read"], "ping");
+    let aio = obs(&r, "posix_aio");
+    assert_eq!(aio["returned"], "ping", "{aio}");
+    assert!(
+        number(&aio["threads_while_waiting"]) > number(&aio["threads_before"]),
+        "glibc's aio_read runs on a helper thread: {aio}"
+    );
+    let uring = obs(&r, "io_uring");
+    match uring.get("error") {
+        None => {
+            assert_eq!(uring["res"], 4, "{uring}");
+            assert_eq!(uring["buffer"], "ping");
+            assert_eq!(uring["submitted"], 1);
+        }
+        // Refused here (kernel.io_uring_disabled, a seccomp profile): the lab says why.
+        Some(e) => assert!(e.as_str().is_some_and(|e| e.starts_with('E')), "{uring}"),
+    }
+    assert_eq!(
+        r["held"], false,
+        "POSIX aio on glibc is threads, not the kernel"
+    );
 }

@@ -8,9 +8,12 @@
 //!
 //! On Linux the queue takes backlog + 1 connections: the listener refuses a SYN only when the
 //! queue already holds *more* than the backlog (`sk_acceptq_is_full`). A SYN that finds the
-//! queue full is dropped without an answer, so the client sits in SYN_SENT and retransmits
-//! (after 1 s, then 2, 4, ...), which is what the books describe. (With
-//! `net.ipv4.tcp_abort_on_overflow` set, a connection that cannot be queued is reset instead.)
+//! queue full is dropped without an answer (`tcp_conn_request` counts it in `TcpExt
+//! ListenOverflows` and `ListenDrops`), so the client sits in SYN_SENT and retransmits (after
+//! 1 s, then 2, 4, ...; `TcpExt TCPSynRetrans`), which is what the books describe. The lab
+//! reads those counters, in a network namespace of its own when it may (as root), so that
+//! they count its clients alone. (With `net.ipv4.tcp_abort_on_overflow` set, a connection
+//! that cannot be queued is reset instead.)
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -20,6 +23,8 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde_json::json;
 
+use super::counters::Counters;
+use super::netns::Scope;
 use super::{
     Lab, Recorder, Verdict, accept_within, bind, connect_nonblocking, diag, listen_exact,
     local_addr, loopback_any, millis, so_error, sysctl_number, wait_for,
@@ -39,6 +44,7 @@ const BACKLOG: i32 = 3;
 const CLIENTS: usize = 6;
 
 fn run(rec: &mut Recorder) -> io::Result<Verdict> {
+    let scope = Scope::enter(rec)?;
     let listener = listen_exact(bind(loopback_any(), true)?, BACKLOG)?;
     let server = listener.local_addr()?;
     rec.say(format!(
@@ -47,7 +53,10 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
 
     let mut clients: Vec<OwnedFd> = Vec::new();
     let mut states = Vec::new();
+    let mut syn_sent_at = Vec::new();
+    let before = Counters::read()?;
     for i in 1..=CLIENTS {
+        syn_sent_at.push(Instant::now());
         let (fd, said) = connect_nonblocking(server)?;
         // On loopback the handshake (or the dropped SYN) is over within microseconds.
         wait_for(&fd, PollFlags::POLLOUT, Duration::from_millis(100))?;
@@ -60,6 +69,15 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         states.push(state);
         clients.push(fd);
     }
+    // Read before any SYN is retransmitted (the first retransmission comes after 1 s).
+    let after_connects = Counters::read()?;
+    let overflows = after_connects.delta(&before, "TcpExt.ListenOverflows");
+    let drops = after_connects.delta(&before, "TcpExt.ListenDrops");
+    rec.saw(
+        "dropped_syns",
+        "counters after the six connects: SYNs dropped for a full accept queue",
+        json!({ "TcpExt.ListenOverflows": overflows, "TcpExt.ListenDrops": drops }),
+    );
     let completed = states.iter().filter(|s| **s == "ESTABLISHED").count();
     let waiting = states.iter().filter(|s| **s == "SYN_SENT").count();
     rec.saw(
@@ -96,6 +114,12 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         l.send_q,
     );
 
+    rec.saw(
+        "abort_on_overflow",
+        "sysctl net.ipv4.tcp_abort_on_overflow (1: reset instead of drop)",
+        sysctl_number("net/ipv4/tcp_abort_on_overflow")?,
+    );
+
     // The cap: ask for more than somaxconn.
     let somaxconn = sysctl_number("net/core/somaxconn")?;
     rec.saw("somaxconn", "sysctl net.core.somaxconn", somaxconn);
@@ -110,19 +134,27 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     drop(big);
 
     // Room for one more: the first waiting client gets in when its SYN is retransmitted.
-    let pending: Vec<&OwnedFd> = clients
+    let pending: Vec<(&OwnedFd, Instant)> = clients
         .iter()
         .zip(&states)
-        .filter(|(_, s)| **s == "SYN_SENT")
-        .map(|(fd, _)| fd)
+        .zip(&syn_sent_at)
+        .filter(|((_, s), _)| **s == "SYN_SENT")
+        .map(|((fd, _), at)| (fd, *at))
         .collect();
+    let pending_fds: Vec<&OwnedFd> = pending.iter().map(|(fd, _)| *fd).collect();
+    let before_retry = Counters::read()?;
     let _first = accept_within(&listener, Duration::from_secs(1))?;
     rec.say("accept() one connection; wait up to 3 s for a waiting client to retry");
     let start = Instant::now();
-    let got_in = first_writable(&pending, Duration::from_secs(3))?;
+    let got_in = first_writable(&pending_fds, Duration::from_secs(3))?;
     let after = millis(start.elapsed());
+    // How long after its first SYN the client got in: its SYN's retransmission timeout.
+    let since_syn = got_in
+        .and_then(|i| pending.get(i))
+        .map(|(_, at)| millis(at.elapsed()));
+    let retransmitted = Counters::read()?.delta(&before_retry, "TcpExt.TCPSynRetrans");
     let mut now_established = 0;
-    for fd in &pending {
+    for fd in &pending_fds {
         if diag::state(local_addr(*fd)?, server)? == "ESTABLISHED" {
             now_established += 1;
         }
@@ -130,16 +162,27 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     rec.saw(
         "retry",
         "after one accept(): waiting clients now ESTABLISHED, ms until the first",
-        json!({ "established": now_established, "after_ms": got_in.map(|_| after) }),
+        json!({ "established": now_established, "after_ms": got_in.map(|_| after),
+                "since_its_syn_ms": since_syn }),
+    );
+    rec.saw(
+        "syn_retransmits",
+        "SYNs retransmitted meanwhile (TcpExt.TCPSynRetrans)",
+        retransmitted,
     );
 
     let queue_as_books = completed == BACKLOG as usize;
     let capped = cap == somaxconn;
-    let dropped = waiting == CLIENTS - completed && refused == 0;
-    let retried = now_established == 1;
+    let dropped = waiting == CLIENTS - completed
+        && refused == 0
+        && scope.agrees(overflows, waiting as u64)
+        && scope.agrees(drops, waiting as u64);
+    // The first retransmission of a SYN comes TCP_TIMEOUT_INIT (1 s) after it.
+    let retried = now_established == 1 && retransmitted >= 1 && since_syn >= Some(900);
     let summary = format!(
         "the queue took {completed} connections for backlog {BACKLOG}{}; the cap at somaxconn \
-         {}; full-queue SYNs were {}; one waiting client {} after {after} ms (SYN retransmit)",
+         {}; full-queue SYNs were {} (ListenOverflows +{overflows}, ListenDrops +{drops}, {}); \
+         one waiting client {} {} ms after its first SYN (TCPSynRetrans +{retransmitted})",
         if completed == BACKLOG as usize + 1 {
             " (Linux admits backlog+1)"
         } else {
@@ -151,7 +194,9 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         } else {
             "not simply dropped"
         },
+        scope.word(),
         if retried { "got in" } else { "did not get in" },
+        since_syn.map_or("-".to_string(), |ms| ms.to_string()),
     );
     Ok(Verdict::new(
         queue_as_books && capped && dropped && retried,

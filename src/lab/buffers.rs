@@ -8,9 +8,10 @@
 //! the sender turns writable again. That is backpressure, and why every model here stops
 //! reading from a client whose replies it cannot send.
 //!
-//! Linux doubles the value given to SO_SNDBUF and SO_RCVBUF (the extra half pays for its
-//! bookkeeping, socket(7)), and a socket given SO_RCVBUF no longer has its receive buffer
-//! tuned automatically (`net.ipv4.tcp_moderate_rcvbuf`).
+//! Linux doubles the value given to SO_SNDBUF and SO_RCVBUF "to allow space for bookkeeping
+//! overhead" (socket(7)), and a socket given SO_RCVBUF no longer has its receive buffer tuned
+//! automatically: setting it sets SOCK_RCVBUF_LOCK, which `tcp_rcv_space_adjust` (the
+//! `net.ipv4.tcp_moderate_rcvbuf` autotuning) leaves alone.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -21,8 +22,8 @@ use nix::sys::socket::{self, sockopt};
 use serde_json::json;
 
 use super::{
-    Lab, Recorder, Verdict, accept_within, connect_nonblocking, diag, loopback_any, millis,
-    outcome, poll_names, render, sysctl, wait_for,
+    Filled, Lab, Recorder, Verdict, accept_within, connect_nonblocking, diag, fill, loopback_any,
+    millis, outcome, poll_names, render, sysctl, wait_for,
 };
 use crate::server::net::{self, ListenOptions};
 
@@ -80,26 +81,11 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let writer = TcpStream::from(writer);
     let writer_addr = writer.local_addr()?;
     let chunk = [b'x'; CHUNK];
-    // Write until EAGAIN, then give the socket 100 ms to turn writable again: the first EAGAIN
-    // can come while segments are still crossing loopback and holding buffer memory. Full is
-    // when it stays unwritable.
-    let mut written = 0usize;
-    let mut first_eagain = None;
-    let stopped = loop {
-        match (&writer).write(&chunk) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                first_eagain.get_or_insert(written);
-                if wait_for(&writer, PollFlags::POLLOUT, Duration::from_millis(100))?.is_empty() {
-                    break outcome::<u64>(Err(e));
-                }
-            }
-            Err(e) => break outcome::<u64>(Err(e)),
-        }
-        if written >= WRITE_LIMIT {
-            break "no EAGAIN before the limit".into();
-        }
-    };
+    let Filled {
+        written,
+        first_eagain,
+        stopped,
+    } = fill(&writer, &chunk, WRITE_LIMIT)?;
     rec.saw(
         "write_until_full",
         "sender: nonblocking write(4 KiB) until it stays unwritable",

@@ -2,13 +2,15 @@
 //!
 //! Part one is the half-close (半关闭) a client uses to say "that was my whole request": it
 //! writes, calls shutdown(SHUT_WR) — a FIN goes out — and keeps reading. The server reads the
-//! request, then EOF, writes its reply into the half-open connection, and closes; the client
-//! reads the reply and then its own EOF.
+//! request, then EOF, writes its reply into the half-closed connection, and closes; the client
+//! reads the reply and then its own EOF. No RST is sent (`Tcp OutRsts` does not move).
 //!
 //! Part two: a server that close()s a socket whose receive queue still holds bytes it never
-//! read. RFC 2525 (and Linux) answer with RST rather than FIN, so the peer's next read fails
-//! with ECONNRESET — and any reply still in flight to it can be thrown away. That is why the
-//! blocking models drain what the peer sent before closing (`conn.rs`, lingering close).
+//! read. RFC 1122 (4.2.2.13) says it SHOULD send RST, and Linux does (`__tcp_close`, counted
+//! in `TcpExt TCPAbortOnClose`), so the peer's next read fails with ECONNRESET — and any reply
+//! still in flight to it can be thrown away. That is why the blocking models drain what the
+//! peer sent before closing (`conn.rs`, lingering close). The counters are read in a network
+//! namespace of the lab's own when it may (as root), so that they count its sockets alone.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -16,6 +18,8 @@ use std::time::Duration;
 
 use nix::poll::PollFlags;
 
+use super::counters::Counters;
+use super::netns::Scope;
 use super::{
     Lab, Recorder, Verdict, accept_within, connect, diag, loopback_any, outcome, poll_names,
     render, settled_state, wait_for,
@@ -34,9 +38,11 @@ pub const LAB: Lab = Lab {
 const WAIT: Duration = Duration::from_secs(1);
 
 fn run(rec: &mut Recorder) -> io::Result<Verdict> {
+    let scope = Scope::enter(rec)?;
     let listener = net::listen(loopback_any(), &ListenOptions::default())?;
     let server_addr = listener.local_addr()?;
     rec.say(format!("part one: a client of {server_addr} half-closes"));
+    let before = Counters::read()?;
 
     let client = connect(server_addr)?;
     let client_addr = client.local_addr()?;
@@ -94,6 +100,11 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         settled_state(client_addr, server_addr, &["FIN_WAIT2"])?,
     );
     drop(client);
+    let rsts_one = rec.saw(
+        "part_one_rsts",
+        "RSTs sent during part one (Tcp.OutRsts)",
+        Counters::read()?.delta(&before, "Tcp.OutRsts"),
+    );
 
     rec.say("part two: the server closes with unread bytes in its receive queue");
     let client = connect(server_addr)?;
@@ -106,6 +117,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         "server socket Recv-Q: bytes it will not read",
         diag::find(server_addr, client_addr)?.map(|s| s.recv_q),
     );
+    let before = Counters::read()?;
     drop(server);
     let seen = rec.saw(
         "client_poll_after_close",
@@ -123,6 +135,14 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         "server socket (no FIN_WAIT, no TIME_WAIT)",
         diag::state(server_addr, client_addr)?,
     );
+    let after = Counters::read()?;
+    let aborts = after.delta(&before, "TcpExt.TCPAbortOnClose");
+    let rsts = after.delta(&before, "Tcp.OutRsts");
+    rec.saw(
+        "close_counters",
+        "counters around that close: aborts for unread data, RSTs sent",
+        serde_json::json!({ "TcpExt.TCPAbortOnClose": aborts, "Tcp.OutRsts": rsts }),
+    );
 
     let half_close = shut == "ok"
         && client_state == "FIN_WAIT2"
@@ -132,13 +152,23 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         && reply == 5
         && client_read == 5
         && client_eof == 0;
-    let resets = reset == "ECONNRESET" && server_gone == "gone";
+    let no_rst_in_part_one = !scope.exact() || rsts_one == 0;
+    let resets = reset == "ECONNRESET"
+        && server_gone == "gone"
+        && scope.agrees(aborts, 1)
+        && scope.agrees(rsts, 1);
     let [client_state, server_state, client_read, reset, seen] =
         [&client_state, &server_state, &client_read, &reset, &seen].map(render);
     let summary = format!(
         "after shutdown(SHUT_WR) the client was {client_state}, the server {server_state}, and the \
-         client still read {client_read} bytes; close() with unread data gave the peer {reset} \
-         (poll: {seen})"
+         client still read {client_read} bytes (OutRsts +{} meanwhile); close() with unread \
+         data sent an RST (TCPAbortOnClose +{aborts}, OutRsts +{rsts}, {}) and gave the peer \
+         {reset} (poll: {seen})",
+        render(&rsts_one),
+        scope.word(),
     );
-    Ok(Verdict::new(half_close && resets, summary))
+    Ok(Verdict::new(
+        half_close && no_rst_in_part_one && resets,
+        summary,
+    ))
 }

@@ -11,18 +11,25 @@
 //! which has seen the SYN-ACK, is ESTABLISHED and its connect() has returned, while the server
 //! side stays in SYN_RECV and accept() has nothing — until a segment that completes the
 //! handshake for the server arrives.
+//!
+//! The third segment is observed, not assumed: `tcp_check_req` counts the bare ACK it drops
+//! under TCP_DEFER_ACCEPT in `TcpExt TCPDeferAcceptDrop`, and `Tcp PassiveOpens` counts each
+//! server-side socket made when a handshake completes (`tcp_create_openreq_child`). The lab
+//! reads both in a network namespace of its own when it may (as root), so that they count its
+//! connections alone.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use nix::libc;
 use nix::poll::PollFlags;
 
+use super::counters::Counters;
+use super::netns::Scope;
 use super::{
     Lab, Recorder, Verdict, accept_within, connect_nonblocking, diag, local_addr, loopback_any,
-    outcome, poll_names, so_error, wait_for,
+    outcome, poll_names, set_int_option, so_error, wait_for,
 };
 use crate::server::net::{self, ListenOptions};
 
@@ -39,6 +46,7 @@ pub const LAB: Lab = Lab {
 const WAIT: Duration = Duration::from_secs(1);
 
 fn run(rec: &mut Recorder) -> io::Result<Verdict> {
+    let scope = Scope::enter(rec)?;
     // Part one: nobody calls accept().
     let opts = ListenOptions {
         backlog: 8,
@@ -50,6 +58,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         "listen on {server}; the server does not call accept() yet"
     ));
 
+    let before = Counters::read()?;
     let (client, said) = connect_nonblocking(server)?;
     rec.saw("connect", "client: nonblocking connect()", said);
     let ready = wait_for(&client, PollFlags::POLLOUT, WAIT)?;
@@ -79,6 +88,11 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         "listener Recv-Q: connections waiting for accept()",
         diag::listener(server)?.map(|l| l.recv_q),
     );
+    let opened = rec.saw(
+        "passive_opens",
+        "server-side sockets made by completed handshakes (Tcp.PassiveOpens)",
+        Counters::read()?.delta(&before, "Tcp.PassiveOpens"),
+    );
 
     let client = TcpStream::from(client);
     let wrote = rec.saw(
@@ -103,10 +117,11 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     // Part two: the listener ignores the bare third segment.
     let deferred = net::listen(loopback_any(), &opts)?;
     let deferred_addr = deferred.local_addr()?;
-    set_defer_accept(&deferred, 1)?;
+    set_int_option(&deferred, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, 1)?;
     rec.say(format!(
         "listen on {deferred_addr} with TCP_DEFER_ACCEPT: the server ignores a bare ACK"
     ));
+    let before = Counters::read()?;
     let (client2, _) = connect_nonblocking(deferred_addr)?;
     wait_for(&client2, PollFlags::POLLOUT, WAIT)?;
     let deferred_result = rec.saw(
@@ -124,6 +139,24 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         "deferred_server_state",
         "server side, its third segment ignored",
         diag::state(deferred_addr, client2_addr)?,
+    );
+    // The client's ACK may still be on its way through loopback: give it a moment.
+    let deadline = std::time::Instant::now() + WAIT;
+    let counted = loop {
+        let now = Counters::read()?;
+        if now.delta(&before, "TcpExt.TCPDeferAcceptDrop") > 0
+            || std::time::Instant::now() >= deadline
+        {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let dropped = counted.delta(&before, "TcpExt.TCPDeferAcceptDrop");
+    let opened_early = counted.delta(&before, "Tcp.PassiveOpens");
+    rec.saw(
+        "deferred_counters",
+        "the bare ACK dropped (TCPDeferAcceptDrop); server sockets made (PassiveOpens)",
+        serde_json::json!({ "TcpExt.TCPDeferAcceptDrop": dropped, "Tcp.PassiveOpens": opened_early }),
     );
     deferred.set_nonblocking(true)?;
     let early = rec.saw(
@@ -144,6 +177,11 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         "server: accept() again",
         outcome(deferred.accept().map(|_| "ok")),
     );
+    let opened_late = rec.saw(
+        "deferred_passive_opens",
+        "server sockets made since the connect, now (Tcp.PassiveOpens)",
+        Counters::read()?.delta(&before, "Tcp.PassiveOpens"),
+    );
 
     let part_one = result == "0"
         && client_state == "ESTABLISHED"
@@ -151,17 +189,27 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         && queued == 1
         && wrote == 5
         && waiting == 5
-        && got == 5;
+        && got == 5
+        && scope.agrees(opened.as_u64().unwrap_or(0), 1);
     let part_two = deferred_result == "0"
         && deferred_client == "ESTABLISHED"
         && deferred_server == "SYN_RECV"
         && early == "EAGAIN"
-        && late == "ok";
+        && late == "ok"
+        && scope.agrees(dropped, 1)
+        && (!scope.exact() || opened_early == 0)
+        && scope.agrees(opened_late.as_u64().unwrap_or(0), 1);
     let summary = if part_one && part_two {
-        "the client was ESTABLISHED and had written 5 bytes before any accept(); with the third \
-         segment ignored the client still connected while the server sat in SYN_RECV with \
-         nothing to accept"
-            .to_string()
+        format!(
+            "the client was ESTABLISHED and had written 5 bytes before any accept() (PassiveOpens \
+             +{}); with TCP_DEFER_ACCEPT the third segment arrived and was dropped \
+             (TCPDeferAcceptDrop +{dropped}, {}), the client still connected while the server sat \
+             in SYN_RECV with nothing to accept (PassiveOpens +{opened_early}), and the first data \
+             segment completed it (PassiveOpens +{})",
+            super::render(&opened),
+            scope.word(),
+            super::render(&opened_late),
+        )
     } else {
         format!(
             "unexpected: connect {result}, client {client_state}, server {server_state}, queue \
@@ -170,23 +218,4 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         )
     };
     Ok(Verdict::new(part_one && part_two, summary))
-}
-
-/// Sets TCP_DEFER_ACCEPT (seconds to wait for data), which nix does not wrap.
-fn set_defer_accept(listener: &impl AsRawFd, seconds: libc::c_int) -> io::Result<()> {
-    // SAFETY: setsockopt(2) reads `size_of::<c_int>()` bytes from a live c_int.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&seconds as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }

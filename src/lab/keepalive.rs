@@ -14,6 +14,9 @@
 //! what loopback can: the keepalive timer armed on the socket, and probes a live peer answers.
 //! The namespaces are removed on every way out (error, panic, SIGINT).
 //!
+//! The verdict checks the timing against the formula, from the last segment the server
+//! received, and the namespace's `TcpExt TCPKeepAlive` counter for the probes sent.
+//!
 //! Servers rarely rely on TCP keepalive alone: they close connections idle for longer than a
 //! limit and let clients that want to stay send heartbeats. The lab's second half runs
 //! `server-models serve iterative --idle-timeout 0.5` and shows both: heartbeats every 200 ms
@@ -29,6 +32,7 @@ use nix::sys::signal::Signal;
 use nix::sys::socket::{self, sockopt};
 use serde_json::{Value, json};
 
+use super::counters::Counters;
 use super::netns::{CLIENT_LINK, Namespaces, SERVER_IP, ip};
 use super::{
     Lab, Recorder, Verdict, abort, accept_within, connect_nonblocking, describe_exit, diag,
@@ -57,6 +61,8 @@ const KEEPCNT: u32 = 2;
 /// How long to wait for keepalive to give up: twice what the settings promise.
 const DETECT_WITHIN: Duration = Duration::from_secs(2 * (KEEPIDLE + KEEPCNT * KEEPINTVL) as u64);
 const WAIT: Duration = Duration::from_secs(2);
+/// How much later than idle + cnt × intvl the failure may be seen and still count as on time.
+const FORMULA_SLACK_MS: u64 = 1000;
 
 fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let shutdown = Shutdown::install()?;
@@ -108,18 +114,8 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
 /// The kernel's count of keepalive probes sent (TcpExt TCPKeepAlive) in this thread's
 /// namespace.
 fn keepalive_probes_sent() -> io::Result<u64> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/netstat")?;
-    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
-    let (names, values) = (lines.next(), lines.next());
-    names
-        .zip(values)
-        .and_then(|(names, values)| {
-            names
-                .split_whitespace()
-                .zip(values.split_whitespace())
-                .find(|(n, _)| *n == "TCPKeepAlive")
-                .and_then(|(_, v)| v.parse().ok())
-        })
+    Counters::read()?
+        .get("TcpExt.TCPKeepAlive")
         .ok_or_else(|| io::Error::other("no TCPKeepAlive counter in /proc/net/netstat"))
 }
 
@@ -182,6 +178,9 @@ fn dead_peer(
     (&watched).write_all(b"ping")?;
     with_keepalive.set_read_timeout(Some(WAIT))?;
     (&with_keepalive).read_exact(&mut [0u8; 4])?;
+    // The keepalive timer counts idle time from the last segment received
+    // (`keepalive_time_elapsed` in include/net/tcp.h): that is when the formula starts.
+    let last_data = Instant::now();
     let before = ns.inside(srv, keepalive_probes_sent)?;
     let armed = ns.inside(srv, || diag::find(server_addr, client_addr))?;
     rec.saw(
@@ -209,10 +208,13 @@ fn dead_peer(
         }
     };
     let after = millis(start.elapsed());
+    let since_data = millis(last_data.elapsed());
+    let formula_ms = u64::from(KEEPIDLE + KEEPCNT * KEEPINTVL) * 1000;
     rec.saw(
         "detected",
         "server: poll(POLLIN) until the kernel gives up",
-        json!({ "poll": poll_names(flags), "after_ms": after }),
+        json!({ "poll": poll_names(flags), "after_ms": after, "since_last_data_ms": since_data,
+                "formula_ms": formula_ms }),
     );
     rec.saw(
         "probes_out_seen",
@@ -244,21 +246,28 @@ fn dead_peer(
     drop(listener);
 
     let shortened = options["idle"] == KEEPIDLE && options["cnt"] == KEEPCNT;
+    // idle + cnt × intvl, from the last segment: not sooner (less one 4 ms tick of slack), and
+    // not much later (the lab polls every 200 ms; timers fire on jiffies).
+    let on_time = since_data + 100 >= formula_ms && since_data <= formula_ms + FORMULA_SLACK_MS;
     let [error, quiet_state, client_state] = [&error, &quiet_state, &client_state].map(render);
     if shortened
         && error == "ETIMEDOUT"
         && sent == u64::from(KEEPCNT)
+        && on_time
         && quiet_state == "ESTABLISHED"
     {
         Ok(Ok(format!(
             "keepalive ({KEEPIDLE} s idle, {KEEPCNT} probes {KEEPINTVL} s apart) failed the \
-             connection with {error} {after} ms after the peer vanished; without keepalive it \
-             stayed {quiet_state}, and the client still thinks it is {client_state}"
+             connection with {error} {since_data} ms after the last segment (idle + cnt × intvl \
+             = {formula_ms} ms, within −100/+{FORMULA_SLACK_MS} ms) having sent {sent} probes \
+             (TCPKeepAlive); without keepalive it stayed {quiet_state}, and the client still \
+             thinks it is {client_state}"
         )))
     } else {
         Ok(Err(format!(
-            "keepalive gave read() {error} after {after} ms with {sent} probes; the connection \
-             without keepalive was {quiet_state}"
+            "keepalive gave read() {error} {since_data} ms after the last segment (formula \
+             {formula_ms} ms) with {sent} probes; the connection without keepalive was \
+             {quiet_state}"
         )))
     }
 }

@@ -10,11 +10,18 @@
 //! A lab records [`Observation`]s under stable keys, so that `server-models lab NAME --json`
 //! gives tests the values to assert on, not only the verdict.
 //!
+//! Where the kernel counts what a lab claims — an RST sent, a SYN dropped, a delayed ACK — the
+//! verdict rests on the counter ([`counters`], read before and after as `nstat` does), not on
+//! inference. The counters belong to a network namespace, so those labs enter a fresh one of
+//! their own when they may (`netns::Scope`, as root) and count exactly; otherwise they count in
+//! the shared namespace, say so, and check "at least".
+//!
 //! Every wait in a lab is bounded, and every socket, process and namespace a lab makes is gone
 //! when it returns. The labs that fork (`fork-close`, `sigpipe`, `accept-reset`) refuse to run in
 //! a process with more than one thread, since after `fork` in a threaded process the child may
 //! only call async-signal-safe functions.
 
+pub mod counters;
 pub mod diag;
 mod forked;
 mod netns;
@@ -32,8 +39,13 @@ mod nonblocking_connect;
 mod sigpipe;
 mod time_wait;
 
+mod herd;
+mod io_models;
+mod linger;
+mod nagle;
+
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
@@ -76,6 +88,10 @@ pub fn all() -> &'static [Lab] {
         sigpipe::LAB,
         buffers::LAB,
         keepalive::LAB,
+        nagle::LAB,
+        linger::LAB,
+        herd::LAB,
+        io_models::LAB,
     ]
 }
 
@@ -267,6 +283,80 @@ pub fn so_error(fd: &impl AsFd) -> io::Result<String> {
     })
 }
 
+/// Sets an integer socket option that nix does not wrap (TCP_CORK, TCP_QUICKACK,
+/// TCP_DEFER_ACCEPT).
+pub fn set_int_option(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: setsockopt(2) reads `size_of::<c_int>()` bytes from a live c_int.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads an integer socket option that nix does not wrap.
+pub fn int_option(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt(2) writes at most `len` bytes into a live c_int and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value)
+    }
+}
+
+/// The kernel's per-connection TCP state (getsockopt TCP_INFO, tcp(7)): segments sent, the
+/// delayed-ACK timeout in force, and the rest of `struct tcp_info`.
+pub fn tcp_info(fd: &impl AsRawFd) -> io::Result<libc::tcp_info> {
+    // SAFETY: tcp_info is plain integers; all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt(2) writes at most `len` bytes into `info` and updates `len`; a kernel
+    // with a shorter struct leaves the rest zero.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(info)
+    }
+}
+
 /// Waits at most `timeout` for any of `events` on `fd`; returns what poll reported (empty on
 /// timeout). A signal does not cut the wait short.
 pub fn wait_for(fd: &impl AsFd, events: PollFlags, timeout: Duration) -> io::Result<PollFlags> {
@@ -405,6 +495,45 @@ pub fn abort(fd: impl Into<OwnedFd>) -> io::Result<()> {
     )?;
     drop(fd);
     Ok(())
+}
+
+/// How far writing to a peer that does not read got: see [`fill`].
+#[derive(Debug)]
+pub struct Filled {
+    /// Bytes the kernel took.
+    pub written: usize,
+    /// Bytes written when the first EAGAIN came, if one did.
+    pub first_eagain: Option<usize>,
+    /// How the last write ended: `"EAGAIN"`, another errno name, or why the loop stopped.
+    pub stopped: Value,
+}
+
+/// Writes `chunk` again and again on a nonblocking stream until it stays unwritable for
+/// 100 ms, or `limit` bytes have gone. The first EAGAIN can come while segments are still
+/// crossing loopback and holding buffer memory; full is when the socket stays unwritable.
+pub fn fill(writer: &TcpStream, chunk: &[u8], limit: usize) -> io::Result<Filled> {
+    let mut written = 0usize;
+    let mut first_eagain = None;
+    let stopped = loop {
+        match (&mut &*writer).write(chunk) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                first_eagain.get_or_insert(written);
+                if wait_for(writer, PollFlags::POLLOUT, Duration::from_millis(100))?.is_empty() {
+                    break outcome::<u64>(Err(e));
+                }
+            }
+            Err(e) => break outcome::<u64>(Err(e)),
+        }
+        if written >= limit {
+            break Value::from("no EAGAIN before the limit");
+        }
+    };
+    Ok(Filled {
+        written,
+        first_eagain,
+        stopped,
+    })
 }
 
 /// Reads once from a nonblocking (or timed) socket: the byte count, or the errno name.

@@ -1,5 +1,6 @@
 //! Two network namespaces joined by a veth pair, for the `keepalive` lab: a peer that can be
-//! made to vanish without a FIN by setting its link down.
+//! made to vanish without a FIN by setting its link down. And [`Private`]: one fresh namespace
+//! with only loopback, for the labs whose verdicts rest on the kernel's counters.
 //!
 //! The namespaces and their private /30 exist only while the lab runs: nothing is added to the
 //! namespace the lab started in, and [`Namespaces`] removes both on drop — on an error, a panic,
@@ -183,5 +184,107 @@ fn remove_stale() {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             let _ = ip(&["netns", "del", &name]);
         }
+    }
+}
+
+/// A network namespace of this thread's own, with only loopback, for a lab whose verdict
+/// rests on the kernel's counters: inside it they count that lab's sockets alone, where in the
+/// shared namespace every other connection on the machine adds to them. It has no name and no
+/// entry under /run/netns: it lives while this thread or one of its sockets is in it, so
+/// nothing is left behind however the lab ends. The thread goes back to the namespace it
+/// started in on drop.
+pub struct Private {
+    home: File,
+}
+
+impl Private {
+    /// Moves this thread into a fresh namespace and sets its loopback up; `Ok(Err(reason))`
+    /// when that is not possible here (not root, or no `ip`).
+    pub fn enter() -> io::Result<Result<Private, String>> {
+        if let Some(reason) = unavailable() {
+            return Ok(Err(reason));
+        }
+        let home = File::open("/proc/thread-self/ns/net")?;
+        // Root without CAP_SYS_ADMIN (a container) is refused here: then the shared namespace.
+        if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWNET) {
+            return Ok(Err(format!("unshare(CLONE_NEWNET): {e}")));
+        }
+        let private = Private { home };
+        // The child `ip` inherits this thread's namespace, so this is the new namespace's lo.
+        // On failure `private` drops, and the thread goes home.
+        if let Err(e) = ip(&["link", "set", "lo", "up"]) {
+            return Ok(Err(e.to_string()));
+        }
+        Ok(Ok(private))
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        let _ = setns(&self.home, CloneFlags::CLONE_NEWNET);
+    }
+}
+
+/// Where a lab's counters count: a private namespace (exact counts) or the shared one (other
+/// traffic adds to them, so only "at least" can be checked).
+pub enum Scope {
+    /// In a namespace of the lab's own, until this value drops.
+    Private {
+        /// Held for its drop, which brings the thread back.
+        _inside: Private,
+    },
+    /// In the namespace the lab was started in, with the reason a private one was not made.
+    Shared {
+        /// Why a private namespace was not made.
+        reason: String,
+    },
+}
+
+impl Scope {
+    /// Enters a private namespace if this process may, and records which it is under
+    /// `namespace` (and `namespace_reason` when shared).
+    pub fn enter(rec: &mut Recorder) -> io::Result<Scope> {
+        let scope = match Private::enter()? {
+            Ok(inside) => Scope::Private { _inside: inside },
+            Err(reason) => Scope::Shared { reason },
+        };
+        match &scope {
+            Scope::Private { .. } => {
+                rec.saw(
+                    "namespace",
+                    "where the counters are read: a fresh network namespace (exact counts)",
+                    "private",
+                );
+            }
+            Scope::Shared { reason } => {
+                rec.saw(
+                    "namespace",
+                    "where the counters are read: the shared namespace (at-least counts)",
+                    "shared",
+                );
+                rec.saw("namespace_reason", "why not a private one", reason.clone());
+            }
+        }
+        Ok(scope)
+    }
+
+    /// Whether counts are this lab's alone.
+    pub fn exact(&self) -> bool {
+        matches!(self, Scope::Private { .. })
+    }
+
+    /// Whether a counter's growth `got` agrees with `expected`: equal in a private namespace,
+    /// at least `expected` in the shared one.
+    pub fn agrees(&self, got: u64, expected: u64) -> bool {
+        if self.exact() {
+            got == expected
+        } else {
+            got >= expected
+        }
+    }
+
+    /// "exactly" or "at least", for a verdict line.
+    pub fn word(&self) -> &'static str {
+        if self.exact() { "exactly" } else { "at least" }
     }
 }

@@ -8,8 +8,9 @@
 //! 2. the same with a listener made *with* SO_REUSEADDR, as `net::listen` makes it;
 //! 3. the client closes first, to see TIME_WAIT move to the client's side.
 //!
-//! On Linux, TIME_WAIT lasts a fixed 60 s (`TCP_TIMEWAIT_LEN`, not tunable; 2×MSL with an MSL
-//! of 30 s) — `net.ipv4.tcp_fin_timeout` is the FIN_WAIT2 timeout, not this one. And Linux
+//! On Linux, TIME_WAIT lasts a fixed 60 s (`TCP_TIMEWAIT_LEN` in include/net/tcp.h, a
+//! constant, not a sysctl), where RFC 793 asks for 2 × MSL with an MSL of 2 minutes —
+//! `net.ipv4.tcp_fin_timeout` is the orphaned FIN_WAIT2 timeout, not this one. And Linux
 //! lets a new socket bind past a TIME_WAIT socket only when *both* sockets have SO_REUSEADDR:
 //! the TIME_WAIT socket keeps the flag of the socket it came from, which inherited it from the
 //! listener. The lab shows whether this kernel does so.
