@@ -9,9 +9,11 @@
 //!
 //! The thundering herd (惊群): when N processes sleep in `accept` on one socket and a connection
 //! arrives, old kernels woke all N, and N−1 went back to sleep having found nothing. Linux has
-//! woken only one of them since 2.6 (blocking accept waiters are queued exclusive), so the herd
-//! is gone for this model; it survives where processes wait in select/poll/epoll on a shared
-//! listener, which is what EPOLLEXCLUSIVE (4.5) and SO_REUSEPORT (3.9) address.
+//! woken only one of them since 2.4 (blocking accept waiters are queued exclusive:
+//! `add_wait_queue_exclusive` in 2.4.0's `wait_for_connect`, where 2.2 woke them all), so the
+//! herd is gone for this model — `server-models lab herd` counts it on this kernel; it survives
+//! where processes wait in select/poll/epoll on a shared listener, which is what
+//! EPOLLEXCLUSIVE (4.5) and SO_REUSEPORT (3.9) address.
 //!
 //! Stevens' accept strategies (`--accept-lock`): `none` (every child blocks in `accept`),
 //! `fcntl` or `flock` (a file lock around `accept`: two extra syscalls per connection), `mutex`
