@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use server_models::server::model::{self, Config, ServeContext};
+use server_models::harness::compare::point::POOL_WORKERS;
+use server_models::server::model::{self, Concurrency, Config, ServeContext};
 use server_models::server::net::{self, ListenOptions};
 use server_models::server::protocol::Protocol;
 use server_models::server::shutdown::Shutdown;
@@ -253,6 +254,16 @@ fn load(args: LoadArgs) -> ExitCode {
         eprintln!("server-models: load: writing the report: {e}");
         return ExitCode::FAILURE;
     }
+    // The report is printed either way (its errors say why), but a run in which nothing was
+    // served is a failure for a script or a shell.
+    if report.requests == 0 {
+        let e = &report.errors;
+        eprintln!(
+            "server-models: load: no request completed (refused {}, reset {}, timed out {}, mismatch {}, other {})",
+            e.refused, e.reset, e.timed_out, e.mismatch, e.other
+        );
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
 }
 
@@ -273,9 +284,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let mut config = Config::default();
-    if let Some(w) = args.workers {
-        config.workers = w.max(1);
-    }
+    // A pool serves as many clients at once as it has workers: with one per CPU, two idle
+    // clients would block everyone on a 2-core machine. So the pools get the size `compare`
+    // gives them; every other model keeps one worker per CPU it may use.
+    config.workers = match (args.workers, model.concurrency()) {
+        (Some(w), _) => w.max(1),
+        (None, Concurrency::Workers) => POOL_WORKERS,
+        (None, _) => config.workers,
+    };
     if let Some(cap) = args.out_cap {
         config.out_cap = cap.max(1);
     }

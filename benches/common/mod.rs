@@ -28,6 +28,47 @@ pub fn start(group: &str, model: &str, protocol: Protocol) -> Option<ServerProce
     }
 }
 
+/// A model's server, started the first time criterion runs its benchmark, so that a bench
+/// filtered out on the command line (`cargo bench --bench roundtrip -- epoll-lt`) starts
+/// nothing: criterion never calls the routine of a filtered benchmark.
+pub struct Lazy<T> {
+    group: &'static str,
+    model: &'static str,
+    started: Option<Option<T>>,
+}
+
+impl<T> Lazy<T> {
+    /// Nothing started yet for `group/model`.
+    pub fn new(group: &'static str, model: &'static str) -> Lazy<T> {
+        Lazy {
+            group,
+            model,
+            started: None,
+        }
+    }
+
+    /// The server and whatever `setup` made beside it (a connection), made on the first call;
+    /// `None` if the server could not start here.
+    pub fn get(&mut self, setup: impl FnOnce(ServerProcess) -> T) -> Option<&mut T> {
+        let (group, model) = (self.group, self.model);
+        self.started
+            .get_or_insert_with(|| start(group, model, Protocol::Echo).map(setup))
+            .as_mut()
+    }
+
+    /// Whether the benchmark ran with its server up: only then is there a reply to check.
+    pub fn served(&self) -> bool {
+        matches!(self.started, Some(Some(_)))
+    }
+}
+
+/// Times a model whose server could not start as taking no time: criterion cannot skip a
+/// benchmark from inside it, and leaves a routine that reports zero time out of its analysis
+/// (saying so in a line of its own), so no figure is made up for it.
+pub fn skipped(b: &mut criterion::Bencher<'_>) {
+    b.iter_custom(|_| Duration::ZERO);
+}
+
 /// One element per iteration, few samples, short windows: a full `cargo bench` over every
 /// model stays within minutes on a 2-core machine.
 pub fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {

@@ -1,6 +1,7 @@
 //! The harness: everything that drives and measures a server from outside, never linked into
 //! the way a model serves.
 //!
+//! - [`family`]: each model's family (blocking, readiness, completion) and how it uses CPUs.
 //! - [`load`]: the load generator: closed and open loop, churn, latency histograms.
 //! - [`spawn`]: a server started as a child process, for tests, benches and `compare`.
 //! - [`measure`]: a server's process tree measured from /proc: CPU, PSS, threads, switches.
@@ -8,6 +9,7 @@
 //! - [`report`]: the tables, results.json/csv, index.md and the SVG plots of a comparison.
 
 pub mod compare;
+pub mod family;
 pub mod load;
 pub mod measure;
 pub mod report;

@@ -23,7 +23,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use machine::Machine;
-use plots::{CpuBars, Line, MemoryBar};
+use plots::{CpuBars, Line, MemoryBar, Panel, XAxis, YScale};
+
+use crate::harness::family::{self, Family};
 use row::{Mode, Row, Status};
 
 /// The settings a run used, as the report records them.
@@ -353,14 +355,27 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
             };
             let file = format!("throughput_{}.svg", s.stem());
             let title = format!("Throughput — {}", s.title());
-            plots::throughput(&dir.join(&file), &title, &lines(&|r| r.requests_per_sec))?;
+            let by_family = |value: &dyn Fn(&Row) -> Option<f64>, y_desc: &str| {
+                family_panels(&s.rows, lines(value), y_desc)
+            };
+            plots::panels(
+                &dir.join(&file),
+                &title,
+                &CONNECTIONS_AXIS,
+                &by_family(&|r| r.requests_per_sec, "requests/s"),
+                YScale::Shared,
+                &|v| table::count(*v),
+            )?;
             out.push((file, title));
             let file = format!("p99_{}.svg", s.stem());
             let title = format!("p99 latency — {}", s.title());
-            plots::latency(
+            plots::panels(
                 &dir.join(&file),
                 &title,
-                &lines(&|r| r.latency_us.map(|l| l.p99)),
+                &CONNECTIONS_AXIS,
+                &by_family(&|r| r.latency_us.map(|l| l.p99), "p99 latency (log scale)"),
+                YScale::SharedLog,
+                &|v| plots::si_micros(*v),
             )?;
             out.push((file, title));
             let counts: Vec<usize> = ok
@@ -415,6 +430,41 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
         Mode::Churn => {}
     }
     Ok(out)
+}
+
+/// The x axis of the connection sweep.
+const CONNECTIONS_AXIS: XAxis<'static> = XAxis {
+    desc: "connections",
+    log: true,
+};
+
+/// The lines of a section split into one panel per model family (blocking, readiness,
+/// completion), in that order, so that no panel holds more lines than can be told apart.
+fn family_panels(rows: &[&Row], lines: Vec<Line>, y_desc: &str) -> Vec<Panel> {
+    let family_of = |label: &str| {
+        let model = rows
+            .iter()
+            .find(|r| r.label() == label)
+            .map_or(label, |r| r.model.as_str());
+        family::family(model)
+    };
+    let mut panels: Vec<(Family, Panel)> = Vec::new();
+    for line in lines {
+        let f = family_of(&line.label);
+        match panels.iter_mut().find(|p| p.0 == f) {
+            Some((_, panel)) => panel.lines.push(line),
+            None => panels.push((
+                f,
+                Panel {
+                    title: format!("{} models", f.name()),
+                    y_desc: y_desc.to_string(),
+                    lines: vec![line],
+                },
+            )),
+        }
+    }
+    panels.sort_by_key(|p| p.0);
+    panels.into_iter().map(|p| p.1).collect()
 }
 
 /// The models of a section (with their accept lock), in their first-appearance order.

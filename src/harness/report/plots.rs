@@ -118,7 +118,7 @@ pub fn latency(path: &Path, title: &str, lines: &[Line]) -> io::Result<()> {
 }
 
 /// Microseconds at powers of ten, in the unit that reads best: `100 µs`, `10 ms`, `1 s`.
-fn si_micros(v: f64) -> String {
+pub fn si_micros(v: f64) -> String {
     match v {
         v if v >= 1e6 => format!("{} s", v / 1e6),
         v if v >= 1e3 => format!("{} ms", v / 1e3),
@@ -156,27 +156,176 @@ where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
 {
-    let xs = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
-    let (x_lo, x_hi) = xs.fold((f64::MAX, 0.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
-    let (x_lo, x_hi) = if x_hi > 0.0 {
-        (x_lo / 1.5, x_hi * 1.5)
-    } else {
-        (0.5, 2.0)
-    };
-
+    let (x_lo, x_hi) = x_span(lines.iter());
     let root = SVGBackend::new(path, (WIDTH, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (plot, legend) = root.split_horizontally(WIDTH - LEGEND);
-    let mut chart = ChartBuilder::on(&plot)
-        .caption(title, (FONT, 20))
+    let x = XAxis {
+        desc: "connections",
+        log: true,
+    };
+    draw_lines(
+        &plot,
+        title,
+        (&x, (x_lo..x_hi).log_scale()),
+        (y_desc, y_range, y_format),
+        lines,
+    )?;
+    draw_legend(&legend, lines.iter().map(|l| l.label.as_str()), 40)?;
+    root.present().map_err(err)
+}
+
+/// The x range that holds every point of `lines`, with a margin on a log axis.
+fn x_span<'a>(lines: impl Iterator<Item = &'a Line>) -> (f64, f64) {
+    let xs = lines.flat_map(|l| l.points.iter().map(|p| p.0));
+    let (x_lo, x_hi) = xs.fold((f64::MAX, 0.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    if x_hi > 0.0 {
+        (x_lo / 1.5, x_hi * 1.5)
+    } else {
+        (0.5, 2.0)
+    }
+}
+
+/// The x axis of a panel figure: what it counts, and whether on a log scale.
+pub struct XAxis<'a> {
+    /// The axis title.
+    pub desc: &'a str,
+    /// Log scale (connections), or linear from 0 (CPUs).
+    pub log: bool,
+}
+
+/// One panel of a figure: a line chart with a title and a y axis of its own.
+pub struct Panel {
+    /// Above the panel.
+    pub title: String,
+    /// The y axis title.
+    pub y_desc: String,
+    /// The lines, one per model.
+    pub lines: Vec<Line>,
+}
+
+/// How the panels' y axes are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YScale {
+    /// Linear from 0, each panel to its own top.
+    Own,
+    /// Linear from 0, every panel to the same top, so that heights compare across panels.
+    Shared,
+    /// Log scale, every panel over the same decades (latency).
+    SharedLog,
+}
+
+/// Panels stacked one above the other under one title, each with its own legend: a plot of
+/// many lines split into groups (the models by family) whose lines can be told apart, or two
+/// figures against the same x (requests/s and CPU per request against server CPUs).
+pub fn panels(
+    path: &Path,
+    title: &str,
+    x: &XAxis,
+    panels: &[Panel],
+    y: YScale,
+    y_format: &dyn Fn(&f64) -> String,
+) -> io::Result<()> {
+    const PANEL: u32 = 330;
+    let height = 40 + PANEL * panels.len().max(1) as u32;
+    let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let root = root.titled(title, (FONT, 20)).map_err(err)?;
+    let areas = root.split_evenly((panels.len().max(1), 1));
+    let (x_lo, x_hi) = if x.log {
+        x_span(panels.iter().flat_map(|p| p.lines.iter()))
+    } else {
+        let top = panels
+            .iter()
+            .flat_map(|p| p.lines.iter().flat_map(|l| l.points.iter().map(|q| q.0)))
+            .fold(1.0, f64::max);
+        (0.0, top + 0.5)
+    };
+    let values = |p: &Panel| -> Vec<f64> {
+        p.lines
+            .iter()
+            .flat_map(|l| l.points.iter().map(|q| q.1))
+            .collect()
+    };
+    let all: Vec<f64> = panels.iter().flat_map(values).collect();
+    let top_of = |v: &[f64]| (v.iter().copied().fold(0.0, f64::max) * 1.1).max(1.0);
+    let positive = all.iter().copied().filter(|v| *v > 0.0);
+    let (lo, hi) = positive.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (log_lo, log_hi) = if hi > 0.0 {
+        (decade_below(lo), decade_above(hi))
+    } else {
+        (1.0, 10.0)
+    };
+    for (panel, area) in panels.iter().zip(&areas) {
+        let (plot, legend) = area.split_horizontally(WIDTH - LEGEND);
+        let y_desc = panel.y_desc.as_str();
+        let top = match y {
+            YScale::Own => top_of(&values(panel)),
+            _ => top_of(&all),
+        };
+        let lines = &panel.lines;
+        let title = panel.title.as_str();
+        match (x.log, y) {
+            (true, YScale::SharedLog) => draw_lines(
+                &plot,
+                title,
+                (x, (x_lo..x_hi).log_scale()),
+                (y_desc, (log_lo..log_hi).log_scale(), y_format),
+                lines,
+            ),
+            (false, YScale::SharedLog) => draw_lines(
+                &plot,
+                title,
+                (x, x_lo..x_hi),
+                (y_desc, (log_lo..log_hi).log_scale(), y_format),
+                lines,
+            ),
+            (true, _) => draw_lines(
+                &plot,
+                title,
+                (x, (x_lo..x_hi).log_scale()),
+                (y_desc, 0.0..top, y_format),
+                lines,
+            ),
+            (false, _) => draw_lines(
+                &plot,
+                title,
+                (x, x_lo..x_hi),
+                (y_desc, 0.0..top, y_format),
+                lines,
+            ),
+        }?;
+        draw_legend(&legend, lines.iter().map(|l| l.label.as_str()), 40)?;
+    }
+    root.present().map_err(err)
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// Draws `lines` into `area` under `title`: a line per model, a colour and a marker shape each.
+fn draw_lines<X, Y>(
+    area: &Area,
+    title: &str,
+    (x, x_range): (&XAxis, X),
+    (y_desc, y_range, y_format): (&str, Y, &dyn Fn(&f64) -> String),
+    lines: &[Line],
+) -> io::Result<()>
+where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 17))
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d((x_lo..x_hi).log_scale(), y_range)
+        .build_cartesian_2d(x_range, y_range)
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("connections")
+        .x_desc(x.desc)
         .y_desc(y_desc)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(y_format)
@@ -203,12 +352,11 @@ where
         }
         .map_err(err)?;
     }
-    draw_legend(&legend, lines.iter().map(|l| l.label.as_str()), 40)?;
-    root.present().map_err(err)
+    Ok(())
 }
 
 fn draw_legend<'a>(
-    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    area: &Area,
     labels: impl Iterator<Item = &'a str>,
     top: i32,
 ) -> io::Result<()> {
