@@ -1,4 +1,5 @@
-//! `server-models`: list the models, serve with one, drive one with load, compare them all.
+//! `server-models`: list the models, serve with one, drive one with load, compare them all,
+//! render a report again, tell what changed between two runs.
 //!
 //! Errors reach the user as one line and an exit code: 2 for a usage error (an unknown model),
 //! 1 for anything else (an address in use). Library code returns `io::Result`; only this file
@@ -41,9 +42,18 @@ enum Command {
     Load(LoadArgs),
     /// Compare the models: the same sweep against each, a table, and a report with plots.
     Compare(server_models::harness::compare::cli::CompareArgs),
+    /// Render a compare report again (index.md, index.html, the plots) from its folder's
+    /// results.json and run.json, running nothing.
+    Report(ReportArgs),
     /// A process with a known footprint, for the measurement tests.
     #[command(subcommand, hide = true)]
     Probe(server_models::harness::measure::probe::Probe),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The report folder (compare's --out).
+    dir: std::path::PathBuf,
 }
 
 #[derive(Args)]
@@ -149,6 +159,18 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("server-models compare: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Report(args) => match server_models::harness::report::rerender(&args.dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("server-models report: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -52,6 +52,7 @@ fn tiny_compare_writes_a_sane_report() {
         "results.csv",
         "run.json",
         "index.md",
+        "index.html",
         "throughput_echo_64.svg",
         "p99_echo_64.svg",
     ] {

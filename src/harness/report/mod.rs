@@ -4,10 +4,13 @@
 //! - [`row`]: one model at one point, every figure or the reason for none.
 //! - [`table`]: the tables, as aligned text and as markdown.
 //! - [`files`]: results.json and results.csv.
+//! - [`doc`]: the report as blocks, rendered to index.md and, by [`html`], to index.html.
 //! - [`plots`]: the SVG plots.
 //! - [`machine`]: the machine the figures were measured on.
 
+pub mod doc;
 pub mod files;
+pub mod html;
 pub mod machine;
 pub mod plots;
 pub mod row;
@@ -20,16 +23,19 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use doc::{Block, Doc};
 use machine::Machine;
 use plots::{CpuBars, Line, MemoryBar, Panel, XAxis, YScale};
 
 use crate::harness::family::{self, Family};
 use row::{Mode, Row, Status};
 
-/// The settings a run used, as the report records them.
-#[derive(Clone, Debug, Serialize)]
+/// The settings a run used, as the report records them (run.json). A setting an older
+/// run.json lacks reads as its default.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Settings {
     /// Model names.
     pub models: Vec<String>,
@@ -79,6 +85,9 @@ pub struct Report<'a> {
     /// The rows.
     #[serde(skip)]
     pub rows: &'a [Row],
+    /// Rendered again without a run.json: the machine and settings are not known.
+    #[serde(skip)]
+    pub unknown_run: bool,
 }
 
 impl<'a> Report<'a> {
@@ -96,6 +105,7 @@ impl<'a> Report<'a> {
             wall_s: wall.as_secs_f64(),
             interrupted,
             rows,
+            unknown_run: false,
         }
     }
 }
@@ -180,8 +190,8 @@ fn sections(rows: &[Row]) -> Vec<Section<'_>> {
 }
 
 /// The classic tables (Stevens, UNP Figure 30.1): one per churn point that has an iterative
-/// row to subtract, titled with the point.
-fn classic_sections(rows: &[Row]) -> Vec<(String, table::Table)> {
+/// row to subtract, titled with the point, with the rows each shows.
+fn classic_sections(rows: &[Row]) -> Vec<(String, table::Table, Vec<&Row>)> {
     sections(rows)
         .into_iter()
         .filter(|s| s.mode == Mode::Churn)
@@ -209,7 +219,7 @@ fn classic_sections(rows: &[Row]) -> Vec<(String, table::Table)> {
                     "Process-control CPU per connection (UNP Figure 30.1) — {}{asked}, {slots} client slots",
                     s.protocol
                 );
-                (title, table::classic_table(&rows))
+                (title, table::classic_table(&rows), rows)
             })
         })
         .collect()
@@ -218,7 +228,7 @@ fn classic_sections(rows: &[Row]) -> Vec<(String, table::Table)> {
 /// The tables as aligned text, for the terminal.
 pub fn terminal(rows: &[Row]) -> String {
     let mut out = String::new();
-    for (title, table) in classic_sections(rows) {
+    for (title, table, _) in classic_sections(rows) {
         let _ = writeln!(out, "\n{title}\n{}", table.to_text());
     }
     for s in sections(rows) {
@@ -227,7 +237,8 @@ pub fn terminal(rows: &[Row]) -> String {
     out
 }
 
-/// Writes the report into `dir` (created if missing); returns the files written.
+/// Writes the report into `dir` (created if missing): the data (results.json, results.csv,
+/// run.json), then what [`render`] makes of it. Returns the files written.
 pub fn write(dir: &Path, report: &Report) -> io::Result<Vec<PathBuf>> {
     fs::create_dir_all(dir)?;
     let mut written = Vec::new();
@@ -243,53 +254,185 @@ pub fn write(dir: &Path, report: &Report) -> io::Result<Vec<PathBuf>> {
         serde_json::to_string_pretty(report).map_err(io::Error::other)? + "\n",
     )?;
     written.push(run);
+    written.extend(render(dir, report)?);
+    Ok(written)
+}
 
-    let mut md = header(report);
-    for (title, table) in classic_sections(report.rows) {
-        let _ = writeln!(
-            md,
-            "## {title}\n\n{CLASSIC_NOTE}\n\n{}",
-            table.to_markdown()
-        );
+/// Renders the report's pages into `dir` from its rows alone: the plots, index.md and
+/// index.html, the two pages from the same blocks. Returns the files written.
+pub fn render(dir: &Path, report: &Report) -> io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mut doc = Doc::default();
+    header(&mut doc, report);
+    let index_of = |r: &Row| {
+        report
+            .rows
+            .iter()
+            .position(|x| std::ptr::eq(x, r))
+            .unwrap_or(usize::MAX)
+    };
+    for (title, table, rows) in classic_sections(report.rows) {
+        doc.heading(2, title);
+        doc.text(CLASSIC_NOTE);
+        let rows = rows.into_iter().map(index_of).collect();
+        doc.push(Block::Table { table, rows });
     }
     for s in sections(report.rows) {
-        let _ = writeln!(md, "## {}\n\n{}", s.title(), s.table().to_markdown());
+        doc.heading(2, s.title());
+        let rows = s.rows.iter().map(|r| index_of(r)).collect();
+        doc.push(Block::Table {
+            table: s.table(),
+            rows,
+        });
         for (file, alt) in section_plots(dir, &s)? {
-            let _ = writeln!(md, "![{alt}]({file})\n");
-            written.push(dir.join(file));
+            written.push(dir.join(&file));
+            doc.push(Block::Plot { file, alt });
         }
     }
-    md.push_str(FOOTER);
+    footer(&mut doc);
     let index = dir.join("index.md");
-    fs::write(&index, md)?;
+    fs::write(&index, doc.to_markdown())?;
+    written.push(index);
+    let page = html::page(dir, &page_title(report), &facts(report), &doc)?;
+    let index = dir.join("index.html");
+    fs::write(&index, page)?;
     written.push(index);
     Ok(written)
 }
 
-fn header(report: &Report) -> String {
+/// What run.json holds: the machine, the settings, how long the run took. Fields a later
+/// version added are left at their defaults when an older file lacks them.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RunRecord {
+    /// Where it ran.
+    pub machine: Machine,
+    /// How it ran.
+    pub settings: Settings,
+    /// How long the run took, seconds.
+    pub wall_s: f64,
+    /// The run was interrupted before the end.
+    pub interrupted: bool,
+}
+
+/// Reads a report folder's results.json (required) and run.json (the machine and settings;
+/// `None` when it is missing).
+pub fn read(dir: &Path) -> io::Result<(Vec<Row>, Option<RunRecord>)> {
+    let json = dir.join("results.json");
+    let text = fs::read_to_string(&json)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", json.display())))?;
+    let rows: Vec<Row> = serde_json::from_str(&text).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", json.display()),
+        )
+    })?;
+    let run = dir.join("run.json");
+    let record = match fs::read_to_string(&run) {
+        Ok(text) => Some(serde_json::from_str(&text).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", run.display()))
+        })?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", run.display()))),
+    };
+    Ok((rows, record))
+}
+
+/// `server-models report DIR`: renders index.md, index.html and the plots again from the
+/// folder's results.json and run.json, running nothing. results.json and run.json are left as
+/// they are. Returns the files written.
+pub fn rerender(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let (rows, record) = read(dir)?;
+    let missing = record.is_none();
+    let record = record.unwrap_or_default();
+    let report = Report {
+        machine: &record.machine,
+        settings: &record.settings,
+        wall_s: record.wall_s,
+        interrupted: record.interrupted,
+        rows: &rows,
+        unknown_run: missing,
+    };
+    render(dir, &report)
+}
+
+fn page_title(report: &Report) -> String {
+    match report.machine.date.as_str() {
+        "" => "server-models: compare".to_string(),
+        date => format!("server-models: compare — {date}"),
+    }
+}
+
+/// The machine and the settings, as (label, value) pairs for the top of the page: the
+/// settings read generically from run.json's object, so a setting added later shows too.
+fn facts(report: &Report) -> Vec<(&'static str, Vec<(String, String)>)> {
+    let m = report.machine;
+    let mut machine = vec![
+        ("kernel".to_string(), m.kernel.clone()),
+        ("CPU".to_string(), m.cpu_model.clone()),
+        ("CPUs online".to_string(), m.cores.to_string()),
+        ("memory".to_string(), table::bytes(m.memory_bytes as f64)),
+        ("load average at the start".to_string(), m.load_average.clone()),
+        ("date (UTC)".to_string(), m.date.clone()),
+        ("whole run".to_string(), format!("{:.0} s", report.wall_s)),
+    ];
+    if report.unknown_run {
+        machine = vec![(
+            "run.json".to_string(),
+            "missing: the machine and the settings are unknown".to_string(),
+        )];
+    }
+    let settings = match serde_json::to_value(report.settings) {
+        Ok(serde_json::Value::Object(map)) if !report.unknown_run => map
+            .into_iter()
+            .map(|(k, v)| (k.replace('_', " "), value_text(&v)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    vec![("Machine", machine), ("Settings", settings)]
+}
+
+/// A JSON value as it reads in a list of settings: arrays joined, null as a dash.
+fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "—".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) if items.is_empty() => "none".to_string(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(value_text)
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn header(doc: &mut Doc, report: &Report) {
     let m = report.machine;
     let s = report.settings;
-    let mut md = String::from("# server-models: compare\n\n");
-    let _ = writeln!(
-        md,
-        "Measured {} on {} ({} CPUs, {} of memory), {}; load average at the start {}.\n",
-        m.date,
-        m.cpu_model,
-        m.cores,
-        table::bytes(m.memory_bytes as f64),
-        m.kernel,
-        m.load_average
-    );
+    doc.heading(1, "server-models: compare");
+    if report.unknown_run {
+        doc.text("run.json is missing: the machine and the settings of this run are unknown.");
+    } else {
+        doc.text(format!(
+            "Measured {} on {} ({} CPUs, {} of memory), {}; load average at the start {}.",
+            m.date,
+            m.cpu_model,
+            m.cores,
+            table::bytes(m.memory_bytes as f64),
+            m.kernel,
+            m.load_average
+        ));
+    }
     let pinning = match (s.server_cpu, s.client_cpu) {
         (Some(server), Some(client)) => {
             format!("Each server ran pinned to CPU {server}; the load generator and the harness to CPU {client}.")
         }
         _ => "Nothing was pinned (fewer than two CPUs, or --no-pin): server and client shared the CPUs.".into(),
     };
-    let _ = writeln!(
-        md,
+    doc.text(format!(
         "{pinning} Every point ran on a fresh server: {:.2} s of warm-up, then a {:.2} s measured window; \
-         figures are the median of {} run{} per point (errors summed). Workers: {}. The whole run took {:.0} s{}.\n",
+         figures are the median of {} run{} per point (errors summed). Workers: {}. The whole run took {:.0} s{}.",
         s.warmup_s,
         s.duration_s,
         s.repeat,
@@ -307,16 +450,32 @@ fn header(report: &Report) -> String {
         } else {
             ""
         }
+    ));
+    doc.text(
+        "What every column means: the list at the end of this page (and the `compare` section of \
+         the README). In short — CPU is the server's whole process tree (reaped children included), \
+         user+sys apart; PSS counts a page shared by forked processes once (RSS, beside it, once per \
+         process); a row marked client-bound measured the load generator more than the server.",
     );
-    md.push_str(
-        "What every column means: see the `compare` section of the README. In short — CPU is the \
-         server's whole process tree (reaped children included), user+sys apart; PSS counts a page \
-         shared by forked processes once (RSS, beside it, once per process); mem/conn is (PSS with N \
-         idle connections − PSS with none) / N; thr/proc are peak threads and processes; csw/req are \
-         voluntary/involuntary context switches per request; a row marked client-bound measured the \
-         load generator more than the server.\n\n",
-    );
-    md
+}
+
+/// The columns' definitions and the files of the folder, after the tables.
+fn footer(doc: &mut Doc) {
+    let used = doc.headers();
+    let terms: Vec<(String, String)> = table::COLUMNS
+        .iter()
+        .filter(|c| used.contains(&c.0))
+        .map(|c| (c.0.to_string(), c.1.to_string()))
+        .collect();
+    doc.heading(2, "Columns");
+    doc.push(Block::Definitions(terms));
+    doc.heading(2, "Files");
+    doc.push(Block::List(vec![
+        "`results.json`: one object per row, every figure (null when not measured).".into(),
+        "`results.csv`: the same, one line per row.".into(),
+        "`run.json`: the machine and the settings.".into(),
+        "`index.md`, `index.html`: this report (`server-models report DIR` renders both again from results.json and run.json).".into(),
+    ]));
 }
 
 const CLASSIC_NOTE: &str = "Stevens' experiment (UNP ch. 30): each client slot connects, sends one \
@@ -324,9 +483,6 @@ request, reads the whole reply and closes (SO_LINGER 0), again and again. CPU µ
 server's whole tree over the window divided by the connections served; *process control* is that \
 figure less the iterative server's at the same point: what the design spends on forking, waking, \
 handing over and creating, beyond the TCP work every design does.";
-
-const FOOTER: &str = "## Files\n\n- `results.json`: one object per row, every figure (null when not measured).\n\
-- `results.csv`: the same, one line per row.\n- `run.json`: the machine and the settings.\n";
 
 /// Draws the plots of one section; returns (file name, alt text) of each.
 fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {

@@ -87,6 +87,47 @@ impl Table {
     }
 }
 
+/// What each column of the tables means: the one source of the definitions that index.md lists
+/// and index.html shows on hover (the README's column table says the same at more length).
+/// Every figure is the server's, never the client's, unless it says otherwise.
+pub const COLUMNS: &[(&str, &str)] = &[
+    ("model", "the model (`server-models list`), with its accept lock when the run compared them"),
+    ("design", "the model, as UNP ch. 30 names the designs"),
+    ("proto", "the protocol: echo, or HTTP/1.1 keep-alive (`GET /`)"),
+    ("conns", "connections open at once"),
+    ("slots", "churn: connection slots, each connecting, sending one request and closing, again and again"),
+    ("size", "echo message size; - for HTTP, whose request is always `GET /`"),
+    ("CPUs", "CPUs the server was pinned to (its workers, for the models with one per CPU)"),
+    ("workers", "the server's --workers, as it announced it"),
+    ("req/s", "request/response pairs completed in the measured window, per second"),
+    ("conn/s", "churn: connections completed (connect, one request, close) in the window, per second"),
+    ("p50 µs", "median latency per request, from the load generator's HDR histogram (open loop: from the scheduled send time; churn: from connect to the full reply)"),
+    ("p99 µs", "99th-percentile latency per request, from the HDR histogram (open loop: from the scheduled send time)"),
+    ("p99.9 µs", "99.9th-percentile latency per request, from the HDR histogram"),
+    ("CPU µs/req", "user + sys CPU of the server's whole process tree over the window (reaped children included), divided by the requests"),
+    ("CPU µs/conn", "churn: user + sys CPU of the server's whole process tree over the window, divided by the connections served"),
+    ("usr+sys", "that CPU per request, user and kernel apart"),
+    ("process control µs/conn", "CPU per connection less the iterative server's at the same point: what the design spends on forking, waking, handing over and creating (UNP Figure 30.1)"),
+    ("PSS", "peak over the run of the summed proportional set size of the server's tree: a page shared by N processes counts 1/N in each"),
+    ("RSS", "peak summed resident set size, beside PSS to show how much forking shares (RSS counts a shared page once per process)"),
+    ("mem/conn", "(PSS with N idle connections − PSS with none) / N, from the idle sweep with the same N"),
+    ("bytes/conn", "(PSS with N idle connections − PSS with none) / N: a thread's stack, a process's pages, the model's buffers"),
+    ("PSS none", "PSS of the server's tree with no connection, after one served and closed"),
+    ("PSS idle", "PSS of the server's tree with N connections held idle after one round trip each"),
+    ("RSS idle", "RSS of the tree with the N idle connections"),
+    ("thr/proc", "peak threads (every task) and processes in the server's tree"),
+    ("csw/req", "voluntary / involuntary context switches per request, over every task of the tree"),
+    ("csw/conn", "churn: voluntary / involuntary context switches per connection, over every task of the tree"),
+    ("served per worker", "connections each worker accepted, as the server's meter printed them at shutdown (summed over the repeats)"),
+    ("errors", "refused, reset, timed-out, mismatched and other failures the load generator counted over the whole run"),
+    ("note", "why a row is empty (unreachable, failed), client-bound when the load generator's CPU passed 90% of its cores, the error kinds"),
+];
+
+/// The definition of a column, if [`COLUMNS`] has it.
+pub fn definition(header: &str) -> Option<&'static str> {
+    COLUMNS.iter().find(|c| c.0 == header).map(|c| c.1)
+}
+
 fn looks_numeric(s: &str) -> bool {
     s.chars()
         .next()
@@ -410,6 +451,22 @@ mod tests {
         assert!(t.rows[0][9].is_empty());
         assert_eq!(t.rows[1][0], "prefork (fcntl)");
         assert!(t.rows[1][9].contains("disturbed baseline"));
+    }
+
+    /// Every column of every table has a definition to show on hover and list in index.md.
+    #[test]
+    fn every_column_is_defined() {
+        let r = Row::new("poll", "echo", Mode::Closed, 1, 64);
+        for t in [
+            load_table(&[&r]),
+            churn_table(&[&r]),
+            classic_table(&[&r]),
+            idle_table(&[&r]),
+        ] {
+            for h in &t.headers {
+                assert!(definition(h).is_some(), "no definition for column '{h}'");
+            }
+        }
     }
 
     /// An unreachable row keeps its place, blank figures and the reason in the note.
