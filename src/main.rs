@@ -45,6 +45,9 @@ enum Command {
     /// Render a compare report again (index.md, index.html, the plots) from its folder's
     /// results.json and run.json, running nothing.
     Report(ReportArgs),
+    /// What changed between two compare runs: per model and point, each figure's ratio, past
+    /// the noise of the runs' repeats; a table, and diff.md, diff.html, diff.json.
+    Diff(DiffArgs),
     /// A process with a known footprint, for the measurement tests.
     #[command(subcommand, hide = true)]
     Probe(server_models::harness::measure::probe::Probe),
@@ -54,6 +57,20 @@ enum Command {
 struct ReportArgs {
     /// The report folder (compare's --out).
     dir: std::path::PathBuf,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    /// The old report folder (results.json).
+    old: std::path::PathBuf,
+    /// The new report folder.
+    new: std::path::PathBuf,
+    /// The smallest relative change that counts, whatever the spread of the repeats (0.05: 5%).
+    #[arg(long, default_value_t = server_models::harness::report::diff::DEFAULT_THRESHOLD)]
+    threshold: f64,
+    /// Where diff.md, diff.html and diff.json go [default: the new folder].
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -174,6 +191,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Diff(args) => diff(args),
         Command::Probe(probe) => match server_models::harness::measure::probe::run(&probe) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -218,6 +236,31 @@ fn lab(args: LabArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("server-models: lab {name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Compares two report folders; exit 0 whatever changed (a change is an answer, not an error).
+fn diff(args: DiffArgs) -> ExitCode {
+    use server_models::harness::report::diff;
+    if !(args.threshold.is_finite() && args.threshold >= 0.0) {
+        eprintln!("server-models diff: --threshold must be a share of 0 or more (0.05 is 5%)");
+        return ExitCode::from(2);
+    }
+    let (old, new) = (args.old.display().to_string(), args.new.display().to_string());
+    let run = || -> std::io::Result<()> {
+        let d = diff::compare_dirs(&args.old, &args.new, args.threshold)?;
+        print!("{}", diff::terminal(&d, &old, &new, args.threshold));
+        let out = args.out.clone().unwrap_or_else(|| args.new.clone());
+        let files = diff::write(&out, &d, &old, &new, args.threshold)?;
+        println!("\nwritten: {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("server-models diff: {e}");
             ExitCode::FAILURE
         }
     }

@@ -141,3 +141,69 @@ fn report_needs_results_json_and_says_when_run_json_is_missing() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&empty);
 }
+
+/// `diff` of a run with itself finds nothing changed; of a copy with one figure doubled (the
+/// CPU per request of one model at one point) it finds exactly that change, for the worse,
+/// and writes diff.md, diff.html (parsing without error, the change coloured) and diff.json.
+#[test]
+fn diff_finds_the_change_and_only_it() {
+    let old = committed_results("diff-old");
+    let out = server_models(&["diff"], &old);
+    // `diff OLD` alone is a usage error: two folders are needed.
+    assert_eq!(out.status.code(), Some(2));
+
+    let same = Command::new(env!("CARGO_BIN_EXE_server-models"))
+        .arg("diff")
+        .args([&old, &old])
+        .output()
+        .expect("run diff");
+    assert!(same.status.success(), "{}", String::from_utf8_lossy(&same.stderr));
+    let text = String::from_utf8_lossy(&same.stdout);
+    assert!(text.contains(" 0 changed past the noise"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(old.join("diff.json")).expect("read diff.json"),
+    )
+    .expect("diff.json parses");
+    let changes = json["changes"].as_array().expect("changes");
+    assert!(changes.len() > 100, "every figure compared: {}", changes.len());
+    assert!(changes.iter().all(|c| c["verdict"] == "unchanged"));
+
+    let new = committed_results("diff-new");
+    let path = new.join("results.json");
+    let mut rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("parse");
+    let target = rows
+        .as_array_mut()
+        .expect("an array")
+        .iter_mut()
+        .find(|r| r["model"] == "epoll-et" && r["mode"] == "closed" && r["connections"] == 100)
+        .expect("an epoll-et row at 100 connections");
+    let cpu = target["cpu_us_per_request"].as_f64().expect("its CPU");
+    target["cpu_us_per_request"] = serde_json::json!(cpu * 2.0);
+    std::fs::write(&path, serde_json::to_string(&rows).expect("json")).expect("write");
+
+    let changed = Command::new(env!("CARGO_BIN_EXE_server-models"))
+        .arg("diff")
+        .args([&old, &new])
+        .output()
+        .expect("run diff");
+    assert!(changed.status.success(), "{}", String::from_utf8_lossy(&changed.stderr));
+    let text = String::from_utf8_lossy(&changed.stdout);
+    assert!(text.contains(" 1 changed past the noise (0 better, 1 worse)"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("cpu_us_per_request"))
+        .unwrap_or_else(|| panic!("no line for the change: {text}"));
+    assert!(line.starts_with("epoll-et echo closed ×100") && line.contains("×2.000") && line.contains("worse"), "{line}");
+    let html = std::fs::read_to_string(new.join("diff.html")).expect("read diff.html");
+    let page = Html::parse_document(&html);
+    assert!(page.errors.is_empty(), "HTML parse errors: {:?}", page.errors);
+    let red: Vec<String> = page
+        .select(&select("td.down"))
+        .map(|td| td.text().collect())
+        .collect();
+    assert_eq!(red, ["×2.000"]);
+    assert!(std::fs::read_to_string(new.join("diff.md")).expect("diff.md").contains("| epoll-et echo closed ×100 64 B | cpu_us_per_request |"));
+    let _ = std::fs::remove_dir_all(&old);
+    let _ = std::fs::remove_dir_all(&new);
+}

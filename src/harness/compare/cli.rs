@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{Options, SweepEvent, classic};
 use crate::harness::load::parse_duration;
 use crate::harness::report::machine::Machine;
+use crate::harness::report::diff;
 use crate::harness::report::row::Status;
 use crate::harness::report::{self, Report};
 use crate::server::accept_lock::AcceptLock;
@@ -73,6 +74,13 @@ pub struct CompareArgs {
     /// Do not pin the server and the load generator to CPUs of their own.
     #[arg(long)]
     pub no_pin: bool,
+    /// A report folder of an earlier run to compare this one with, figure by figure against
+    /// the noise of the repeats: printed, and written as diff.md, diff.html, diff.json.
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+    /// With --baseline: the smallest relative change that counts (0.05: 5%).
+    #[arg(long, default_value_t = diff::DEFAULT_THRESHOLD)]
+    pub threshold: f64,
 }
 
 impl CompareArgs {
@@ -179,6 +187,18 @@ impl CompareArgs {
 /// SIGINT stops the sweep after the current point; the rows so far are still reported.
 pub fn run(args: &CompareArgs) -> io::Result<()> {
     let opts = args.options()?;
+    // Read before the sweep: a missing baseline is said at once, and an --out that is the
+    // baseline's own folder cannot overwrite it first.
+    let baseline = match &args.baseline {
+        Some(dir) => Some((dir, report::read(dir)?.0)),
+        None => None,
+    };
+    if !(args.threshold.is_finite() && args.threshold >= 0.0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--threshold must be a share of 0 or more (0.05 is 5%)",
+        ));
+    }
     let placement = super::place(&opts)?;
     let machine = Machine::describe();
     let shutdown = Shutdown::install()?;
@@ -223,8 +243,9 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
             bar.inc(1);
         }
     };
-    let outcome = super::run(&opts, placement, &interrupted, &mut on_progress)?;
+    let mut outcome = super::run(&opts, placement, &interrupted, &mut on_progress)?;
     bar.finish_and_clear();
+    outcome.settings.baseline = args.baseline.as_ref().map(|d| d.display().to_string());
 
     print!("{}", report::terminal(&outcome.rows));
     let report = Report::new(
@@ -246,6 +267,12 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
         },
         opts.out.join("index.md").display()
     );
+    if let Some((dir, old_rows)) = baseline {
+        let d = diff::diff(&old_rows, &outcome.rows, args.threshold);
+        let (old, new) = (dir.display().to_string(), opts.out.display().to_string());
+        println!("\n{}", diff::terminal(&d, &old, &new, args.threshold));
+        diff::write(&opts.out, &d, &old, &new, args.threshold)?;
+    }
     Ok(())
 }
 

@@ -360,6 +360,7 @@ pub fn run(
             preset: opts.preset.clone(),
             server_cpu: placement.server,
             client_cpu: placement.client,
+            baseline: None,
         },
         wall: began.elapsed(),
         interrupted: stopped,

@@ -9,6 +9,7 @@ use super::{Point, Setup, unreachable};
 use crate::harness::load::LoadReport;
 use crate::harness::measure::tree::{self, Peaks, Sample, TreeUsage};
 use crate::harness::measure::{Sampler, placement};
+use crate::harness::report::diff;
 use crate::harness::report::row::{self, Errors, Latency, Mode, Row, Status, SwitchRates, Tasks};
 use crate::harness::spawn::{ServerProcess, serve_command};
 use crate::server::model::{Concurrency, Model};
@@ -202,6 +203,16 @@ pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
         }
     }
     fill(&mut row, &runs);
+    // Each figure's range over the runs, for `diff` to tell a change from noise.
+    let per_run: Vec<Row> = runs
+        .iter()
+        .map(|m| {
+            let mut one = point.row(model);
+            fill(&mut one, std::slice::from_ref(m));
+            one
+        })
+        .collect();
+    row.spread = diff::spread(&per_run);
     row
 }
 

@@ -19,6 +19,14 @@ pub enum Block {
         /// Indices into the report's rows, one per body row, or none.
         rows: Vec<usize>,
     },
+    /// A table whose cells are marked: `classes[i][j]` is `up` (better), `down` (worse) or
+    /// empty for body cell (i, j); markdown shows the cells alone, HTML colours them.
+    Marked {
+        /// The cells.
+        table: Table,
+        /// A mark per cell.
+        classes: Vec<Vec<&'static str>>,
+    },
     /// A plot written beside the report.
     Plot {
         /// Its file name in the report's folder.
@@ -59,7 +67,7 @@ impl Doc {
     pub fn headers(&self) -> Vec<&str> {
         let mut seen: Vec<&str> = Vec::new();
         for b in &self.blocks {
-            if let Block::Table { table, .. } = b {
+            if let Block::Table { table, .. } | Block::Marked { table, .. } = b {
                 for h in &table.headers {
                     if !seen.contains(&h.as_str()) {
                         seen.push(h);
@@ -79,7 +87,9 @@ impl Doc {
                     md.push_str(&format!("{} {text}\n\n", "#".repeat(*level as usize)));
                 }
                 Block::Text(text) => md.push_str(&format!("{text}\n\n")),
-                Block::Table { table, .. } => md.push_str(&format!("{}\n", table.to_markdown())),
+                Block::Table { table, .. } | Block::Marked { table, .. } => {
+                    md.push_str(&format!("{}\n", table.to_markdown()));
+                }
                 Block::Plot { file, alt } => md.push_str(&format!("![{alt}]({file})\n\n")),
                 Block::Definitions(terms) => {
                     for (term, meaning) in terms {

@@ -68,7 +68,8 @@ pub fn page(dir: &Path, title: &str, facts: &[(&str, Vec<(String, String)>)], do
             Block::Text(text) => {
                 let _ = writeln!(out, "<p>{}</p>", inline(text));
             }
-            Block::Table { table, rows } => out.push_str(&table_html(table, rows)),
+            Block::Table { table, rows } => out.push_str(&table_html(table, rows, &[])),
+            Block::Marked { table, classes } => out.push_str(&table_html(table, &[], classes)),
             Block::Plot { file, alt } => {
                 let svg = fs::read_to_string(dir.join(file))?;
                 let _ = writeln!(
@@ -104,8 +105,9 @@ pub fn page(dir: &Path, title: &str, facts: &[(&str, Vec<(String, String)>)], do
 }
 
 /// A sortable table: each header carries its column's definition as a tooltip, each body row
-/// the index of its row in results.json (`data-row`), each numeric cell its value (`data-v`).
-pub fn table_html(table: &Table, rows: &[usize]) -> String {
+/// the index of its row in results.json (`data-row`), each numeric cell its value (`data-v`),
+/// each cell its mark from `classes` (`up`, `down`) if any.
+pub fn table_html(table: &Table, rows: &[usize], classes: &[Vec<&str>]) -> String {
     let mut out = String::from("<div class=\"scroll\"><table class=\"sortable\">\n<thead><tr>");
     for h in &table.headers {
         match table::definition(h) {
@@ -130,15 +132,15 @@ pub fn table_html(table: &Table, rows: &[usize]) -> String {
             }
             None => out.push_str("<tr>"),
         }
-        for cell in cells {
-            match sort_key(cell) {
-                Some(v) => {
-                    let _ = write!(out, "<td data-v=\"{v}\">{}</td>", escape(cell));
-                }
-                None => {
-                    let _ = write!(out, "<td>{}</td>", escape(cell));
-                }
+        for (j, cell) in cells.iter().enumerate() {
+            out.push_str("<td");
+            if let Some(class) = classes.get(i).and_then(|c| c.get(j)).filter(|c| !c.is_empty()) {
+                let _ = write!(out, " class=\"{class}\"");
             }
+            if let Some(v) = sort_key(cell) {
+                let _ = write!(out, " data-v=\"{v}\"");
+            }
+            let _ = write!(out, ">{}</td>", escape(cell));
         }
         out.push_str("</tr>\n");
     }
@@ -344,8 +346,8 @@ mod tests {
             &["model", "req/s", "note"],
             vec![vec!["<x>".into(), "1.0k".into(), "a \"b\"".into()]],
         );
-        let html = table_html(&t, &[7]);
-        assert!(html.contains("<tr data-row=\"7\"><td>&lt;x&gt;</td><td data-v=\"1000\">1.0k</td>"));
+        let html = table_html(&t, &[7], &[vec!["", "up"]]);
+        assert!(html.contains("<tr data-row=\"7\"><td>&lt;x&gt;</td><td class=\"up\" data-v=\"1000\">1.0k</td>"));
         assert!(html.contains("a &quot;b&quot;"));
         assert!(html.contains("title=\"request/response pairs"));
     }

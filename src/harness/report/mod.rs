@@ -4,10 +4,12 @@
 //! - [`row`]: one model at one point, every figure or the reason for none.
 //! - [`table`]: the tables, as aligned text and as markdown.
 //! - [`files`]: results.json and results.csv.
+//! - [`diff`]: two runs compared, figure by figure, against the noise of their repeats.
 //! - [`doc`]: the report as blocks, rendered to index.md and, by [`html`], to index.html.
 //! - [`plots`]: the SVG plots.
 //! - [`machine`]: the machine the figures were measured on.
 
+pub mod diff;
 pub mod doc;
 pub mod files;
 pub mod html;
@@ -69,6 +71,8 @@ pub struct Settings {
     pub server_cpu: Option<usize>,
     /// The load generator's CPU, if pinned.
     pub client_cpu: Option<usize>,
+    /// The report folder this run was compared with (`--baseline`), if any.
+    pub baseline: Option<String>,
 }
 
 /// Everything a report is made of.
@@ -451,6 +455,12 @@ fn header(doc: &mut Doc, report: &Report) {
             ""
         }
     ));
+    if let Some(dir) = &s.baseline {
+        doc.text(format!(
+            "Compared with the run in `{dir}`: what changed past the noise is in [diff.md](diff.md) \
+             and [diff.html](diff.html)."
+        ));
+    }
     doc.text(
         "What every column means: the list at the end of this page (and the `compare` section of \
          the README). In short — CPU is the server's whole process tree (reaped children included), \

@@ -1,7 +1,11 @@
 //! One row of the comparison: one model at one point of the sweep, with every figure the design
 //! defines, or the reason the model could not reach the point.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+pub use super::diff::Spread;
 
 /// How the load drove the server at this point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -128,6 +132,22 @@ pub struct Row {
     pub client_cpu_percent: Option<f64>,
     /// The load generator's CPU passed 90%: the figures may measure the client, not the server.
     pub client_bound: bool,
+    /// The CPUs the server was pinned to; absent when nothing was pinned.
+    #[serde(default)]
+    pub server_cpus: Option<Vec<usize>>,
+    /// The CPUs the load generator was pinned to on this host (with `--load-via`, the prefix
+    /// processes'); absent when not pinned.
+    #[serde(default)]
+    pub load_cpus: Option<Vec<usize>>,
+    /// Connections each worker accepted, in worker order, from the `served per worker:` line
+    /// the multi-worker models print at shutdown, summed over the repeats; absent for a model
+    /// with one worker.
+    #[serde(default)]
+    pub served_per_worker: Option<Vec<u64>>,
+    /// Each figure's range over the repeats (`--repeat` 2 or more), by its path in this object
+    /// (`requests_per_sec`, `latency_us.p99`, ...): the noise `diff` measures changes against.
+    #[serde(default)]
+    pub spread: Option<BTreeMap<String, Spread>>,
 }
 
 /// Past this share of one core, the load generator is taken to limit the figures.
@@ -164,6 +184,10 @@ impl Row {
             errors: Errors::default(),
             client_cpu_percent: None,
             client_bound: false,
+            server_cpus: None,
+            load_cpus: None,
+            served_per_worker: None,
+            spread: None,
         }
     }
 

@@ -120,6 +120,13 @@ pub const COLUMNS: &[(&str, &str)] = &[
     ("csw/conn", "churn: voluntary / involuntary context switches per connection, over every task of the tree"),
     ("served per worker", "connections each worker accepted, as the server's meter printed them at shutdown (summed over the repeats)"),
     ("errors", "refused, reset, timed-out, mismatched and other failures the load generator counted over the whole run"),
+    ("point", "diff: the model and the point of the sweep, matched between the two runs"),
+    ("figure", "diff: the figure's path in results.json (`latency_us.p99`, ...)"),
+    ("old", "diff: the figure in the old run (the median of its repeats)"),
+    ("new", "diff: the figure in the new run"),
+    ("ratio", "diff: new / old"),
+    ("noise", "diff: the change a figure must pass to count: the larger of the two runs' spreads over their repeats ((max − min) / median) and the floor (--threshold)"),
+    ("verdict", "diff: better or worse, past the noise (requests/s up is better; latency, CPU and memory down)"),
     ("note", "why a row is empty (unreachable, failed), client-bound when the load generator's CPU passed 90% of its cores, the error kinds"),
 ];
 
