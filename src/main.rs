@@ -248,13 +248,23 @@ fn diff(args: DiffArgs) -> ExitCode {
         eprintln!("server-models diff: --threshold must be a share of 0 or more (0.05 is 5%)");
         return ExitCode::from(2);
     }
-    let (old, new) = (args.old.display().to_string(), args.new.display().to_string());
+    let (old, new) = (
+        args.old.display().to_string(),
+        args.new.display().to_string(),
+    );
     let run = || -> std::io::Result<()> {
         let d = diff::compare_dirs(&args.old, &args.new, args.threshold)?;
         print!("{}", diff::terminal(&d, &old, &new, args.threshold));
         let out = args.out.clone().unwrap_or_else(|| args.new.clone());
         let files = diff::write(&out, &d, &old, &new, args.threshold)?;
-        println!("\nwritten: {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
+        println!(
+            "\nwritten: {}",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         Ok(())
     };
     match run() {

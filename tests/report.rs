@@ -52,7 +52,12 @@ fn report_renders_a_self_contained_page_with_every_row() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for file in ["index.md", "index.html", "throughput_echo_64.svg", "p99_echo_64.svg"] {
+    for file in [
+        "index.md",
+        "index.html",
+        "throughput_echo_64.svg",
+        "p99_echo_64.svg",
+    ] {
         assert!(dir.join(file).is_file(), "{file} is missing");
     }
     assert_eq!(
@@ -65,12 +70,20 @@ fn report_renders_a_self_contained_page_with_every_row() {
         serde_json::from_slice(&json_before).expect("the committed results.json parses");
     let text = std::fs::read_to_string(dir.join("index.html")).expect("read index.html");
     let page = Html::parse_document(&text);
-    assert!(page.errors.is_empty(), "HTML parse errors: {:?}", page.errors);
+    assert!(
+        page.errors.is_empty(),
+        "HTML parse errors: {:?}",
+        page.errors
+    );
 
     for (i, row) in rows.iter().enumerate() {
         let tr = select(&format!("tr[data-row=\"{i}\"]"));
         let found: Vec<_> = page.select(&tr).collect();
-        assert!(!found.is_empty(), "row {i} ({}) is not in the page", row.label());
+        assert!(
+            !found.is_empty(),
+            "row {i} ({}) is not in the page",
+            row.label()
+        );
         for tr in found {
             let first = tr
                 .select(&select("td"))
@@ -93,18 +106,32 @@ fn report_renders_a_self_contained_page_with_every_row() {
     let md = std::fs::read_to_string(dir.join("index.md")).expect("read index.md");
     let linked = md.matches("](").count();
     let inline = page.select(&select("figure > svg")).count();
-    assert!(inline >= 4 && inline == linked, "{inline} inline plots, {linked} in index.md");
+    assert!(
+        inline >= 4 && inline == linked,
+        "{inline} inline plots, {linked} in index.md"
+    );
     // Nothing from outside: no linked style sheet, no script or image fetched, no URL at all.
-    assert_eq!(page.select(&select("link, script[src], img, iframe")).count(), 0);
+    assert_eq!(
+        page.select(&select("link, script[src], img, iframe"))
+            .count(),
+        0
+    );
     assert!(only_svg_namespace(&text), "a URL in the page");
     // The machine and the settings are at the top.
     let facts: String = page
         .select(&select(".facts"))
         .flat_map(|e| e.text())
         .collect();
-    assert!(facts.contains("kernel") && facts.contains("Linux"), "{facts}");
+    assert!(
+        facts.contains("kernel") && facts.contains("Linux"),
+        "{facts}"
+    );
     assert!(facts.contains("duration s"), "{facts}");
-    assert_eq!(page.select(&select("script")).count(), 1, "one inline script");
+    assert_eq!(
+        page.select(&select("script")).count(),
+        1,
+        "one inline script"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -157,7 +184,11 @@ fn diff_finds_the_change_and_only_it() {
         .args([&old, &old])
         .output()
         .expect("run diff");
-    assert!(same.status.success(), "{}", String::from_utf8_lossy(&same.stderr));
+    assert!(
+        same.status.success(),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
     let text = String::from_utf8_lossy(&same.stdout);
     assert!(text.contains(" 0 changed past the noise"), "{text}");
     let json: serde_json::Value = serde_json::from_str(
@@ -165,7 +196,11 @@ fn diff_finds_the_change_and_only_it() {
     )
     .expect("diff.json parses");
     let changes = json["changes"].as_array().expect("changes");
-    assert!(changes.len() > 100, "every figure compared: {}", changes.len());
+    assert!(
+        changes.len() > 100,
+        "every figure compared: {}",
+        changes.len()
+    );
     assert!(changes.iter().all(|c| c["verdict"] == "unchanged"));
 
     let new = committed_results("diff-new");
@@ -187,23 +222,43 @@ fn diff_finds_the_change_and_only_it() {
         .args([&old, &new])
         .output()
         .expect("run diff");
-    assert!(changed.status.success(), "{}", String::from_utf8_lossy(&changed.stderr));
+    assert!(
+        changed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
     let text = String::from_utf8_lossy(&changed.stdout);
-    assert!(text.contains(" 1 changed past the noise (0 better, 1 worse)"), "{text}");
+    assert!(
+        text.contains(" 1 changed past the noise (0 better, 1 worse)"),
+        "{text}"
+    );
     let line = text
         .lines()
         .find(|l| l.contains("cpu_us_per_request"))
         .unwrap_or_else(|| panic!("no line for the change: {text}"));
-    assert!(line.starts_with("epoll-et echo closed ×100") && line.contains("×2.000") && line.contains("worse"), "{line}");
+    assert!(
+        line.starts_with("epoll-et echo closed ×100")
+            && line.contains("×2.000")
+            && line.contains("worse"),
+        "{line}"
+    );
     let html = std::fs::read_to_string(new.join("diff.html")).expect("read diff.html");
     let page = Html::parse_document(&html);
-    assert!(page.errors.is_empty(), "HTML parse errors: {:?}", page.errors);
+    assert!(
+        page.errors.is_empty(),
+        "HTML parse errors: {:?}",
+        page.errors
+    );
     let red: Vec<String> = page
         .select(&select("td.down"))
         .map(|td| td.text().collect())
         .collect();
     assert_eq!(red, ["×2.000"]);
-    assert!(std::fs::read_to_string(new.join("diff.md")).expect("diff.md").contains("| epoll-et echo closed ×100 64 B | cpu_us_per_request |"));
+    assert!(
+        std::fs::read_to_string(new.join("diff.md"))
+            .expect("diff.md")
+            .contains("| epoll-et echo closed ×100 64 B | cpu_us_per_request |")
+    );
     let _ = std::fs::remove_dir_all(&old);
     let _ = std::fs::remove_dir_all(&new);
 }

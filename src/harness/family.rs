@@ -106,7 +106,12 @@ mod tests {
     #[test]
     fn every_registered_model_has_a_family() {
         for m in crate::variants::all() {
-            assert_ne!(family(m.name()), Family::Other, "{} has no family", m.name());
+            assert_ne!(
+                family(m.name()),
+                Family::Other,
+                "{} has no family",
+                m.name()
+            );
         }
         for (name, _, _) in TABLE {
             assert!(

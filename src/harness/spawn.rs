@@ -49,6 +49,8 @@ pub struct ServerProcess {
 struct Log {
     tail: Vec<String>,
     lines: usize,
+    /// The server's stderr reached its end: every line it wrote is in.
+    closed: bool,
 }
 
 impl ServerProcess {
@@ -97,6 +99,7 @@ impl ServerProcess {
                     keep.tail.push(line);
                     keep.lines += 1;
                 }
+                keep.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
             })?;
         let mut server = ServerProcess {
             child,
@@ -144,6 +147,21 @@ impl ServerProcess {
             .unwrap_or_else(|p| p.into_inner())
             .tail
             .join("\n")
+    }
+
+    /// Waits up to `within` until the server's stderr is closed (it and everything it forked
+    /// have exited), so that its last lines are in the tail; says whether it was.
+    pub fn wait_log_closed(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.log.lock().unwrap_or_else(|p| p.into_inner()).closed {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// How many lines the server has written to stderr so far (the tail keeps only the last).

@@ -9,8 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Options, SweepEvent, classic};
 use crate::harness::load::parse_duration;
-use crate::harness::report::machine::Machine;
+use crate::harness::measure::placement::Cpus;
 use crate::harness::report::diff;
+use crate::harness::report::machine::Machine;
 use crate::harness::report::row::Status;
 use crate::harness::report::{self, Report};
 use crate::server::accept_lock::AcceptLock;
@@ -74,6 +75,18 @@ pub struct CompareArgs {
     /// Do not pin the server and the load generator to CPUs of their own.
     #[arg(long)]
     pub no_pin: bool,
+    /// The CPUs the server runs on (0-3, 4-7, 0,2): the models with a worker per CPU get one
+    /// per CPU [default: the first allowed CPU, or those --load-cpus leaves].
+    #[arg(long, value_name = "LIST")]
+    pub server_cpus: Option<Cpus>,
+    /// The CPUs the load generator runs on, one load thread each [default: the next allowed
+    /// CPU, or those --server-cpus leaves].
+    #[arg(long, value_name = "LIST")]
+    pub load_cpus: Option<Cpus>,
+    /// Server CPU counts to sweep, comma-separated (1,2,4,8), for the models that use more than
+    /// one: each point runs on the lowest N of --server-cpus.
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pub server_cores: Vec<usize>,
     /// A report folder of an earlier run to compare this one with, figure by figure against
     /// the noise of the repeats: printed, and written as diff.md, diff.html, diff.json.
     #[arg(long, value_name = "DIR")]
@@ -158,6 +171,16 @@ impl CompareArgs {
         if self.duration.is_zero() {
             return Err(bad("--duration must be positive".into()));
         }
+        if self.no_pin
+            && (self.server_cpus.is_some()
+                || self.load_cpus.is_some()
+                || !self.server_cores.is_empty())
+        {
+            return Err(bad(
+                "--no-pin does not combine with --server-cpus, --load-cpus or --server-cores"
+                    .into(),
+            ));
+        }
         Ok(Options {
             models,
             protocols,
@@ -179,6 +202,9 @@ impl CompareArgs {
             preset: self.preset.clone(),
             out: self.out.clone(),
             pin: !self.no_pin,
+            server_cpus: self.server_cpus,
+            load_cpus: self.load_cpus,
+            server_cores: self.server_cores.clone(),
         })
     }
 }

@@ -8,7 +8,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::harness::load::LoadReport;
-use crate::harness::measure::placement;
+use crate::harness::measure::placement::{self, Cpus};
 use crate::server::protocol::Protocol;
 
 /// What one load run is asked to do.
@@ -26,6 +26,8 @@ pub struct LoadPlan {
     pub rate: Option<f64>,
     /// Connect, one request, close.
     pub churn: bool,
+    /// Load threads (one per load CPU), each with its own epoll and a share of the connections.
+    pub threads: usize,
     /// Before the measured window.
     pub warmup: Duration,
     /// The measured window.
@@ -77,17 +79,20 @@ impl LoadPlan {
         if self.churn {
             args.push("--churn".into());
         }
+        if self.threads > 1 {
+            args.extend(["--threads".into(), self.threads.to_string()]);
+        }
         args
     }
 }
 
-/// Runs the load generator for `plan`, pinned to `cpu` if given, and parses its report. Fails
+/// Runs the load generator for `plan`, pinned to `cpus` if given, and parses its report. Fails
 /// with the reason (its last stderr line, or the deadline passed) if it gives none.
 /// `started` is told the instant the process starts (its window begins `plan.warmup` later);
 /// `stop_early` is polled while waiting, so that an interrupt ends the run at once.
 pub fn run_load(
     plan: &LoadPlan,
-    cpu: Option<usize>,
+    cpu: Option<Cpus>,
     started: &dyn Fn(Instant),
     stop_early: &dyn Fn() -> bool,
 ) -> io::Result<LoadRun> {
@@ -105,6 +110,13 @@ pub fn run_load(
     started(start);
     let stdout = drain(child.stdout.take())?;
     let stderr = drain(child.stderr.take())?;
+    if let Some(cpus) = cpu
+        && let Err(e) = check_placement(&mut child, start + plan.warmup / 2, cpus)
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
     let status = wait_until(&mut child, start + plan.deadline(), stop_early)?;
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
@@ -128,9 +140,8 @@ pub fn run_load(
     };
     // A load in which no request completed exits 1 but still prints its report, whose errors
     // say why: the caller words the failure from it.
-    let served_nothing = || {
-        serde_json::from_slice::<LoadReport>(&stdout).is_ok_and(|r| r.requests == 0)
-    };
+    let served_nothing =
+        || serde_json::from_slice::<LoadReport>(&stdout).is_ok_and(|r| r.requests == 0);
     if !status.success() && !served_nothing() {
         return Err(io::Error::other(format!(
             "the load generator failed ({status}): {}",
@@ -147,6 +158,22 @@ pub fn run_load(
         result,
         started: start,
     })
+}
+
+/// Checks, once the load's threads are up (at `when`, within its warm-up), that every one of
+/// them may run on exactly `cpus`, as /proc reports it. A load already finished is not checked.
+fn check_placement(child: &mut Child, when: Instant, cpus: Cpus) -> io::Result<()> {
+    thread::sleep(when.saturating_duration_since(Instant::now()));
+    if child.try_wait()?.is_some() {
+        return Ok(());
+    }
+    match placement::check_tree_affinity(child.id() as i32, cpus) {
+        Ok(_) => Ok(()),
+        Err(e) if crate::harness::measure::procfs::vanished(&e) => Ok(()),
+        Err(e) => Err(io::Error::other(format!(
+            "the load generator's placement: {e}"
+        ))),
+    }
 }
 
 /// Reads a child's pipe to the end on a thread of its own, so that neither pipe fills and

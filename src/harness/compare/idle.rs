@@ -31,6 +31,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Measures memory per idle connection for one model at `point.connections`.
 pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
     let mut row = point.row(model);
+    row.server_cpus =
+        super::layout::server_cpus(setup.placement.server, point.cpus).map(|c| c.list());
     match measure_once(setup, model, point, &mut row) {
         Ok(()) => row,
         Err(NotMeasured::Unreachable(why)) => row.with_status(Status::Unreachable, why),

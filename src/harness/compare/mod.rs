@@ -9,6 +9,7 @@
 //! - [`client`]: the load generator as a child process.
 //! - [`point`]: one model at one point under load, repeated, reduced to medians.
 //! - [`idle`]: memory per idle connection.
+//! - [`layout`]: CPU layouts: the server's CPUs for each point, swept over a count.
 //! - [`classic`]: the `classic` preset, Stevens' UNP ch. 30 table: process-control CPU per
 //!   connection, each design less the iterative server.
 //! - [`cli`]: the command line.
@@ -17,13 +18,14 @@ pub mod classic;
 pub mod cli;
 pub mod client;
 pub mod idle;
+pub mod layout;
 pub mod point;
 
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::harness::measure::placement::{self, Placement};
+use crate::harness::measure::placement::{self, Cpus, Placement};
 use crate::harness::report::Settings;
 use crate::harness::report::row::{Mode, Row, Status};
 use crate::server::accept_lock::AcceptLock;
@@ -70,6 +72,15 @@ pub struct Options {
     pub out: PathBuf,
     /// Pin the server and the client to CPUs of their own (when there are two).
     pub pin: bool,
+    /// The server's CPUs (`--server-cpus`); `None`: the first allowed CPU, or the CPUs the
+    /// load does not take.
+    pub server_cpus: Option<Cpus>,
+    /// The load generator's CPUs (`--load-cpus`), one load thread each; `None`: the next
+    /// allowed CPU, or the CPUs the server does not take.
+    pub load_cpus: Option<Cpus>,
+    /// Server CPU counts to sweep (`--server-cores`) for the models that use more than one;
+    /// empty: every server CPU at once.
+    pub server_cores: Vec<usize>,
 }
 
 /// One point of the sweep.
@@ -87,6 +98,9 @@ pub struct Point {
     pub rate: Option<f64>,
     /// The accept lock to serve with, for a model that takes one when the run names locks.
     pub accept_lock: Option<AcceptLock>,
+    /// How many of the server's CPUs to pin it to (the lowest ones), in a sweep of the server's
+    /// CPU count; `None`: all of them.
+    pub cpus: Option<usize>,
 }
 
 impl Point {
@@ -164,6 +178,7 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
                     size,
                     rate: opts.rate,
                     accept_lock: None,
+                    cpus: None,
                 });
             }
         }
@@ -179,6 +194,7 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
                 },
                 rate: None,
                 accept_lock: None,
+                cpus: None,
             });
         }
         for &connections in &opts.idle {
@@ -193,6 +209,7 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
                 },
                 rate: None,
                 accept_lock: None,
+                cpus: None,
             });
         }
     }
@@ -210,13 +227,16 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
     for &model in &opts.models {
         for lock in locks_of(model) {
             for p in &points {
-                plan.push((
-                    model,
-                    Point {
-                        accept_lock: lock,
-                        ..*p
-                    },
-                ));
+                for cpus in layout::cpu_counts(model, p.mode, &opts.server_cores) {
+                    plan.push((
+                        model,
+                        Point {
+                            accept_lock: lock,
+                            cpus,
+                            ..*p
+                        },
+                    ));
+                }
             }
         }
     }
@@ -276,7 +296,9 @@ pub fn unreachable(
 /// it before starting any thread (a progress bar's), so that every thread of the harness
 /// inherits the place.
 pub fn place(opts: &Options) -> io::Result<Placement> {
-    let placement = if opts.pin {
+    let placement = if opts.server_cpus.is_some() || opts.load_cpus.is_some() {
+        Placement::layout(opts.server_cpus, opts.load_cpus)?
+    } else if opts.pin {
         Placement::choose()?
     } else {
         Placement {
@@ -284,9 +306,10 @@ pub fn place(opts: &Options) -> io::Result<Placement> {
             client: None,
         }
     };
-    if let Some(cpu) = placement.client {
-        placement::pin_current_thread(cpu)?;
+    if let Some(cpus) = placement.client {
+        placement::pin_current_thread(cpus)?;
     }
+    layout::check_cores(&opts.server_cores, placement.server)?;
     Ok(placement)
 }
 
@@ -358,8 +381,11 @@ pub fn run(
                 .map(|l| l.name().to_string())
                 .collect(),
             preset: opts.preset.clone(),
-            server_cpu: placement.server,
-            client_cpu: placement.client,
+            server_cpu: placement.server.and_then(|c| c.list().first().copied()),
+            client_cpu: placement.client.and_then(|c| c.list().first().copied()),
+            server_cpus: placement.server.map(|c| c.list()),
+            load_cpus: placement.client.map(|c| c.list()),
+            server_cores: opts.server_cores.clone(),
             baseline: None,
         },
         wall: began.elapsed(),

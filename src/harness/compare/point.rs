@@ -5,14 +5,14 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::client::{self, LoadPlan};
-use super::{Point, Setup, unreachable};
+use super::{Point, Setup, layout, unreachable};
 use crate::harness::load::LoadReport;
 use crate::harness::measure::tree::{self, Peaks, Sample, TreeUsage};
 use crate::harness::measure::{Sampler, placement};
 use crate::harness::report::diff;
 use crate::harness::report::row::{self, Errors, Latency, Mode, Row, Status, SwitchRates, Tasks};
 use crate::harness::spawn::{ServerProcess, serve_command};
-use crate::server::model::{Concurrency, Model};
+use crate::server::model::Model;
 
 /// How often the server's tree is sampled while the load runs (less often for a large tree;
 /// see [`Sampler`]).
@@ -38,7 +38,7 @@ impl From<io::Error> for NotMeasured {
 /// one worker on a pinned server.) Other models keep their default: one event loop per CPU.
 pub const POOL_WORKERS: usize = 100;
 
-/// A fresh server for `model`, pinned to the server CPU, and its number of workers. `announced` learns the number of
+/// A fresh server for `model`, pinned to the point's server CPUs, and its number of workers. `announced` learns the number of
 /// workers it announced even when the point then turns out unreachable for it
 /// ([`NotMeasured::Unreachable`]), so that the row can say so.
 pub fn start_server(
@@ -47,9 +47,8 @@ pub fn start_server(
     point: &Point,
     announced: &mut Option<usize>,
 ) -> Result<(ServerProcess, usize), NotMeasured> {
-    let workers = setup
-        .workers
-        .or((model.concurrency() == Concurrency::Workers).then_some(setup.pool_workers));
+    let cpus = layout::server_cpus(setup.placement.server, point.cpus);
+    let workers = layout::workers(model, setup.workers, setup.pool_workers, cpus);
     let workers_arg = workers.map(|w| w.to_string());
     let mut extra: Vec<&str> = match &workers_arg {
         Some(w) => vec!["--workers", w],
@@ -64,21 +63,20 @@ pub fn start_server(
         point.protocol,
         &extra,
     );
-    if let Some(cpu) = setup.placement.server {
-        placement::pin_command(&mut command, cpu)?;
+    if let Some(cpus) = cpus {
+        placement::pin_command(&mut command, cpus)?;
     }
     let server = ServerProcess::start_command(command)?;
     // The listening line says `workers N`; a server that does not say it runs the default,
-    // which for a server pinned to one CPU is one.
+    // one per CPU it may use.
     let said = server
         .log_tail()
         .lines()
         .find(|l| l.contains("listening on "))
         .and_then(announced_workers);
-    let default = if setup.placement.server.is_some() {
-        1
-    } else {
-        crate::server::model::Config::default().workers
+    let default = match cpus {
+        Some(cpus) => cpus.len(),
+        None => crate::server::model::Config::default().workers,
     };
     let workers = said.or(workers).unwrap_or(default);
     *announced = Some(workers);
@@ -110,6 +108,8 @@ struct Measured {
     window: TreeUsage,
     peaks: Peaks,
     workers: usize,
+    /// The server's `served per worker` counts, if it printed them.
+    served: Option<Vec<u64>>,
 }
 
 /// Runs the point once on a fresh server; `announced` learns the server's worker count even when
@@ -129,6 +129,7 @@ fn measure_once(
         size: point.size,
         rate: point.rate,
         churn: point.mode == Mode::Churn,
+        threads: setup.placement.client.map_or(1, |c| c.len()),
         warmup: setup.warmup,
         duration: setup.duration,
     };
@@ -152,7 +153,16 @@ fn measure_once(
             "the server exited during the run ({status}): {said}"
         )));
     }
+    // Every thread and process of the server runs where it was placed, now that all of them
+    // have started (a runtime's workers, a pool's children start after the listening line).
+    if let Some(cpus) = layout::server_cpus(setup.placement.server, point.cpus) {
+        placement::check_tree_affinity(server.pid() as i32, cpus)
+            .map_err(|e| NotMeasured::Failed(format!("the server's placement: {e}")))?;
+    }
     server.stop()?;
+    // The meter's line is the server's last words: read once its stderr is closed.
+    server.wait_log_closed(Duration::from_secs(1));
+    let served = layout::served_per_worker(&server.log_tail());
     let load = load?;
     let from = load.started + setup.warmup;
     let to = from + Duration::from_secs_f64(load.result.duration_s.max(0.0));
@@ -184,6 +194,7 @@ fn measure_once(
         window,
         peaks: tree::peaks(&series.samples),
         workers,
+        served,
     })
 }
 
@@ -191,6 +202,8 @@ fn measure_once(
 /// the median of each figure, errors summed over the runs.
 pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
     let mut row = point.row(model);
+    row.server_cpus = layout::server_cpus(setup.placement.server, point.cpus).map(|c| c.list());
+    row.load_cpus = setup.placement.client.map(|c| c.list());
     let mut runs = Vec::new();
     for _ in 0..setup.repeat.max(1) {
         if (setup.interrupted)() {
@@ -207,7 +220,7 @@ pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
     let per_run: Vec<Row> = runs
         .iter()
         .map(|m| {
-            let mut one = point.row(model);
+            let mut one = row.clone();
             fill(&mut one, std::slice::from_ref(m));
             one
         })
@@ -222,6 +235,9 @@ fn fill(row: &mut Row, runs: &[Measured]) {
         |m: &Measured, d: Duration| d.as_secs_f64() * 1e6 / m.load.requests.max(1) as f64;
     row.runs = runs.len();
     row.workers = runs.first().map(|m| m.workers);
+    row.served_per_worker = runs
+        .iter()
+        .fold(None, |t, m| layout::add_served(t, m.served.as_ref()));
     row.requests = Some(med(&|m| m.load.requests as f64).round() as u64);
     row.requests_per_sec = Some(med(&|m| m.load.requests_per_sec));
     row.latency_us = Some(Latency {

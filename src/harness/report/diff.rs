@@ -421,7 +421,11 @@ pub fn document(d: &Diff, old: &str, new: &str, floor: f64) -> Doc {
     }
     if !d.only_old.is_empty() || !d.only_new.is_empty() {
         doc.heading(2, "Points in one run only");
-        let mut items: Vec<String> = d.only_old.iter().map(|p| format!("old only: {p}")).collect();
+        let mut items: Vec<String> = d
+            .only_old
+            .iter()
+            .map(|p| format!("old only: {p}"))
+            .collect();
         items.extend(d.only_new.iter().map(|p| format!("new only: {p}")));
         doc.push(Block::List(items));
     }
@@ -555,9 +559,17 @@ mod tests {
         // The same halving, inside a spread of repeats that wide, is noise.
         let mut noisy = new.clone();
         let mut s = BTreeMap::new();
-        s.insert("cpu_us_per_request".to_string(), Spread { min: 1.0, max: 4.0 });
+        s.insert(
+            "cpu_us_per_request".to_string(),
+            Spread { min: 1.0, max: 4.0 },
+        );
         noisy[1].spread = Some(s);
-        assert!(diff(&old, &noisy, DEFAULT_THRESHOLD).changed().next().is_none());
+        assert!(
+            diff(&old, &noisy, DEFAULT_THRESHOLD)
+                .changed()
+                .next()
+                .is_none()
+        );
 
         // Fewer requests per second is worse.
         new[0].requests_per_sec = Some(5_000.0);
@@ -588,9 +600,19 @@ mod tests {
     /// The spread over runs is each figure's min and max; one run has none.
     #[test]
     fn spread_over_runs() {
-        let runs = [row("poll", 10.0, 5.0), row("poll", 14.0, 4.0), row("poll", 12.0, 6.0)];
+        let runs = [
+            row("poll", 10.0, 5.0),
+            row("poll", 14.0, 4.0),
+            row("poll", 12.0, 6.0),
+        ];
         let s = spread(&runs).expect("three runs");
-        assert_eq!(s["requests_per_sec"], Spread { min: 10.0, max: 14.0 });
+        assert_eq!(
+            s["requests_per_sec"],
+            Spread {
+                min: 10.0,
+                max: 14.0
+            }
+        );
         assert_eq!(s["cpu_us_per_request"], Spread { min: 4.0, max: 6.0 });
         assert!(spread(&runs[..1]).is_none());
     }

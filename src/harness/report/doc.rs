@@ -119,7 +119,10 @@ mod tests {
         let mut doc = Doc::default();
         doc.heading(2, "Closed loop");
         doc.text("Some `code`.");
-        let t = Table::new(&["model", "req/s"], vec![vec!["poll".into(), "1.0k".into()]]);
+        let t = Table::new(
+            &["model", "req/s"],
+            vec![vec!["poll".into(), "1.0k".into()]],
+        );
         doc.push(Block::Table {
             table: t.clone(),
             rows: vec![0],
@@ -132,7 +135,10 @@ mod tests {
             file: "a.svg".into(),
             alt: "A".into(),
         });
-        doc.push(Block::Definitions(vec![("req/s".into(), "per second".into())]));
+        doc.push(Block::Definitions(vec![(
+            "req/s".into(),
+            "per second".into(),
+        )]));
         let md = doc.to_markdown();
         assert!(md.starts_with("## Closed loop\n\nSome `code`.\n\n| model | req/s |"));
         assert!(md.contains("![A](a.svg)\n"));

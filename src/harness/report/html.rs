@@ -18,7 +18,12 @@ use super::table::{self, Table};
 
 /// The page for `doc`, whose plots are read from `dir`; `title` heads it, `facts` (label,
 /// value) are shown at the top as the machine and the settings.
-pub fn page(dir: &Path, title: &str, facts: &[(&str, Vec<(String, String)>)], doc: &Doc) -> io::Result<String> {
+pub fn page(
+    dir: &Path,
+    title: &str,
+    facts: &[(&str, Vec<(String, String)>)],
+    doc: &Doc,
+) -> io::Result<String> {
     let mut out = String::with_capacity(256 * 1024);
     let _ = write!(
         out,
@@ -100,7 +105,10 @@ pub fn page(dir: &Path, title: &str, facts: &[(&str, Vec<(String, String)>)], do
             }
         }
     }
-    let _ = write!(out, "</main>\n<script>{SCRIPT}</script>\n</body>\n</html>\n");
+    let _ = write!(
+        out,
+        "</main>\n<script>{SCRIPT}</script>\n</body>\n</html>\n"
+    );
     Ok(out)
 }
 
@@ -134,7 +142,11 @@ pub fn table_html(table: &Table, rows: &[usize], classes: &[Vec<&str>]) -> Strin
         }
         for (j, cell) in cells.iter().enumerate() {
             out.push_str("<td");
-            if let Some(class) = classes.get(i).and_then(|c| c.get(j)).filter(|c| !c.is_empty()) {
+            if let Some(class) = classes
+                .get(i)
+                .and_then(|c| c.get(j))
+                .filter(|c| !c.is_empty())
+            {
                 let _ = write!(out, " class=\"{class}\"");
             }
             if let Some(v) = sort_key(cell) {
@@ -347,7 +359,9 @@ mod tests {
             vec![vec!["<x>".into(), "1.0k".into(), "a \"b\"".into()]],
         );
         let html = table_html(&t, &[7], &[vec!["", "up"]]);
-        assert!(html.contains("<tr data-row=\"7\"><td>&lt;x&gt;</td><td class=\"up\" data-v=\"1000\">1.0k</td>"));
+        assert!(html.contains(
+            "<tr data-row=\"7\"><td>&lt;x&gt;</td><td class=\"up\" data-v=\"1000\">1.0k</td>"
+        ));
         assert!(html.contains("a &quot;b&quot;"));
         assert!(html.contains("title=\"request/response pairs"));
     }

@@ -7,6 +7,7 @@
 //! - [`diff`]: two runs compared, figure by figure, against the noise of their repeats.
 //! - [`doc`]: the report as blocks, rendered to index.md and, by [`html`], to index.html.
 //! - [`plots`]: the SVG plots.
+//! - [`scaling`]: a sweep of the server's CPUs: figures against the CPU count, workers' shares.
 //! - [`machine`]: the machine the figures were measured on.
 
 pub mod diff;
@@ -16,6 +17,7 @@ pub mod html;
 pub mod machine;
 pub mod plots;
 pub mod row;
+pub mod scaling;
 pub mod table;
 
 use std::collections::BTreeSet;
@@ -32,6 +34,7 @@ use machine::Machine;
 use plots::{CpuBars, Line, MemoryBar, Panel, XAxis, YScale};
 
 use crate::harness::family::{self, Family};
+use crate::harness::measure::placement::Cpus;
 use row::{Mode, Row, Status};
 
 /// The settings a run used, as the report records them (run.json). A setting an older
@@ -67,10 +70,16 @@ pub struct Settings {
     pub accept_locks: Vec<String>,
     /// The preset asked for (`classic`), if any.
     pub preset: Option<String>,
-    /// The server's CPU, if pinned.
+    /// The server's first CPU, if pinned (`server_cpus` holds them all).
     pub server_cpu: Option<usize>,
-    /// The load generator's CPU, if pinned.
+    /// The load generator's first CPU, if pinned (`load_cpus` holds them all).
     pub client_cpu: Option<usize>,
+    /// The server's CPUs, if pinned.
+    pub server_cpus: Option<Vec<usize>>,
+    /// The load generator's CPUs, if pinned: one load thread each.
+    pub load_cpus: Option<Vec<usize>>,
+    /// The server CPU counts swept (`--server-cores`) for the models that use more than one.
+    pub server_cores: Vec<usize>,
     /// The report folder this run was compared with (`--baseline`), if any.
     pub baseline: Option<String>,
 }
@@ -142,11 +151,17 @@ impl Section<'_> {
     }
 
     fn table(&self) -> table::Table {
-        match self.mode {
+        let mut table = match self.mode {
             Mode::Closed | Mode::Open => table::load_table(&self.rows),
             Mode::Churn => table::churn_table(&self.rows),
             Mode::Idle => table::idle_table(&self.rows),
+        };
+        // A sweep of the server's CPUs: the count beside the connections, where it varies.
+        if scaling::swept(&self.rows) {
+            let cells = self.rows.iter().map(|r| scaling::cpu_count(r)).collect();
+            table.insert_column(3, "CPUs", cells);
         }
+        table
     }
 
     fn stem(&self) -> String {
@@ -187,8 +202,14 @@ fn sections(rows: &[Row]) -> Vec<Section<'_>> {
         Mode::Idle => 2,
     });
     for s in &mut out {
-        s.rows
-            .sort_by_key(|r| (rows.iter().position(|x| x.model == r.model), r.connections));
+        s.rows.sort_by_key(|r| {
+            let cpus = r.server_cpus.as_ref().map_or(0, Vec::len);
+            (
+                rows.iter().position(|x| x.model == r.model),
+                cpus,
+                r.connections,
+            )
+        });
     }
     out
 }
@@ -292,6 +313,17 @@ pub fn render(dir: &Path, report: &Report) -> io::Result<Vec<PathBuf>> {
             written.push(dir.join(&file));
             doc.push(Block::Plot { file, alt });
         }
+        if matches!(s.mode, Mode::Closed | Mode::Open) && scaling::swept(&s.rows) {
+            doc.heading(3, format!("Server CPUs — {}", s.title()));
+            doc.text(scaling::NOTE);
+            let (table, rows) = scaling::table(&s.rows);
+            let rows = rows.into_iter().map(index_of).collect();
+            doc.push(Block::Table { table, rows });
+            for (file, alt) in scaling::plots(dir, &s.stem(), &s.title(), &s.rows)? {
+                written.push(dir.join(&file));
+                doc.push(Block::Plot { file, alt });
+            }
+        }
     }
     footer(&mut doc);
     let index = dir.join("index.md");
@@ -334,7 +366,10 @@ pub fn read(dir: &Path) -> io::Result<(Vec<Row>, Option<RunRecord>)> {
     let run = dir.join("run.json");
     let record = match fs::read_to_string(&run) {
         Ok(text) => Some(serde_json::from_str(&text).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", run.display()))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", run.display()),
+            )
         })?),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", run.display()))),
@@ -376,7 +411,10 @@ fn facts(report: &Report) -> Vec<(&'static str, Vec<(String, String)>)> {
         ("CPU".to_string(), m.cpu_model.clone()),
         ("CPUs online".to_string(), m.cores.to_string()),
         ("memory".to_string(), table::bytes(m.memory_bytes as f64)),
-        ("load average at the start".to_string(), m.load_average.clone()),
+        (
+            "load average at the start".to_string(),
+            m.load_average.clone(),
+        ),
         ("date (UTC)".to_string(), m.date.clone()),
         ("whole run".to_string(), format!("{:.0} s", report.wall_s)),
     ];
@@ -402,11 +440,9 @@ fn value_text(v: &serde_json::Value) -> String {
         serde_json::Value::Null => "—".to_string(),
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Array(items) if items.is_empty() => "none".to_string(),
-        serde_json::Value::Array(items) => items
-            .iter()
-            .map(value_text)
-            .collect::<Vec<_>>()
-            .join(", "),
+        serde_json::Value::Array(items) => {
+            items.iter().map(value_text).collect::<Vec<_>>().join(", ")
+        }
         other => other.to_string(),
     }
 }
@@ -428,10 +464,28 @@ fn header(doc: &mut Doc, report: &Report) {
             m.load_average
         ));
     }
-    let pinning = match (s.server_cpu, s.client_cpu) {
-        (Some(server), Some(client)) => {
+    let list = |cpus: &Option<Vec<usize>>, first: Option<usize>| {
+        cpus.as_ref()
+            .map(|c| Cpus::of(c.iter().copied()))
+            .or(first.map(Cpus::from))
+    };
+    let pinning = match (list(&s.server_cpus, s.server_cpu), list(&s.load_cpus, s.client_cpu)) {
+        (Some(server), Some(client)) if server.len() == 1 && client.len() == 1 => {
             format!("Each server ran pinned to CPU {server}; the load generator and the harness to CPU {client}.")
         }
+        (Some(server), Some(client)) => format!(
+            "Each server ran pinned to CPUs {server}{}; the load generator ({} thread{}, one per CPU) and \
+             the harness to CPUs {client}.",
+            match s.server_cores.as_slice() {
+                [] => String::new(),
+                cores => format!(
+                    " (the models that use more than one swept over the lowest {} of them)",
+                    cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            },
+            client.len(),
+            if client.len() == 1 { "" } else { "s" }
+        ),
         _ => "Nothing was pinned (fewer than two CPUs, or --no-pin): server and client shared the CPUs.".into(),
     };
     doc.text(format!(

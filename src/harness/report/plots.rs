@@ -355,11 +355,7 @@ where
     Ok(())
 }
 
-fn draw_legend<'a>(
-    area: &Area,
-    labels: impl Iterator<Item = &'a str>,
-    top: i32,
-) -> io::Result<()> {
+fn draw_legend<'a>(area: &Area, labels: impl Iterator<Item = &'a str>, top: i32) -> io::Result<()> {
     for (i, label) in labels.enumerate() {
         let y = top + i as i32 * 20;
         let c = color(i);

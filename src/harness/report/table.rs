@@ -21,6 +21,15 @@ impl Table {
         }
     }
 
+    /// Inserts a column before column `at` (at the end if past it), one cell per row.
+    pub fn insert_column(&mut self, at: usize, header: &str, cells: Vec<String>) {
+        let at = at.min(self.headers.len());
+        self.headers.insert(at, header.to_string());
+        for (row, cell) in self.rows.iter_mut().zip(cells) {
+            row.insert(at.min(row.len()), cell);
+        }
+    }
+
     /// Aligned text for the terminal: numbers to the right, words to the left; the last column
     /// (the note) is not padded.
     pub fn to_text(&self) -> String {
@@ -91,43 +100,133 @@ impl Table {
 /// and index.html shows on hover (the README's column table says the same at more length).
 /// Every figure is the server's, never the client's, unless it says otherwise.
 pub const COLUMNS: &[(&str, &str)] = &[
-    ("model", "the model (`server-models list`), with its accept lock when the run compared them"),
+    (
+        "model",
+        "the model (`server-models list`), with its accept lock when the run compared them",
+    ),
     ("design", "the model, as UNP ch. 30 names the designs"),
-    ("proto", "the protocol: echo, or HTTP/1.1 keep-alive (`GET /`)"),
+    (
+        "proto",
+        "the protocol: echo, or HTTP/1.1 keep-alive (`GET /`)",
+    ),
     ("conns", "connections open at once"),
-    ("slots", "churn: connection slots, each connecting, sending one request and closing, again and again"),
-    ("size", "echo message size; - for HTTP, whose request is always `GET /`"),
-    ("CPUs", "CPUs the server was pinned to (its workers, for the models with one per CPU)"),
+    (
+        "slots",
+        "churn: connection slots, each connecting, sending one request and closing, again and again",
+    ),
+    (
+        "size",
+        "echo message size; - for HTTP, whose request is always `GET /`",
+    ),
+    (
+        "CPUs",
+        "CPUs the server was pinned to (its workers, for the models with one per CPU)",
+    ),
     ("workers", "the server's --workers, as it announced it"),
-    ("req/s", "request/response pairs completed in the measured window, per second"),
-    ("conn/s", "churn: connections completed (connect, one request, close) in the window, per second"),
-    ("p50 µs", "median latency per request, from the load generator's HDR histogram (open loop: from the scheduled send time; churn: from connect to the full reply)"),
-    ("p99 µs", "99th-percentile latency per request, from the HDR histogram (open loop: from the scheduled send time)"),
-    ("p99.9 µs", "99.9th-percentile latency per request, from the HDR histogram"),
-    ("CPU µs/req", "user + sys CPU of the server's whole process tree over the window (reaped children included), divided by the requests"),
-    ("CPU µs/conn", "churn: user + sys CPU of the server's whole process tree over the window, divided by the connections served"),
+    (
+        "req/s",
+        "request/response pairs completed in the measured window, per second",
+    ),
+    (
+        "conn/s",
+        "churn: connections completed (connect, one request, close) in the window, per second",
+    ),
+    (
+        "p50 µs",
+        "median latency per request, from the load generator's HDR histogram (open loop: from the scheduled send time; churn: from connect to the full reply)",
+    ),
+    (
+        "p99 µs",
+        "99th-percentile latency per request, from the HDR histogram (open loop: from the scheduled send time)",
+    ),
+    (
+        "p99.9 µs",
+        "99.9th-percentile latency per request, from the HDR histogram",
+    ),
+    (
+        "CPU µs/req",
+        "user + sys CPU of the server's whole process tree over the window (reaped children included), divided by the requests",
+    ),
+    (
+        "CPU µs/conn",
+        "churn: user + sys CPU of the server's whole process tree over the window, divided by the connections served",
+    ),
     ("usr+sys", "that CPU per request, user and kernel apart"),
-    ("process control µs/conn", "CPU per connection less the iterative server's at the same point: what the design spends on forking, waking, handing over and creating (UNP Figure 30.1)"),
-    ("PSS", "peak over the run of the summed proportional set size of the server's tree: a page shared by N processes counts 1/N in each"),
-    ("RSS", "peak summed resident set size, beside PSS to show how much forking shares (RSS counts a shared page once per process)"),
-    ("mem/conn", "(PSS with N idle connections − PSS with none) / N, from the idle sweep with the same N"),
-    ("bytes/conn", "(PSS with N idle connections − PSS with none) / N: a thread's stack, a process's pages, the model's buffers"),
-    ("PSS none", "PSS of the server's tree with no connection, after one served and closed"),
-    ("PSS idle", "PSS of the server's tree with N connections held idle after one round trip each"),
+    (
+        "process control µs/conn",
+        "CPU per connection less the iterative server's at the same point: what the design spends on forking, waking, handing over and creating (UNP Figure 30.1)",
+    ),
+    (
+        "PSS",
+        "peak over the run of the summed proportional set size of the server's tree: a page shared by N processes counts 1/N in each",
+    ),
+    (
+        "RSS",
+        "peak summed resident set size, beside PSS to show how much forking shares (RSS counts a shared page once per process)",
+    ),
+    (
+        "mem/conn",
+        "(PSS with N idle connections − PSS with none) / N, from the idle sweep with the same N",
+    ),
+    (
+        "bytes/conn",
+        "(PSS with N idle connections − PSS with none) / N: a thread's stack, a process's pages, the model's buffers",
+    ),
+    (
+        "PSS none",
+        "PSS of the server's tree with no connection, after one served and closed",
+    ),
+    (
+        "PSS idle",
+        "PSS of the server's tree with N connections held idle after one round trip each",
+    ),
     ("RSS idle", "RSS of the tree with the N idle connections"),
-    ("thr/proc", "peak threads (every task) and processes in the server's tree"),
-    ("csw/req", "voluntary / involuntary context switches per request, over every task of the tree"),
-    ("csw/conn", "churn: voluntary / involuntary context switches per connection, over every task of the tree"),
-    ("served per worker", "connections each worker accepted, as the server's meter printed them at shutdown (summed over the repeats)"),
-    ("errors", "refused, reset, timed-out, mismatched and other failures the load generator counted over the whole run"),
-    ("point", "diff: the model and the point of the sweep, matched between the two runs"),
-    ("figure", "diff: the figure's path in results.json (`latency_us.p99`, ...)"),
-    ("old", "diff: the figure in the old run (the median of its repeats)"),
+    (
+        "thr/proc",
+        "peak threads (every task) and processes in the server's tree",
+    ),
+    (
+        "csw/req",
+        "voluntary / involuntary context switches per request, over every task of the tree",
+    ),
+    (
+        "csw/conn",
+        "churn: voluntary / involuntary context switches per connection, over every task of the tree",
+    ),
+    (
+        "served per worker",
+        "connections each worker accepted, as the server's meter printed them at shutdown (summed over the repeats)",
+    ),
+    (
+        "errors",
+        "refused, reset, timed-out, mismatched and other failures the load generator counted over the whole run",
+    ),
+    (
+        "point",
+        "diff: the model and the point of the sweep, matched between the two runs",
+    ),
+    (
+        "figure",
+        "diff: the figure's path in results.json (`latency_us.p99`, ...)",
+    ),
+    (
+        "old",
+        "diff: the figure in the old run (the median of its repeats)",
+    ),
     ("new", "diff: the figure in the new run"),
     ("ratio", "diff: new / old"),
-    ("noise", "diff: the change a figure must pass to count: the larger of the two runs' spreads over their repeats ((max − min) / median) and the floor (--threshold)"),
-    ("verdict", "diff: better or worse, past the noise (requests/s up is better; latency, CPU and memory down)"),
-    ("note", "why a row is empty (unreachable, failed), client-bound when the load generator's CPU passed 90% of its cores, the error kinds"),
+    (
+        "noise",
+        "diff: the change a figure must pass to count: the larger of the two runs' spreads over their repeats ((max − min) / median) and the floor (--threshold)",
+    ),
+    (
+        "verdict",
+        "diff: better or worse, past the noise (requests/s up is better; latency, CPU and memory down)",
+    ),
+    (
+        "note",
+        "why a row is empty (unreachable, failed), client-bound when the load generator's CPU passed 90% of its cores, the error kinds",
+    ),
 ];
 
 /// The definition of a column, if [`COLUMNS`] has it.
