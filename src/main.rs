@@ -120,6 +120,10 @@ struct LoadArgs {
     /// Print one JSON object (schema in README.md) instead of the summary.
     #[arg(long)]
     json: bool,
+    /// Print a line on stderr when the measured window opens and when it closes (for a
+    /// harness driving this load on another host).
+    #[arg(long, hide = true)]
+    mark_window: bool,
 }
 
 #[derive(Args)]
@@ -292,6 +296,7 @@ fn load(args: LoadArgs) -> ExitCode {
         churn: args.churn,
         timeout: args.timeout,
         requests: args.requests,
+        mark_window: args.mark_window,
         ..server_models::harness::load::LoadOptions::new(
             args.addr,
             protocol,

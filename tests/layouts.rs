@@ -74,7 +74,10 @@ fn every_task_runs_where_it_was_placed() {
     assert!(status.success(), "compare exited with {status}");
     let count = |role: &str| seen.keys().filter(|k| k.0 == role).count();
     assert!(count("server") >= 3, "server tasks seen: {seen:?}");
-    assert!(count("load") >= 2, "load tasks seen (main and load thread): {seen:?}");
+    assert!(
+        count("load") >= 2,
+        "load tasks seen (main and load thread): {seen:?}"
+    );
     for ((role, pid, tid), cpus) in &seen {
         let want = if role == "server" { server } else { load };
         assert_eq!(cpus.list(), [want], "{role} {pid} task {tid}");
@@ -102,9 +105,13 @@ fn every_task_runs_where_it_was_placed() {
         .iter()
         .find(|r| r["model"] == "thread-pool")
         .expect("pool row");
-    let served: Vec<u64> = serde_json::from_value(pool["served_per_worker"].clone())
-        .expect("the meter's counts");
-    assert_eq!((served.len(), served.iter().sum::<u64>()), (100, 4), "{pool}");
+    let served: Vec<u64> =
+        serde_json::from_value(pool["served_per_worker"].clone()).expect("the meter's counts");
+    assert_eq!(
+        (served.len(), served.iter().sum::<u64>()),
+        (100, 4),
+        "{pool}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -150,7 +157,12 @@ fn impossible_layouts_are_refused() {
     let all = online.to_string();
     let cases: [(Vec<String>, String); 4] = [
         (
-            vec!["--server-cpus".into(), "0".into(), "--load-cpus".into(), "0".into()],
+            vec![
+                "--server-cpus".into(),
+                "0".into(),
+                "--load-cpus".into(),
+                "0".into(),
+            ],
             "overlap on CPU 0".into(),
         ),
         (
@@ -158,7 +170,12 @@ fn impossible_layouts_are_refused() {
             format!("CPU {offline} not online"),
         ),
         (
-            vec!["--server-cpus".into(), "0".into(), "--server-cores".into(), "1,2".into()],
+            vec![
+                "--server-cpus".into(),
+                "0".into(),
+                "--server-cores".into(),
+                "1,2".into(),
+            ],
             "--server-cores 2: the server has 1 CPU".into(),
         ),
         (
@@ -169,7 +186,16 @@ fn impossible_layouts_are_refused() {
     for (args, want) in cases {
         let out = scratch("layout-bad");
         let result = Command::new(env!("CARGO_BIN_EXE_server-models"))
-            .args(["compare", "tokio", "--connections", "1", "--churn", "0", "--idle", "0"])
+            .args([
+                "compare",
+                "tokio",
+                "--connections",
+                "1",
+                "--churn",
+                "0",
+                "--idle",
+                "0",
+            ])
             .args(&args)
             .arg("--out")
             .arg(&out)

@@ -336,6 +336,7 @@ fn json_output_has_every_key() {
         "client_cpu_user_s",
         "client_cpu_sys_s",
         "latency_us",
+        "histogram",
     ];
     let obj = v.as_object().expect("an object");
     assert_eq!(obj.len(), top.len(), "no undocumented keys: {stdout}");
@@ -357,4 +358,9 @@ fn json_output_has_every_key() {
     assert_eq!(v["requests"], 300);
     let report: LoadReport = serde_json::from_str(&stdout).expect("parses back into LoadReport");
     assert_eq!(report.requests, 300);
+    // The histogram holds exactly the requests counted, and gives the same percentiles.
+    let h = load::wire::decode(report.histogram.as_deref().expect("a histogram"))
+        .expect("the histogram decodes");
+    assert_eq!(h.len(), 300);
+    assert_eq!(load::Latency::from_histogram(&h), report.latency_us);
 }

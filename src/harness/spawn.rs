@@ -225,12 +225,24 @@ impl ServerProcess {
 /// The command `bin serve MODEL --addr 127.0.0.1:0 --protocol P EXTRA...`, for a caller that
 /// adjusts it (a resource limit, say) before [`ServerProcess::start_command`].
 pub fn serve_command(bin: &Path, model: &str, protocol: Protocol, extra_args: &[&str]) -> Command {
+    serve_command_on(bin, model, protocol, "127.0.0.1:0", extra_args)
+}
+
+/// The command `bin serve MODEL --addr ADDR --protocol P EXTRA...`: a server listening on
+/// `addr` (`0.0.0.0:0`: every interface, for clients on other hosts).
+pub fn serve_command_on(
+    bin: &Path,
+    model: &str,
+    protocol: Protocol,
+    addr: &str,
+    extra_args: &[&str],
+) -> Command {
     let mut cmd = Command::new(bin);
     cmd.args([
         "serve",
         model,
         "--addr",
-        "127.0.0.1:0",
+        addr,
         "--protocol",
         protocol.name(),
     ])

@@ -2,11 +2,13 @@
 //! printed and written.
 
 use std::io::{self, IsTerminal};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::client::Via;
 use super::{Options, SweepEvent, classic};
 use crate::harness::load::parse_duration;
 use crate::harness::measure::placement::Cpus;
@@ -87,6 +89,23 @@ pub struct CompareArgs {
     /// one: each point runs on the lowest N of --server-cpus.
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
     pub server_cores: Vec<usize>,
+    /// Run each load generator through this prefix, a command the user trusts to reach
+    /// another host (`ssh host`, `ip netns exec client`); given several times, the connections
+    /// are split among that many load processes, their histograms merged exactly. Needs
+    /// --addr. The server is still measured here.
+    #[arg(long, value_name = "CMD")]
+    pub load_via: Vec<String>,
+    /// With --load-via: the server's IP address as the load hosts see it (the port is each
+    /// server's own).
+    #[arg(long, value_name = "IP")]
+    pub addr: Option<IpAddr>,
+    /// The address every server listens on [default: 127.0.0.1; with --load-via, 0.0.0.0].
+    #[arg(long, value_name = "IP")]
+    pub listen: Option<IpAddr>,
+    /// With --load-via: the server-models program to run through the prefix [default: this
+    /// program's path].
+    #[arg(long, value_name = "PATH")]
+    pub load_bin: Option<String>,
     /// A report folder of an earlier run to compare this one with, figure by figure against
     /// the noise of the repeats: printed, and written as diff.md, diff.html, diff.json.
     #[arg(long, value_name = "DIR")]
@@ -181,6 +200,36 @@ impl CompareArgs {
                     .into(),
             ));
         }
+        let via = match (self.load_via.is_empty(), self.addr) {
+            (true, None) => None,
+            (true, Some(_)) => {
+                return Err(bad(
+                    "--addr is the server's address as the --load-via hosts see it: give --load-via too".into(),
+                ));
+            }
+            (false, None) => {
+                return Err(bad(
+                    "--load-via needs --addr: the server's IP address as the load hosts see it"
+                        .into(),
+                ));
+            }
+            (false, Some(addr)) => Some(Via {
+                prefixes: self.load_via.clone(),
+                bin: match &self.load_bin {
+                    Some(bin) => bin.clone(),
+                    None => std::env::current_exe()?.display().to_string(),
+                },
+                addr,
+            }),
+        };
+        if let Some(p) = self.load_via.iter().find(|p| p.trim().is_empty()) {
+            return Err(bad(format!("--load-via '{p}' is empty")));
+        }
+        let listen = self.listen.unwrap_or(if via.is_some() {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            IpAddr::from([127, 0, 0, 1])
+        });
         Ok(Options {
             models,
             protocols,
@@ -205,6 +254,8 @@ impl CompareArgs {
             server_cpus: self.server_cpus,
             load_cpus: self.load_cpus,
             server_cores: self.server_cores.clone(),
+            listen,
+            via,
         })
     }
 }

@@ -47,7 +47,7 @@ fn measure_once(
     row: &mut Row,
 ) -> Result<(), NotMeasured> {
     let (mut server, _) = start_server(setup, model, point, &mut row.workers)?;
-    let addr = server.addr();
+    let addr = super::point::connect_to(server.addr());
     let mut watch = TreeWatch::new(server.pid() as i32);
     // One connection first and closed, so that code and allocator arenas touched by serving any
     // connection at all are in the base, not charged to the idle connections.

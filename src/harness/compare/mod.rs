@@ -22,6 +22,7 @@ pub mod layout;
 pub mod point;
 
 use std::io;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,10 @@ pub struct Options {
     /// Server CPU counts to sweep (`--server-cores`) for the models that use more than one;
     /// empty: every server CPU at once.
     pub server_cores: Vec<usize>,
+    /// Where each server listens: 127.0.0.1, or every interface for a load on other hosts.
+    pub listen: IpAddr,
+    /// The load run through prefixes on other hosts (`--load-via`), if asked for.
+    pub via: Option<client::Via>,
 }
 
 /// One point of the sweep.
@@ -137,6 +142,10 @@ pub struct Setup<'a> {
     pub fd_limit: u64,
     /// Whether the user has asked to stop (SIGINT).
     pub interrupted: &'a dyn Fn() -> bool,
+    /// Where each server listens (its port is its own).
+    pub listen: IpAddr,
+    /// The load through prefixes on other hosts, if asked for.
+    pub via: Option<client::Via>,
 }
 
 /// What a whole run produced.
@@ -332,6 +341,8 @@ pub fn run(
         repeat: opts.repeat.max(1),
         fd_limit,
         interrupted,
+        listen: opts.listen,
+        via: opts.via.clone(),
     };
     let plan = plan(opts);
     let mut rows = Vec::with_capacity(plan.len());
@@ -386,6 +397,13 @@ pub fn run(
             server_cpus: placement.server.map(|c| c.list()),
             load_cpus: placement.client.map(|c| c.list()),
             server_cores: opts.server_cores.clone(),
+            listen: opts.listen.to_string(),
+            load_via: opts
+                .via
+                .as_ref()
+                .map(|v| v.prefixes.clone())
+                .unwrap_or_default(),
+            addr: opts.via.as_ref().map(|v| v.addr.to_string()),
             baseline: None,
         },
         wall: began.elapsed(),

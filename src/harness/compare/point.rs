@@ -2,6 +2,7 @@
 //! server's tree sampled throughout; repeated and reduced to medians.
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::client::{self, LoadPlan};
@@ -10,8 +11,10 @@ use crate::harness::load::LoadReport;
 use crate::harness::measure::tree::{self, Peaks, Sample, TreeUsage};
 use crate::harness::measure::{Sampler, placement};
 use crate::harness::report::diff;
-use crate::harness::report::row::{self, Errors, Latency, Mode, Row, Status, SwitchRates, Tasks};
-use crate::harness::spawn::{ServerProcess, serve_command};
+use crate::harness::report::row::{
+    self, Errors, Latency, LoadPart, Mode, Row, Status, SwitchRates, Tasks,
+};
+use crate::harness::spawn::{ServerProcess, serve_command_on};
 use crate::server::model::Model;
 
 /// How often the server's tree is sampled while the load runs (less often for a large tree;
@@ -57,10 +60,11 @@ pub fn start_server(
     if let Some(lock) = point.accept_lock {
         extra.extend(["--accept-lock", lock.name()]);
     }
-    let mut command = serve_command(
+    let mut command = serve_command_on(
         &std::env::current_exe()?,
         model.name(),
         point.protocol,
+        &SocketAddr::new(setup.listen, 0).to_string(),
         &extra,
     );
     if let Some(cpus) = cpus {
@@ -110,6 +114,37 @@ struct Measured {
     workers: usize,
     /// The server's `served per worker` counts, if it printed them.
     served: Option<Vec<u64>>,
+    /// The requests the server's CPU over `window` is divided by: the load's count, or with
+    /// several load processes their shares that fall inside the common window.
+    requests_in_window: f64,
+    /// With `--load-via`, each load process's share and report.
+    parts: Option<Vec<LoadPart>>,
+    /// Threads of each load process: the load is client-bound past 90% of each.
+    load_threads: usize,
+}
+
+/// A finished load, local or through prefixes: its report and its window on this host's clock.
+struct LoadDone {
+    result: LoadReport,
+    started: Instant,
+    from: Instant,
+    to: Instant,
+    requests_in_window: f64,
+    parts: Option<Vec<LoadPart>>,
+}
+
+/// The address a client reaches a server at: a server on every interface (0.0.0.0, ::) is
+/// reached on loopback.
+pub fn connect_to(listening: SocketAddr) -> SocketAddr {
+    match listening.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], listening.port()))
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listening.port()))
+        }
+        _ => listening,
+    }
 }
 
 /// Runs the point once on a fresh server; `announced` learns the server's worker count even when
@@ -123,7 +158,7 @@ fn measure_once(
     let (mut server, workers) = start_server(setup, model, point, announced)?;
     let sampler = Sampler::start(server.pid() as i32, SAMPLE_EVERY)?;
     let plan = LoadPlan {
-        addr: server.addr(),
+        addr: connect_to(server.addr()),
         protocol: point.protocol,
         connections: point.connections,
         size: point.size,
@@ -138,12 +173,40 @@ fn measure_once(
         sampler.sample_at(start + setup.warmup);
         sampler.sample_at(start + setup.warmup + setup.duration);
     };
-    let load = client::run_load(
-        &plan,
-        setup.placement.client,
-        &window_edges,
-        setup.interrupted,
-    );
+    let load = match &setup.via {
+        None => client::run_load(
+            &plan,
+            setup.placement.client,
+            &window_edges,
+            setup.interrupted,
+        )
+        .map(|run| {
+            let from = run.started + setup.warmup;
+            LoadDone {
+                started: run.started,
+                from,
+                to: from + Duration::from_secs_f64(run.result.duration_s.max(0.0)),
+                requests_in_window: run.result.requests as f64,
+                parts: None,
+                result: run.result,
+            }
+        }),
+        // Through prefixes: the window's edges are when the load processes said so.
+        Some(via) => {
+            let started = Instant::now();
+            let mark = |at: Instant| sampler.sample_at(at);
+            client::run_via(&plan, via, setup.placement.client, &mark, setup.interrupted).map(
+                |run| LoadDone {
+                    started,
+                    from: run.from,
+                    to: run.to,
+                    requests_in_window: run.requests_in_window,
+                    parts: Some(run.parts),
+                    result: run.result,
+                },
+            )
+        }
+    };
     let series = sampler.finish();
     if server.has_exited() {
         let status = server.stop()?;
@@ -164,8 +227,7 @@ fn measure_once(
     server.wait_log_closed(Duration::from_secs(1));
     let served = layout::served_per_worker(&server.log_tail());
     let load = load?;
-    let from = load.started + setup.warmup;
-    let to = from + Duration::from_secs_f64(load.result.duration_s.max(0.0));
+    let (from, to) = (load.from, load.to);
     // A sampling error matters only if it leaves the window uncovered.
     let window = tree::window(&series.samples, from, to).ok_or_else(|| {
         if let Some(e) = &series.error {
@@ -190,11 +252,14 @@ fn measure_once(
         )));
     }
     Ok(Measured {
-        load: load.result,
+        load: load.result.clone(),
         window,
         peaks: tree::peaks(&series.samples),
         workers,
         served,
+        requests_in_window: load.requests_in_window,
+        parts: load.parts,
+        load_threads: plan.threads.max(1),
     })
 }
 
@@ -232,7 +297,7 @@ pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
 fn fill(row: &mut Row, runs: &[Measured]) {
     let med = |f: &dyn Fn(&Measured) -> f64| median(runs.iter().map(f).collect());
     let per_request =
-        |m: &Measured, d: Duration| d.as_secs_f64() * 1e6 / m.load.requests.max(1) as f64;
+        |m: &Measured, d: Duration| d.as_secs_f64() * 1e6 / m.requests_in_window.max(1.0);
     row.runs = runs.len();
     row.workers = runs.first().map(|m| m.workers);
     row.served_per_worker = runs
@@ -265,8 +330,8 @@ fn fill(row: &mut Row, runs: &[Measured]) {
         processes: med(&|m| m.peaks.processes as f64) as u64,
     });
     row.context_switches_per_request = Some(SwitchRates {
-        voluntary: med(&|m| m.window.switches.voluntary as f64 / m.load.requests.max(1) as f64),
-        involuntary: med(&|m| m.window.switches.involuntary as f64 / m.load.requests.max(1) as f64),
+        voluntary: med(&|m| m.window.switches.voluntary as f64 / m.requests_in_window.max(1.0)),
+        involuntary: med(&|m| m.window.switches.involuntary as f64 / m.requests_in_window.max(1.0)),
     });
     row.errors = runs.iter().fold(Errors::default(), |a, m| {
         let e = &m.load.errors;
@@ -280,7 +345,10 @@ fn fill(row: &mut Row, runs: &[Measured]) {
     });
     let client = med(&|m| m.load.client_cpu_percent);
     row.client_cpu_percent = Some(client);
-    row.client_bound = client > row::CLIENT_BOUND_PERCENT;
+    // Each load thread has a core of its own: the load is bound past 90% of every one of them.
+    let per_thread = med(&|m| m.load.client_cpu_percent / m.load_threads as f64);
+    row.client_bound = per_thread > row::CLIENT_BOUND_PERCENT;
+    row.load_parts = runs.first().and_then(|m| m.parts.clone());
 }
 
 /// The median; the mean of the middle two for an even count; 0 for none.

@@ -20,6 +20,7 @@
 //! so that a server refusing connections at the start is never hidden.
 
 mod reply;
+pub mod wire;
 mod worker;
 
 use std::fmt;
@@ -62,7 +63,16 @@ pub struct LoadOptions {
     /// Stop once this many requests have completed (no warm-up then; `duration` still bounds
     /// the run). For tests and benches that want exact counts.
     pub requests: Option<u64>,
+    /// Say on stderr when the measured window opens and closes ([`WINDOW_OPEN`],
+    /// [`WINDOW_CLOSED`]), so that a harness on another host, behind `ssh`, can sample the
+    /// server at the window's edges.
+    pub mark_window: bool,
 }
+
+/// The stderr line `--mark-window` prints when the measured window opens.
+pub const WINDOW_OPEN: &str = "server-models: load: window open";
+/// The stderr line `--mark-window` prints when the measured window closes.
+pub const WINDOW_CLOSED: &str = "server-models: load: window closed";
 
 impl LoadOptions {
     /// Closed-loop options with the defaults of the command line: 64-byte messages, one
@@ -85,6 +95,7 @@ impl LoadOptions {
             churn: false,
             timeout: Duration::from_secs(5),
             requests: None,
+            mark_window: false,
         }
     }
 
@@ -202,7 +213,8 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn from_histogram(h: &Histogram<u64>) -> Latency {
+    /// The percentiles of a histogram of nanoseconds, in microseconds; all 0 when empty.
+    pub fn from_histogram(h: &Histogram<u64>) -> Latency {
         if h.is_empty() {
             return Latency::default();
         }
@@ -247,6 +259,11 @@ pub struct LoadReport {
     pub client_cpu_sys_s: f64,
     /// Latency of the requests in the window.
     pub latency_us: Latency,
+    /// The same requests' latency histogram, nanoseconds, as [`wire::encode`] writes it
+    /// (base64 of HdrHistogram's V2 DEFLATE encoding), for an exact merge with other load
+    /// processes' histograms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
 }
 
 impl fmt::Display for LoadReport {
@@ -351,6 +368,9 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
                 .saturating_duration_since(Instant::now()),
         );
         cpu_start = Some(cpu_times()?);
+        if opts.mark_window {
+            eprintln!("{WINDOW_OPEN}");
+        }
         let mut finished = 0;
         while finished < handles.len() {
             let left = window
@@ -362,6 +382,9 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
             }
         }
         cpu_end = Some(cpu_times()?);
+        if opts.mark_window {
+            eprintln!("{WINDOW_CLOSED}");
+        }
         let mut outcomes = Vec::with_capacity(handles.len());
         for h in handles {
             match h.join() {
@@ -408,6 +431,7 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
         client_cpu_user_s: round_to(user, 6),
         client_cpu_sys_s: round_to(sys, 6),
         latency_us: Latency::from_histogram(&hist),
+        histogram: Some(wire::encode(&hist)?),
     })
 }
 

@@ -80,6 +80,13 @@ pub struct Settings {
     pub load_cpus: Option<Vec<usize>>,
     /// The server CPU counts swept (`--server-cores`) for the models that use more than one.
     pub server_cores: Vec<usize>,
+    /// Where each server listened (its port its own).
+    pub listen: String,
+    /// The prefixes each load process ran through (`--load-via`), one process each; empty:
+    /// one load process on this host.
+    pub load_via: Vec<String>,
+    /// With `--load-via`: the server's address as the load hosts saw it.
+    pub addr: Option<String>,
     /// The report folder this run was compared with (`--baseline`), if any.
     pub baseline: Option<String>,
 }
@@ -509,6 +516,20 @@ fn header(doc: &mut Doc, report: &Report) {
             ""
         }
     ));
+    if !s.load_via.is_empty() {
+        let prefixes: Vec<String> = s.load_via.iter().map(|p| format!("`{p}`")).collect();
+        doc.text(format!(
+            "The load ran as {} process{}, one through each of {}, against the server at {} (as \
+             they saw it); the connections were split among them and their latency histograms merged \
+             exactly (`load_parts` in results.json holds each one's share). The server listened on {} \
+             and was measured here, over the window all of them measured at once.",
+            s.load_via.len(),
+            if s.load_via.len() == 1 { "" } else { "es" },
+            prefixes.join(", "),
+            s.addr.as_deref().unwrap_or("?"),
+            s.listen
+        ));
+    }
     if let Some(dir) = &s.baseline {
         doc.text(format!(
             "Compared with the run in `{dir}`: what changed past the noise is in [diff.md](diff.md) \

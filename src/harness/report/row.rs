@@ -144,10 +144,32 @@ pub struct Row {
     /// with one worker.
     #[serde(default)]
     pub served_per_worker: Option<Vec<u64>>,
+    /// With `--load-via`: each load process's share and what it reported (of the first run),
+    /// beside the row's figures merged from their histograms.
+    #[serde(default)]
+    pub load_parts: Option<Vec<LoadPart>>,
     /// Each figure's range over the repeats (`--repeat` 2 or more), by its path in this object
     /// (`requests_per_sec`, `latency_us.p99`, ...): the noise `diff` measures changes against.
     #[serde(default)]
     pub spread: Option<BTreeMap<String, Spread>>,
+}
+
+/// One load process of several (`compare --load-via`): its share of the connections and what
+/// it measured, before its histogram was merged with the others'.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadPart {
+    /// The prefix it ran through (`ssh host`, `ip netns exec client`).
+    pub via: String,
+    /// Its connections.
+    pub connections: usize,
+    /// Requests it completed in its window.
+    pub requests: u64,
+    /// Its requests per second.
+    pub requests_per_sec: f64,
+    /// Its own latency percentiles, µs.
+    pub latency_us: Latency,
+    /// Its CPU over its window, % of one core.
+    pub client_cpu_percent: f64,
 }
 
 /// Past this share of one core, the load generator is taken to limit the figures.
@@ -187,6 +209,7 @@ impl Row {
             server_cpus: None,
             load_cpus: None,
             served_per_worker: None,
+            load_parts: None,
             spread: None,
         }
     }
