@@ -41,7 +41,7 @@ enum Command {
     /// throughput, errors and the client's own CPU.
     Load(LoadArgs),
     /// Compare the models: the same sweep against each, a table, and a report with plots.
-    Compare(server_models::harness::compare::cli::CompareArgs),
+    Compare(Box<server_models::harness::compare::cli::CompareArgs>),
     /// Render a compare report again (index.md, index.html, the plots) from its folder's
     /// results.json and run.json, running nothing.
     Report(ReportArgs),

@@ -68,8 +68,24 @@ impl Namespaces {
         ip(&[
             "-n", srv, "link", "add", "via0", "type", "veth", "peer", "name", "via1", "netns", cli,
         ]);
-        ip(&["-n", srv, "addr", "add", &format!("{SERVER_IP}/30"), "dev", "via0"]);
-        ip(&["-n", cli, "addr", "add", &format!("{CLIENT_IP}/30"), "dev", "via1"]);
+        ip(&[
+            "-n",
+            srv,
+            "addr",
+            "add",
+            &format!("{SERVER_IP}/30"),
+            "dev",
+            "via0",
+        ]);
+        ip(&[
+            "-n",
+            cli,
+            "addr",
+            "add",
+            &format!("{CLIENT_IP}/30"),
+            "dev",
+            "via1",
+        ]);
         for (ns, dev) in [(srv, "via0"), (cli, "via1"), (srv, "lo"), (cli, "lo")] {
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
@@ -144,8 +160,22 @@ fn load_through_a_namespace_is_merged_exactly() {
     let tx_before = ns.client_tx_packets();
     let via = format!("ip netns exec {}", ns.client);
     let result = Command::new("ip")
-        .args(["netns", "exec", &ns.server, env!("CARGO_BIN_EXE_server-models")])
-        .args(["compare", "epoll-lt", "--connections", "6", "--churn", "0", "--idle", "0"])
+        .args([
+            "netns",
+            "exec",
+            &ns.server,
+            env!("CARGO_BIN_EXE_server-models"),
+        ])
+        .args([
+            "compare",
+            "epoll-lt",
+            "--connections",
+            "6",
+            "--churn",
+            "0",
+            "--idle",
+            "0",
+        ])
         .args(["--duration", "1s", "--warmup", "300ms"])
         .args(["--listen", SERVER_IP, "--addr", SERVER_IP])
         .args(["--load-via", &via, "--load-via", &via])
@@ -167,11 +197,16 @@ fn load_through_a_namespace_is_merged_exactly() {
     let row = &rows[0];
     assert_eq!(row["status"], "ok", "{row}");
     assert_eq!(row["errors"]["refused"], 0, "{row}");
-    let parts = row["load_parts"].as_array().expect("the load processes' shares");
+    let parts = row["load_parts"]
+        .as_array()
+        .expect("the load processes' shares");
     assert_eq!(parts.len(), 2, "{row}");
     let f = |v: &Value| v.as_f64().expect("a number");
     assert_eq!(
-        parts.iter().map(|p| p["connections"].as_u64().expect("conns")).collect::<Vec<_>>(),
+        parts
+            .iter()
+            .map(|p| p["connections"].as_u64().expect("conns"))
+            .collect::<Vec<_>>(),
         [3, 3]
     );
     for p in parts {
@@ -179,15 +214,25 @@ fn load_through_a_namespace_is_merged_exactly() {
         assert!(p["requests"].as_u64().expect("requests") > 0, "{p}");
     }
     let requests = row["requests"].as_u64().expect("requests");
-    let sum: u64 = parts.iter().map(|p| p["requests"].as_u64().unwrap_or(0)).sum();
+    let sum: u64 = parts
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap_or(0))
+        .sum();
     assert_eq!(requests, sum, "merged count = the sum of the parts'");
     let max = f(&row["latency_us"]["max"]);
     let maxes: Vec<f64> = parts.iter().map(|p| f(&p["latency_us"]["max"])).collect();
-    assert_eq!(max, maxes.iter().copied().fold(0.0, f64::max), "merged max = max of maxes");
+    assert_eq!(
+        max,
+        maxes.iter().copied().fold(0.0, f64::max),
+        "merged max = max of maxes"
+    );
     let p50 = f(&row["latency_us"]["p50"]);
     let p50s: Vec<f64> = parts.iter().map(|p| f(&p["latency_us"]["p50"])).collect();
     let (lo, hi) = (p50s[0].min(p50s[1]), p50s[0].max(p50s[1]));
-    assert!(lo <= p50 && p50 <= hi, "merged p50 {p50} outside the parts' {p50s:?}");
+    assert!(
+        lo <= p50 && p50 <= hi,
+        "merged p50 {p50} outside the parts' {p50s:?}"
+    );
     assert!(f(&row["cpu_us_per_request"]) > 0.0, "{row}");
     // Every request left the client as at least one segment through the veth, not loopback.
     assert!(
@@ -195,10 +240,9 @@ fn load_through_a_namespace_is_merged_exactly() {
         "{} packets through the veth for {requests} requests",
         tx_after - tx_before
     );
-    let run: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("run.json")).expect("run.json"),
-    )
-    .expect("parse run.json");
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("run.json"))
+            .expect("parse run.json");
     assert_eq!(run["settings"]["load_via"], serde_json::json!([via, via]));
     assert_eq!(run["settings"]["addr"], SERVER_IP);
     drop(ns);
@@ -208,12 +252,18 @@ fn load_through_a_namespace_is_merged_exactly() {
 /// `--load-via` without `--addr`, or `--addr` without `--load-via`, is a usage error.
 #[test]
 fn load_via_needs_the_servers_address() {
-    for args in [
-        vec!["--load-via", "ssh host"],
-        vec!["--addr", SERVER_IP],
-    ] {
+    for args in [vec!["--load-via", "ssh host"], vec!["--addr", SERVER_IP]] {
         let out = Command::new(env!("CARGO_BIN_EXE_server-models"))
-            .args(["compare", "epoll-lt", "--connections", "1", "--churn", "0", "--idle", "0"])
+            .args([
+                "compare",
+                "epoll-lt",
+                "--connections",
+                "1",
+                "--churn",
+                "0",
+                "--idle",
+                "0",
+            ])
             .args(&args)
             .args(["--out", "/nonexistent/never-written"])
             .output()

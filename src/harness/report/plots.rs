@@ -302,12 +302,15 @@ pub fn panels(
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
+/// How a tick's label reads.
+type TickFormat<'a> = dyn Fn(&f64) -> String + 'a;
+
 /// Draws `lines` into `area` under `title`: a line per model, a colour and a marker shape each.
 fn draw_lines<X, Y>(
     area: &Area,
     title: &str,
     (x, x_range): (&XAxis, X),
-    (y_desc, y_range, y_format): (&str, Y, &dyn Fn(&f64) -> String),
+    (y_desc, y_range, y_format): (&str, Y, &TickFormat<'_>),
     lines: &[Line],
 ) -> io::Result<()>
 where
