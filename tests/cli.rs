@@ -58,3 +58,55 @@ fn address_in_use_is_explained() {
         "{err}"
     );
 }
+
+/// Without `--workers`, `serve` gives the pools the size `compare` gives them (100), so that a
+/// couple of idle clients do not block everyone, and says so in its listening line; other
+/// models keep one worker per CPU they may use.
+#[test]
+fn serve_gives_the_pools_compares_size() {
+    let pool = common::start("thread-pool", Protocol::Echo, &[]).expect("thread-pool starts");
+    assert!(
+        pool.log_tail().contains("workers 100)"),
+        "{}",
+        pool.log_tail()
+    );
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let lt = common::start("epoll-reuseport", Protocol::Echo, &[]).expect("starts");
+    assert!(
+        lt.log_tail().contains(&format!("workers {cpus})")),
+        "{}",
+        lt.log_tail()
+    );
+}
+
+/// `load` against a port nobody listens on completes no request: it still prints its report
+/// (the refusals counted), and exits 1.
+#[test]
+fn load_with_nothing_served_exits_1() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = server_models(&[
+        "load",
+        "--addr",
+        &addr,
+        "--connections",
+        "2",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the report is still printed");
+    assert_eq!(report["requests"], 0);
+    assert!(
+        report["errors"]["refused"].as_u64().expect("refused") > 0,
+        "{report}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no request completed"));
+}

@@ -432,8 +432,15 @@ fn facts(report: &Report) -> Vec<(&'static str, Vec<(String, String)>)> {
         )];
     }
     let settings = match serde_json::to_value(report.settings) {
+        // A setting left at nothing (no preset, no rate, no baseline) is not shown.
         Ok(serde_json::Value::Object(map)) if !report.unknown_run => map
             .into_iter()
+            .filter(|(_, v)| match v {
+                serde_json::Value::Null => false,
+                serde_json::Value::String(s) => !s.is_empty(),
+                serde_json::Value::Array(a) => !a.is_empty(),
+                _ => true,
+            })
             .map(|(k, v)| (k.replace('_', " "), value_text(&v)))
             .collect(),
         _ => Vec::new(),
