@@ -258,18 +258,16 @@ fn diff(args: DiffArgs) -> ExitCode {
     );
     let run = || -> std::io::Result<()> {
         let d = diff::compare_dirs(&args.old, &args.new, args.threshold)?;
-        print!("{}", diff::terminal(&d, &old, &new, args.threshold));
         let out = args.out.clone().unwrap_or_else(|| args.new.clone());
         let files = diff::write(&out, &d, &old, &new, args.threshold)?;
-        println!(
-            "\nwritten: {}",
-            files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        Ok(())
+        let written: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        let text = diff::terminal(&d, &old, &new, args.threshold);
+        // A reader that went away (`diff ... | head`) is not a failure.
+        let mut stdout = std::io::stdout().lock();
+        match writeln!(stdout, "{text}\nwritten: {}", written.join(", ")) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+            _ => Ok(()),
+        }
     };
     match run() {
         Ok(()) => ExitCode::SUCCESS,

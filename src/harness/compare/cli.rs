@@ -267,7 +267,7 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
     // Read before the sweep: a missing baseline is said at once, and an --out that is the
     // baseline's own folder cannot overwrite it first.
     let baseline = match &args.baseline {
-        Some(dir) => Some((dir, report::read(dir)?.0)),
+        Some(dir) => Some((dir, report::read(dir)?)),
         None => None,
     };
     if !(args.threshold.is_finite() && args.threshold >= 0.0) {
@@ -344,8 +344,13 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
         },
         opts.out.join("index.md").display()
     );
-    if let Some((dir, old_rows)) = baseline {
-        let d = diff::diff(&old_rows, &outcome.rows, args.threshold);
+    if let Some((dir, (old_rows, old_run))) = baseline {
+        let mut d = diff::diff(&old_rows, &outcome.rows, args.threshold);
+        let new_run = report::RunRecord {
+            machine: machine.clone(),
+            ..Default::default()
+        };
+        d.conditions = diff::conditions(old_run.as_ref(), Some(&new_run));
         let (old, new) = (dir.display().to_string(), opts.out.display().to_string());
         println!("\n{}", diff::terminal(&d, &old, &new, args.threshold));
         diff::write(&opts.out, &d, &old, &new, args.threshold)?;

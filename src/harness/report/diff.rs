@@ -12,8 +12,9 @@
 //! results.json (`spread`: {figure: {min, max}}). A change counts only when it passes the
 //! larger of the two runs' relative spreads ((max − min) / median) and a floor (`--threshold`,
 //! default 5%: three runs can agree closely by chance). A change inside the spread is shown as
-//! unchanged. Without repeats on either side the floor alone is the threshold, and the table
-//! says the noise is unknown.
+//! unchanged. Without repeats on either side (idle points are measured once) the floor alone is
+//! the threshold, and the table says so. A figure that was 0 has no ratio: it counts as changed
+//! only when every repeat of the new run is away from zero.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -188,6 +189,9 @@ pub struct Diff {
     pub only_old: Vec<String>,
     /// Points only the new run has.
     pub only_new: Vec<String>,
+    /// What the two runs' run.json say of their conditions (the load average at the start),
+    /// when they say it: a change may be the machine's, not the code's.
+    pub conditions: Vec<String>,
 }
 
 impl Diff {
@@ -288,9 +292,18 @@ fn judge(n: &Row, o: &Row, figure: &str, old: f64, new: f64, floor: f64) -> Chan
     let from_repeats = so.is_some() || sn.is_some();
     let threshold = floor.max(so.unwrap_or(0.0)).max(sn.unwrap_or(0.0));
     let ratio = (old != 0.0).then(|| new / old);
+    // From zero there is no ratio and no relative noise: the change counts only when every
+    // repeat of the new run is away from zero (a figure at the edge of what can be measured,
+    // 0 B or 40 B per idle connection, is not a change).
+    let away_from_zero = || {
+        n.spread
+            .as_ref()
+            .and_then(|s| s.get(figure))
+            .is_some_and(|s| s.min > 0.0 || s.max < 0.0)
+    };
     let moved = match ratio {
         Some(r) => (r - 1.0).abs() > threshold,
-        None => new != 0.0,
+        None => new != 0.0 && away_from_zero(),
     };
     let up = new > old;
     let higher_is_better = HIGHER_IS_BETTER.contains(&figure);
@@ -415,6 +428,9 @@ pub fn document(d: &Diff, old: &str, new: &str, floor: f64) -> Doc {
     let mut doc = Doc::default();
     doc.heading(1, "server-models: diff");
     doc.text(summary(d, old, new, floor));
+    if !d.conditions.is_empty() {
+        doc.push(Block::List(d.conditions.clone()));
+    }
     if !d.status.is_empty() {
         doc.heading(2, "Points whose status changed");
         doc.push(Block::List(d.status.clone()));
@@ -445,9 +461,25 @@ pub fn document(d: &Diff, old: &str, new: &str, floor: f64) -> Doc {
 
 /// Reads two report folders' results.json and compares them.
 pub fn compare_dirs(old: &Path, new: &Path, floor: f64) -> io::Result<Diff> {
-    let (old_rows, _) = super::read(old)?;
-    let (new_rows, _) = super::read(new)?;
-    Ok(diff(&old_rows, &new_rows, floor))
+    let (old_rows, old_run) = super::read(old)?;
+    let (new_rows, new_run) = super::read(new)?;
+    let mut d = diff(&old_rows, &new_rows, floor);
+    d.conditions = conditions(old_run.as_ref(), new_run.as_ref());
+    Ok(d)
+}
+
+/// The load average each run started at, as its run.json has it.
+pub fn conditions(old: Option<&super::RunRecord>, new: Option<&super::RunRecord>) -> Vec<String> {
+    let said = |r: Option<&super::RunRecord>| {
+        r.map(|r| r.machine.load_average.clone())
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    vec![format!(
+        "load average at the start: old {}, new {}",
+        said(old),
+        said(new)
+    )]
 }
 
 /// Writes diff.md, diff.html and diff.json (every figure compared, with its verdict) into
@@ -471,6 +503,9 @@ pub fn write(dir: &Path, d: &Diff, old: &str, new: &str, floor: f64) -> io::Resu
 /// The comparison as text for the terminal: the summary, then what changed.
 pub fn terminal(d: &Diff, old: &str, new: &str, floor: f64) -> String {
     let mut out = format!("{}\n", summary(d, old, new, floor).replace('`', ""));
+    for line in &d.conditions {
+        out.push_str(&format!("{line}\n"));
+    }
     for line in d.status.iter() {
         out.push_str(&format!("status: {line}\n"));
     }
@@ -570,6 +605,28 @@ mod tests {
                 .next()
                 .is_none()
         );
+
+        // From zero, only a change every repeat agrees on counts.
+        let mut zero = old.clone();
+        zero[0].bytes_per_connection = Some(0.0);
+        let mut some = zero.clone();
+        some[0].bytes_per_connection = Some(40.0);
+        assert!(
+            diff(&zero, &some, DEFAULT_THRESHOLD)
+                .changed()
+                .next()
+                .is_none()
+        );
+        let mut s = BTreeMap::new();
+        s.insert(
+            "bytes_per_connection".to_string(),
+            Spread {
+                min: 30.0,
+                max: 50.0,
+            },
+        );
+        some[0].spread = Some(s);
+        assert_eq!(diff(&zero, &some, DEFAULT_THRESHOLD).changed().count(), 1);
 
         // Fewer requests per second is worse.
         new[0].requests_per_sec = Some(5_000.0);
