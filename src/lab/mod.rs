@@ -15,6 +15,7 @@
 //! a process with more than one thread, since after `fork` in a threaded process the child may
 //! only call async-signal-safe functions.
 
+pub mod counters;
 pub mod diag;
 mod forked;
 mod netns;
@@ -24,12 +25,16 @@ pub use forked::{Forked, Orders, ensure_single_threaded};
 mod accept_reset;
 mod backlog;
 mod buffers;
+mod connect_errors;
 mod fork_close;
 mod half_close;
 mod handshake;
 mod keepalive;
 mod nonblocking_connect;
+mod peer_gone;
+mod ports;
 mod sigpipe;
+mod syn_flood;
 mod time_wait;
 
 use std::fmt;
@@ -76,6 +81,10 @@ pub fn all() -> &'static [Lab] {
         sigpipe::LAB,
         buffers::LAB,
         keepalive::LAB,
+        syn_flood::LAB,
+        peer_gone::LAB,
+        connect_errors::LAB,
+        ports::LAB,
     ]
 }
 
