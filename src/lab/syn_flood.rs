@@ -267,6 +267,8 @@ struct Flooded {
     queued: u64,
     /// The server's counters over the flood.
     delta: Counters,
+    /// When the first forged SYN was sent.
+    sent_at: Instant,
 }
 
 /// Makes a listener with `backlog`, floods it with `count` SYNs, and records what the kernel
@@ -287,6 +289,7 @@ fn flood(
         return Err(io::Error::other("the server listens on IPv4"));
     };
     let before = ns.counters(srv)?;
+    let sent_at = Instant::now();
     forger.flood(to, count)?;
     // Wait until the server has taken in every forged SYN (Tcp.InSegs), then read the queue.
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -322,6 +325,7 @@ fn flood(
         addr,
         queued,
         delta,
+        sent_at,
     })
 }
 
@@ -368,7 +372,7 @@ fn locked_out(
     ns.set_sysctl(srv, "net/ipv4/tcp_syncookies", "0")?;
     let client_before = ns.counters(cli)?;
     let flooded = flood(rec, ns, forger, "nocookie", BACKLOG, FLOOD)?;
-    let start = Instant::now();
+    let start = flooded.sent_at;
     let after_flood = ns.counters(srv)?;
 
     let (client, said) = ns.inside(cli, || connect_nonblocking(flooded.addr))?;
