@@ -10,8 +10,8 @@
 //!    says nothing. The client retransmits the SYN until `tcp_write_timeout`
 //!    (net/ipv4/tcp_timer.c) gives up and connect() fails with ETIMEDOUT. `tcp_syn_retries` is
 //!    set to 1 inside the client's namespace, so this takes seconds, not two minutes. Since
-//!    Linux 6.5 the first `tcp_syn_linear_timeouts` (4) SYN retransmissions come 1 s apart
-//!    instead of doubling, and they are added to `tcp_syn_retries` as a count — while the time
+//!    commit ccce324dabfe (2023) the first `tcp_syn_linear_timeouts` (4) SYN timeouts stay at
+//!    1 s instead of doubling, and they are added to `tcp_syn_retries` as a count — while the time
 //!    limit stays what `tcp_syn_retries` doubling timeouts would take, `(2^(N+1) − 1) × 1 s`.
 //!    The lab runs the silent case twice, with `tcp_syn_linear_timeouts` 4 and 0.
 //! 3. **ICMP host unreachable**: 10.200.79.3 has a route of type `unreachable` on the router,
@@ -99,7 +99,10 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
             &format!("{UNREACHABLE_HOST}/32"),
         ],
     )?;
-    ns.ip(cli, &["route", "add", ROUTED_NET, "via", SERVER_IP])?;
+    ns.ip(
+        cli,
+        &["route", "add", ROUTED_NET, "via", &SERVER_IP.to_string()],
+    )?;
     rec.say(format!(
         "router (the server's namespace, forwarding on): {SILENT_HOST} blackhole, \
          {UNREACHABLE_HOST} unreachable; the client routes {ROUTED_NET} through it"
@@ -114,45 +117,25 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         }),
     );
 
-    let server = |port| SocketAddrV4::new(SERVER_IP.parse().unwrap_or(Ipv4Addr::UNSPECIFIED), port);
-    let refused = attempt(rec, &ns, &shutdown, "refused", server(CLOSED_PORT))?;
-    let silent = attempt(
-        rec,
-        &ns,
-        &shutdown,
-        "silent",
-        SocketAddrV4::new(SILENT_HOST, 80),
-    )?;
+    let stage = Stage {
+        ns: &ns,
+        shutdown: &shutdown,
+    };
+    let refused = stage.attempt(rec, "refused", SocketAddrV4::new(SERVER_IP, CLOSED_PORT))?;
+    let silent = stage.attempt(rec, "silent", SocketAddrV4::new(SILENT_HOST, 80))?;
     let silent_exponential = match &linear {
         Some(default) => {
             ns.set_sysctl(cli, "net/ipv4/tcp_syn_linear_timeouts", "0")?;
             rec.say("again with tcp_syn_linear_timeouts = 0: every SYN timeout doubles");
-            let a = attempt(
-                rec,
-                &ns,
-                &shutdown,
-                "silent_exponential",
-                SocketAddrV4::new(SILENT_HOST, 81),
-            )?;
+            let to = SocketAddrV4::new(SILENT_HOST, 81);
+            let a = stage.attempt(rec, "silent_exponential", to)?;
             ns.set_sysctl(cli, "net/ipv4/tcp_syn_linear_timeouts", default)?;
             Some(a)
         }
         None => None,
     };
-    let unreachable = attempt(
-        rec,
-        &ns,
-        &shutdown,
-        "unreachable",
-        SocketAddrV4::new(UNREACHABLE_HOST, 80),
-    )?;
-    let no_route = attempt(
-        rec,
-        &ns,
-        &shutdown,
-        "no_route",
-        SocketAddrV4::new(NO_ROUTE_HOST, 80),
-    )?;
+    let unreachable = stage.attempt(rec, "unreachable", SocketAddrV4::new(UNREACHABLE_HOST, 80))?;
+    let no_route = stage.attempt(rec, "no_route", SocketAddrV4::new(NO_ROUTE_HOST, 80))?;
 
     let model_ms = ((2u64 << SYN_RETRIES) - 1) * SYN_RTO_MS;
     // As the books have it: the SYN retransmitted tcp_syn_retries times before ETIMEDOUT, and
@@ -205,96 +188,99 @@ struct Attempt {
     server: Counters,
 }
 
-/// A blocking connect() from the client's namespace to `to`, in a thread, while this thread
-/// watches the socket's SYN retransmissions through sock_diag.
-fn attempt(
-    rec: &mut Recorder,
-    ns: &Namespaces,
-    shutdown: &Shutdown,
-    key: &str,
-    to: SocketAddrV4,
-) -> io::Result<Attempt> {
-    let (srv, cli) = (ns.server.as_str(), ns.client.as_str());
-    let fd = ns.inside(cli, || tcp_socket(false))?;
-    socket::setsockopt(
-        &fd,
-        sockopt::SendTimeout,
-        &TimeVal::new(CONNECT_BOUND.as_secs() as i64, 0),
-    )?;
-    let client_before = ns.counters(cli)?;
-    let server_before = ns.counters(srv)?;
-    let target = SocketAddr::V4(to);
-    let mut retransmissions = Vec::new();
-    let (result, took) = std::thread::scope(|scope| {
-        let connecting = scope.spawn(|| {
+/// The namespaces the attempts are made in, and the signal that cuts them short.
+struct Stage<'a> {
+    ns: &'a Namespaces,
+    shutdown: &'a Shutdown,
+}
+
+impl Stage<'_> {
+    /// A blocking connect() from the client's namespace to `to`, in a thread, while this
+    /// thread watches the socket's SYN retransmissions through sock_diag.
+    fn attempt(&self, rec: &mut Recorder, key: &str, to: SocketAddrV4) -> io::Result<Attempt> {
+        let (ns, shutdown) = (self.ns, self.shutdown);
+        let (srv, cli) = (ns.server.as_str(), ns.client.as_str());
+        let fd = ns.inside(cli, || tcp_socket(false))?;
+        socket::setsockopt(
+            &fd,
+            sockopt::SendTimeout,
+            &TimeVal::new(CONNECT_BOUND.as_secs() as i64, 0),
+        )?;
+        let client_before = ns.counters(cli)?;
+        let server_before = ns.counters(srv)?;
+        let target = SocketAddr::V4(to);
+        let mut retransmissions = Vec::new();
+        let (result, took) = std::thread::scope(|scope| {
+            let connecting = scope.spawn(|| {
+                let start = Instant::now();
+                let result = socket::connect(fd.as_raw_fd(), &SockaddrIn::from(to));
+                (result, start.elapsed())
+            });
             let start = Instant::now();
-            let result = socket::connect(fd.as_raw_fd(), &SockaddrIn::from(to));
-            (result, start.elapsed())
-        });
-        let start = Instant::now();
-        let mut seen = 0u8;
-        let mut watching = Ok(());
-        while !connecting.is_finished() {
-            if let Err(e) = check(shutdown) {
-                // Unblock the connect: the namespaces go on the way out.
-                let _ = socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Both);
-                watching = Err(e);
-                break;
-            }
-            let syn_sent = ns.inside(cli, || diag::tcp_sockets(AddressFamily::Inet));
-            match syn_sent {
-                Ok(sockets) => {
-                    for s in sockets.iter().filter(|s| s.remote == target) {
-                        if s.retrans > seen {
-                            seen = s.retrans;
-                            retransmissions.push(json!({
-                                "after_ms": millis(start.elapsed()),
-                                "retransmissions": s.retrans,
-                                "next_in_ms": s.expires_ms,
-                            }));
+            let mut seen = 0u8;
+            let mut watching = Ok(());
+            while !connecting.is_finished() {
+                if let Err(e) = check(shutdown) {
+                    // Unblock the connect: the namespaces go on the way out.
+                    let _ = socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Both);
+                    watching = Err(e);
+                    break;
+                }
+                let syn_sent = ns.inside(cli, || diag::tcp_sockets(AddressFamily::Inet));
+                match syn_sent {
+                    Ok(sockets) => {
+                        for s in sockets.iter().filter(|s| s.remote == target) {
+                            if s.retrans > seen {
+                                seen = s.retrans;
+                                retransmissions.push(json!({
+                                    "after_ms": millis(start.elapsed()),
+                                    "retransmissions": s.retrans,
+                                    "next_in_ms": s.expires_ms,
+                                }));
+                            }
                         }
                     }
+                    Err(e) => watching = Err(e),
                 }
-                Err(e) => watching = Err(e),
+                std::thread::sleep(Duration::from_millis(10));
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let joined = connecting
-            .join()
-            .map_err(|_| io::Error::other("the connecting thread panicked"));
-        watching.and(joined)
-    })?;
-    let errno = match result {
-        Ok(()) => "ok".to_string(),
-        Err(e) => format!("{e:?}"),
-    };
-    let ms = millis(took);
-    let client = Counters::delta(&client_before, &ns.counters(cli)?);
-    let server = Counters::delta(&server_before, &ns.counters(srv)?);
-    rec.saw(
-        key,
-        format!("connect({to}): errno, ms it blocked"),
-        json!({ "result": errno, "after_ms": ms }),
-    );
-    rec.saw(
-        &format!("{key}_retransmissions"),
-        "SYN retransmissions seen in sock_diag while it blocked",
-        Value::from(retransmissions),
-    );
-    rec.saw(
-        &format!("{key}_client_counters"),
-        "client counters (delta)",
-        client.pick(&CLIENT_KEYS),
-    );
-    rec.saw(
-        &format!("{key}_server_counters"),
-        "server / router counters (delta)",
-        server.pick(&SERVER_KEYS),
-    );
-    Ok(Attempt {
-        errno,
-        ms,
-        client,
-        server,
-    })
+            let joined = connecting
+                .join()
+                .map_err(|_| io::Error::other("the connecting thread panicked"));
+            watching.and(joined)
+        })?;
+        let errno = match result {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("{e:?}"),
+        };
+        let ms = millis(took);
+        let client = Counters::delta(&client_before, &ns.counters(cli)?);
+        let server = Counters::delta(&server_before, &ns.counters(srv)?);
+        rec.saw(
+            key,
+            format!("connect({to}): errno, ms it blocked"),
+            json!({ "result": errno, "after_ms": ms }),
+        );
+        rec.saw(
+            &format!("{key}_retransmissions"),
+            "SYN retransmissions seen in sock_diag while it blocked",
+            Value::from(retransmissions),
+        );
+        rec.saw(
+            &format!("{key}_client_counters"),
+            "client counters (delta)",
+            client.pick(&CLIENT_KEYS),
+        );
+        rec.saw(
+            &format!("{key}_server_counters"),
+            "server / router counters (delta)",
+            server.pick(&SERVER_KEYS),
+        );
+        Ok(Attempt {
+            errno,
+            ms,
+            client,
+            server,
+        })
+    }
 }

@@ -2,18 +2,22 @@
 //!
 //! Readers learned sockets from sentences such as "accept returns after the third handshake
 //! segment" or "close only drops a reference". A lab turns one such sentence into real sockets
-//! on loopback, prints each call and what the kernel answered (return values, errno names, TCP
+//! on loopback, or between two network namespaces (`netns`) when it needs a second host,
+//! prints each call and what the kernel answered (return values, errno names, TCP
 //! states and queue lengths read through [`diag`], the interface `ss` uses), and ends with
 //! whether the claim held here. Where Linux differs from the books, the lab shows what Linux
 //! does.
 //!
 //! A lab records [`Observation`]s under stable keys, so that `server-models lab NAME --json`
-//! gives tests the values to assert on, not only the verdict.
+//! gives tests the values to assert on, not only the verdict. Where the kernel counts what a
+//! lab shows, the lab reads the counters before and after ([`counters`]) and its verdict rests
+//! on them.
 //!
 //! Every wait in a lab is bounded, and every socket, process and namespace a lab makes is gone
 //! when it returns. The labs that fork (`fork-close`, `sigpipe`, `accept-reset`) refuse to run in
 //! a process with more than one thread, since after `fork` in a threaded process the child may
-//! only call async-signal-safe functions.
+//! only call async-signal-safe functions; `peer-gone` and `connect-errors` block in a second
+//! thread while the first watches, and join it before they return.
 
 pub mod counters;
 pub mod diag;

@@ -13,6 +13,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -23,9 +24,9 @@ use super::{Recorder, wait_child};
 use crate::server::shutdown::Shutdown;
 
 /// The server's address, inside its namespace.
-pub const SERVER_IP: &str = "10.200.77.1";
+pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 77, 1);
 /// The client's address, inside its namespace.
-pub const CLIENT_IP: &str = "10.200.77.2";
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 77, 2);
 /// The client's end of the veth pair, in the client's namespace.
 pub const CLIENT_LINK: &str = "ka1";
 /// The server's end of the veth pair, in the server's namespace.
@@ -212,6 +213,15 @@ impl Namespaces {
         result
     }
 
+    /// A listener on the server's address, on a port the kernel picks, made as every model's is
+    /// (`net::listen`: SO_REUSEADDR, the default backlog).
+    pub fn listen(&self) -> io::Result<TcpListener> {
+        let at = SocketAddr::V4(SocketAddrV4::new(SERVER_IP, 0));
+        self.inside(&self.server, || {
+            crate::server::net::listen(at, &crate::server::net::ListenOptions::default())
+        })
+    }
+
     /// Runs `ip ARGS` on namespace `name` (`ip -n NAME ARGS`).
     pub fn ip(&self, name: &str, args: &[&str]) -> io::Result<()> {
         let mut all = vec!["-n", name];
@@ -219,17 +229,18 @@ impl Namespaces {
         ip(&all)
     }
 
-    /// Makes each side's neighbour entry for the other permanent. A link that goes down
-    /// flushes the ordinary entries; the next packet then waits for ARP, which fails after a
-    /// few seconds and reports "host unreachable" to the sockets (a local ICMP error) — a
-    /// second effect on top of the silence a lab wants to show. Permanent entries stay.
+    /// Makes each side's neighbour entry for the other permanent, so that a host that stops
+    /// answering ARP (its address gone) means silence and nothing more. An entry that fails to
+    /// resolve reports a link failure for the packets waiting on it (`arp_error_report` calls
+    /// `dst_link_failure`, net/ipv4/arp.c), which reaches the sockets as "host unreachable" —
+    /// a second effect on top of the silence a lab wants to show.
     pub fn pin_neighbours(&self) -> io::Result<()> {
         self.ip(
             &self.client,
             &[
                 "neigh",
                 "replace",
-                SERVER_IP,
+                &SERVER_IP.to_string(),
                 "lladdr",
                 SERVER_MAC,
                 "dev",
@@ -243,7 +254,7 @@ impl Namespaces {
             &[
                 "neigh",
                 "replace",
-                CLIENT_IP,
+                &CLIENT_IP.to_string(),
                 "lladdr",
                 CLIENT_MAC,
                 "dev",

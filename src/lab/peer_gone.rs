@@ -5,9 +5,9 @@
 //! address away: every segment the client sends still crosses the wire and is discarded on
 //! arrival (not for this host, no forwarding: the server's `Ip.InAddrErrors` counts them), and
 //! nothing comes back — no FIN, no RST (复位), no ICMP. (Setting the link down instead would
-//! take the carrier from the client's end of the veth too, and for about a second, until the
-//! kernel's link watcher catches up, the client's own transmissions fail locally, which TCP
-//! handles differently from silence.) The client has just written a request and blocks in
+//! take the carrier from the client's end of the veth too, and the client's own transmissions
+//! would then fail locally, which TCP handles differently from silence: it retries a local
+//! failure without backing off.) The client has just written a request and blocks in
 //! read() for the reply, as a client does. Its kernel retransmits the unacknowledged segment,
 //! doubling the retransmission timeout (RTO) each time, until it gives up: after
 //! `net.ipv4.tcp_retries2` (set to 2 inside the client's namespace, so it ends in seconds, not
@@ -33,11 +33,10 @@
 //! next read() fails with ECONNRESET.
 //!
 //! Each side's neighbour entry for the other is pinned first ([`Namespaces::pin_neighbours`]):
-//! a host without its address answers no ARP, and a neighbour entry that fails to resolve makes
-//! the kernel report "host unreachable" to the sockets — a second effect on top of the silence.
+//! a host without its address answers no ARP.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
@@ -50,7 +49,6 @@ use super::{
     Lab, Recorder, Verdict, abort, accept_within, diag, millis, outcome, poll_names, render,
     wait_for,
 };
-use crate::server::net::{self as server_net, ListenOptions};
 use crate::server::shutdown::Shutdown;
 
 /// The lab.
@@ -236,15 +234,7 @@ impl Watch {
 
 fn vanished(rec: &mut Recorder, ns: &Namespaces, shutdown: &Shutdown) -> io::Result<Vanished> {
     let (srv, cli) = (ns.server.as_str(), ns.client.as_str());
-    let bind_at = SocketAddr::V4(SocketAddrV4::new(
-        SERVER_IP
-            .parse()
-            .map_err(|_| io::Error::other("bad server address"))?,
-        0,
-    ));
-    let listener = ns.inside(srv, || {
-        server_net::listen(bind_at, &ListenOptions::default())
-    })?;
+    let listener = ns.listen()?;
     let plain = connected(ns, &listener)?;
     let bounded = connected(ns, &listener)?;
     socket::setsockopt(&bounded.client, sockopt::TcpUserTimeout, &USER_TIMEOUT_MS)?;
@@ -383,15 +373,7 @@ fn server_cidr() -> String {
 /// The crash and reboot: returns what the client's read() got.
 fn rebooted(rec: &mut Recorder, ns: &Namespaces, shutdown: &Shutdown) -> io::Result<String> {
     let (srv, cli) = (ns.server.as_str(), ns.client.as_str());
-    let bind_at = SocketAddr::V4(SocketAddrV4::new(
-        SERVER_IP
-            .parse()
-            .map_err(|_| io::Error::other("bad server address"))?,
-        0,
-    ));
-    let listener = ns.inside(srv, || {
-        server_net::listen(bind_at, &ListenOptions::default())
-    })?;
+    let listener = ns.listen()?;
     let conn = connected(ns, &listener)?;
     rec.say(format!(
         "crash and reboot: {} -> {} connected, request and reply swapped",

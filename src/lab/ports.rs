@@ -12,7 +12,7 @@
 //!   unless the TIME_WAIT socket's address is 127.0.0.0/8 (or ::1) or it was bound to `lo`; so
 //!   the veth destination fails and a 127.0.0.1 listener inside the client's namespace works;
 //! - 1: any destination, once the TIME_WAIT socket is older than `tcp_tw_reuse_delay`
-//!   (1000 ms; a sysctl since Linux 6.13, a fixed second before) and if it saw TCP timestamps.
+//!   (1000 ms; a sysctl in recent kernels, a fixed second before) and if it saw TCP timestamps.
 //!
 //! A reuse is counted in `TcpExt.TWRecycled` (`__inet_check_established`,
 //! net/ipv4/inet_hashtables.c), and the TIME_WAIT sockets are counted through sock_diag.
@@ -26,7 +26,7 @@ use nix::sys::socket::AddressFamily;
 use serde_json::{Value, json};
 
 use super::counters::Counters;
-use super::netns::{self, Namespaces, SERVER_IP, pause};
+use super::netns::{self, Namespaces, pause};
 use super::{
     Lab, Recorder, Verdict, accept_within, connect, diag, errno_name, settled_state, wait_for,
 };
@@ -84,7 +84,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     netns::needed()?;
     let shutdown = Shutdown::install()?;
     let ns = Namespaces::create(rec)?;
-    let (srv, cli) = (ns.server.as_str(), ns.client.as_str());
+    let cli = ns.client.as_str();
     let default_reuse = ns.sysctl(cli, "net/ipv4/tcp_tw_reuse")?;
     let delay_ms: u64 = ns
         .sysctl(cli, "net/ipv4/tcp_tw_reuse_delay")
@@ -111,11 +111,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
             ));
             ns.inside(cli, || server_net::listen(at, &ListenOptions::default()))?
         } else {
-            let at = SocketAddr::V4(SocketAddrV4::new(
-                SERVER_IP.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                0,
-            ));
-            ns.inside(srv, || server_net::listen(at, &ListenOptions::default()))?
+            ns.listen()?
         };
         ns.set_sysctl(cli, "net/ipv4/tcp_tw_reuse", dest.reuse)?;
         rec.say(format!("tcp_tw_reuse = {}", dest.reuse));

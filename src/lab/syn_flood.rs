@@ -91,7 +91,10 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let ns = Namespaces::create(rec)?;
     let (srv, cli) = (ns.server.as_str(), ns.client.as_str());
     let forged = format!("{}.{}.{}.0/24", FORGED_NET[0], FORGED_NET[1], FORGED_NET[2]);
-    ns.ip(srv, &["route", "add", &forged, "via", CLIENT_IP])?;
+    ns.ip(
+        srv,
+        &["route", "add", &forged, "via", &CLIENT_IP.to_string()],
+    )?;
     rec.say(format!(
         "server: route {forged} via {CLIENT_IP}: SYN-ACKs to the forged sources go to the \
          client's host, which drops them (not its addresses, no forwarding)"
@@ -134,10 +137,11 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         "listen(fd, {BACKLOG}) queued {} forged SYNs and dropped {} (TcpExt.TCPReqQFullDrop \
          +{}) while tcp_max_syn_backlog was {default_syn_backlog}: the listen backlog bounds the \
          SYN queue; with tcp_max_syn_backlog {SMALL_SYN_BACKLOG} and listen(fd, {BIG_BACKLOG}) \
-         the queue stopped at {} (ListenDrops +{}, TCPReqQFullDrop +{}); each entry's SYN-ACK \
-         was retransmitted {} time(s) (TCPSynRetrans +{}) and the queue was empty {} after the \
-         flood; {client}; with syncookies=1 the client {} (SyncookiesSent +{}, SyncookiesRecv \
-         +{}), and with syncookies=2 {} SYNs were queued (SyncookiesSent +{})",
+         the queue stopped at {} (ListenDrops +{}, TCPReqQFullDrop +{}); SYN-ACK \
+         retransmissions per entry: {} (TCPSynRetrans +{}), and the queue was empty {} after \
+         the flood; {client}; with syncookies=1 the client {} (SyncookiesSent +{}, \
+         SyncookiesRecv +{}), and with syncookies=2 {} of {SMALL_FLOOD} SYNs were queued \
+         (SyncookiesSent +{})",
         locked.queued,
         FLOOD as u64 - locked.queued,
         locked.full_drops,
@@ -282,7 +286,7 @@ fn flood(
     count: u32,
 ) -> io::Result<Flooded> {
     let srv = ns.server.as_str();
-    let any = SocketAddr::V4(SocketAddrV4::new(server_ip(), 0));
+    let any = SocketAddr::V4(SocketAddrV4::new(SERVER_IP, 0));
     let listener = ns.inside(srv, || listen_exact(bind(any, true)?, backlog))?;
     let addr = listener.local_addr()?;
     let SocketAddr::V4(to) = addr else {
@@ -327,10 +331,6 @@ fn flood(
         delta,
         sent_at,
     })
-}
-
-fn server_ip() -> Ipv4Addr {
-    SERVER_IP.parse().unwrap_or(Ipv4Addr::UNSPECIFIED)
 }
 
 fn is_forged(addr: SocketAddr) -> bool {
