@@ -27,9 +27,19 @@ use server_models::harness::measure::placement::raise_fd_limit;
 const KNOWN_FAILURES: &[(&str, &str)] = &[
     // Stopped for 2 s with --idle-timeout 1: the idle check runs before the bytes queued in the
     // kernel are read, and resets connections that were never idle (issue 13, "Bytes lost
-    // after a stall").
+    // after a stall"). tokio and busy-poll fail most runs; the loops of the shared event-loop
+    // core some runs (when the stop catches a loop between a readiness report and the idle
+    // sweep, the sweep closes connections whose bytes wait unreported).
     ("tokio/echo/sigstop_idle_timeout", IDLE_AFTER_STALL),
     ("busy-poll/echo/sigstop_idle_timeout", IDLE_AFTER_STALL),
+    ("select/echo/sigstop_idle_timeout", IDLE_AFTER_STALL),
+    ("poll/echo/sigstop_idle_timeout", IDLE_AFTER_STALL),
+    ("epoll-lt/echo/sigstop_idle_timeout", IDLE_AFTER_STALL),
+    ("epoll-et/echo/sigstop_idle_timeout", IDLE_AFTER_STALL),
+    (
+        "epoll-reuseport/echo/sigstop_idle_timeout",
+        IDLE_AFTER_STALL,
+    ),
     (
         "epoll-exclusive/echo/sigstop_idle_timeout",
         IDLE_AFTER_STALL,

@@ -195,6 +195,19 @@ impl ServerProcess {
         self.status.is_some() || !matches!(self.peek_exit(), Ok(WaitStatus::StillAlive))
     }
 
+    /// The signal that ended the server, if one did (it stays unreaped, as with
+    /// [`has_exited`](Self::has_exited)).
+    pub fn killed_by(&self) -> Option<Signal> {
+        if let Some(status) = self.status {
+            return std::os::unix::process::ExitStatusExt::signal(&status)
+                .and_then(|n| Signal::try_from(n).ok());
+        }
+        match self.peek_exit() {
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(sig),
+            _ => None,
+        }
+    }
+
     /// Sends SIGTERM and waits up to `within` for the server to exit by itself, without
     /// reaping it and without touching anything it forked — so that a caller can check that
     /// its children went too. Returns its exit code; `None` if it was killed by a signal or is

@@ -169,7 +169,8 @@ pub fn reset(s: TcpStream) -> io::Result<()> {
 /// What an error means to a client, in words: a socket's read timeout surfaces as EAGAIN,
 /// whose own text ("Resource temporarily unavailable") says nothing of what happened.
 pub fn explain(e: &io::Error) -> String {
-    if timed_out(e) {
+    // Only the kernel's own error: one made here (`echo_exchange`'s) already says what happened.
+    if e.raw_os_error().is_some() && timed_out(e) {
         format!("nothing within {:?}", io_timeout())
     } else {
         e.to_string()
