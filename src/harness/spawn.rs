@@ -3,7 +3,8 @@
 //!
 //! Tests, benches and `compare` all run servers this way: in a process of their own, so that a
 //! forking model never forks a multi-threaded harness and the server's CPU and memory can be
-//! measured apart from the client's.
+//! measured apart from the client's. `check` runs any other server the same way
+//! ([`ServerProcess::start_on`]): told its port, ready once a connection succeeds.
 //!
 //! The server runs in a process group of its own (its pid is the group id). Stopping sends
 //! SIGTERM and waits; if the server has not exited within the grace period, or left children

@@ -15,7 +15,7 @@ use super::client::{
     reset, timed_out,
 };
 use super::target::ServerOptions;
-use super::{Case, CaseError, CaseRun, Group, HELLO, ensure};
+use super::{BOTH, Case, CaseError, CaseRun, ECHO, Group, HELLO, HTTP, ensure};
 use crate::harness::measure::TreeWatch;
 use crate::harness::spawn::ServerProcess;
 use crate::server::protocol::Protocol;
@@ -23,21 +23,12 @@ use crate::server::protocol::Protocol;
 /// How long a client that must wait (a documented limit) is watched for an answer.
 const MUST_WAIT: Duration = Duration::from_millis(800);
 
-const BOTH: &[Protocol] = &[Protocol::Echo, Protocol::Http];
-const ECHO: &[Protocol] = &[Protocol::Echo];
-const HTTP: &[Protocol] = &[Protocol::Http];
-
 const fn case(
     name: &'static str,
     protocols: &'static [Protocol],
     run: fn(&CaseRun) -> Result<(), CaseError>,
 ) -> Case {
-    Case {
-        name,
-        protocols,
-        group: Group::Conformance,
-        run,
-    }
+    Case::new(name, protocols, Group::Conformance, run)
 }
 
 /// The conformance cases, in the order they are printed.

@@ -21,8 +21,9 @@
 //! - `fin_at_shutdown`: the same with 100 connections, stricter about how they end: every
 //!   connection the server has answered ends with a FIN after whole replies, never an RST
 //!   (an RST discards what the client has not read yet, and tells it nothing of why).
-//!   Connections still in the accept queue when the listener closes are reset by the kernel,
-//!   so only answered ones count.
+//!   Connections still in the accept queue when the listener closes are reset by the kernel
+//!   (`inet_csk_listen_stop` → `inet_child_forget` → `tcp_disconnect`,
+//!   net/ipv4/inet_connection_sock.c), so only answered ones count.
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
@@ -38,7 +39,7 @@ use nix::sys::socket::AddressFamily;
 use super::cases::{pss, shut_down_cleanly};
 use super::client::{Ending, GET, connect, io_timeout, pattern, read_to_end, reset};
 use super::target::ServerOptions;
-use super::{Case, CaseError, CaseRun, Group, ensure};
+use super::{BOTH, Case, CaseError, CaseRun, ECHO, Group, ensure};
 use crate::harness::load::{Reply, ReplyCheck};
 use crate::harness::measure::procfs;
 use crate::harness::spawn::ServerProcess;
@@ -55,20 +56,12 @@ use crate::server::protocol::Protocol;
 /// grows when they exit, whatever this server does.
 pub const PSS_SLACK: u64 = 512 * 1024;
 
-const BOTH: &[Protocol] = &[Protocol::Echo, Protocol::Http];
-const ECHO: &[Protocol] = &[Protocol::Echo];
-
 const fn fault(
     name: &'static str,
     protocols: &'static [Protocol],
     run: fn(&CaseRun) -> Result<(), CaseError>,
 ) -> Case {
-    Case {
-        name,
-        protocols,
-        group: Group::Fault,
-        run,
-    }
+    Case::new(name, protocols, Group::Fault, run)
 }
 
 /// The fault cases, in the order they are printed.

@@ -231,7 +231,29 @@ impl CaseRun<'_> {
     }
 }
 
+/// Both protocols.
+const BOTH: &[Protocol] = &[Protocol::Echo, Protocol::Http];
+/// Echo only.
+const ECHO: &[Protocol] = &[Protocol::Echo];
+/// HTTP only.
+const HTTP: &[Protocol] = &[Protocol::Http];
+
 impl Case {
+    /// A case of `group`: its name, the protocols it speaks, and what it does.
+    const fn new(
+        name: &'static str,
+        protocols: &'static [Protocol],
+        group: Group,
+        run: fn(&CaseRun) -> Result<(), CaseError>,
+    ) -> Case {
+        Case {
+            name,
+            protocols,
+            group,
+            run,
+        }
+    }
+
     /// Whether the case speaks `protocol`.
     pub fn applies_to(&self, protocol: Protocol) -> bool {
         self.protocols.contains(&protocol)
@@ -411,14 +433,14 @@ impl fmt::Display for CheckReport {
             .max(4);
         writeln!(f, "{:width$}  result  time    reason", "case")?;
         for c in &self.cases {
-            writeln!(
-                f,
+            let row = format!(
                 "{:width$}  {:6}  {:>5.1}s  {}",
                 c.case,
                 c.verdict.to_string(),
                 c.seconds,
                 c.reason.as_deref().unwrap_or("").replace('\n', " | ")
-            )?;
+            );
+            writeln!(f, "{}", row.trim_end())?;
         }
         write!(f, "{} passed, {} failed", self.passed, self.failed)?;
         if self.skipped > 0 {
