@@ -65,8 +65,16 @@ const KNOWN_FAILURES: &[(&str, &str)] = &[
     ("io-uring/http/fin_at_shutdown", RST_AT_SHUTDOWN),
     ("tokio/echo/fin_at_shutdown", RST_AT_SHUTDOWN),
     ("tokio/http/fin_at_shutdown", RST_AT_SHUTDOWN),
+    // 2 000 connections of warm-up, then 5 000: anonymous PSS 0.6 MiB past the baseline on a
+    // loaded machine (8–24 KiB on a quiet one) — a growth that follows the load, not the count
+    // (20 000 grew as much), like glibc's thread-stack cache and per-thread arenas filling to a
+    // higher peak of live threads than the warm-up's; not yet shown either way.
+    ("thread-per-conn/echo/churn", CHURN_UNDER_LOAD),
+    ("thread-per-conn/http/churn", CHURN_UNDER_LOAD),
 ];
 
+const CHURN_UNDER_LOAD: &str =
+    "found by the churn case: thread-per-conn's memory grows past the slack under load";
 const IDLE_AFTER_STALL: &str =
     "issue 13 item 4: a connection with unread input is closed as idle after a stall";
 const RST_AT_SHUTDOWN: &str =
