@@ -1,4 +1,5 @@
-//! `server-models`: list the models, serve with one, drive one with load, compare them all.
+//! `server-models`: list the models, serve with one, drive one with load, compare them all,
+//! check any server against the conformance and fault cases.
 //!
 //! Errors reach the user as one line and an exit code: 2 for a usage error (an unknown model),
 //! 1 for anything else (an address in use). Library code returns `io::Result`; only this file
@@ -40,6 +41,9 @@ enum Command {
     Load(LoadArgs),
     /// Compare the models: the same sweep against each, a table, and a report with plots.
     Compare(server_models::harness::compare::cli::CompareArgs),
+    /// Run the conformance and fault cases against a server: one of the models, or any command
+    /// with {port}; a table of cases, `N passed, N failed`, exit 1 if any failed.
+    Check(server_models::harness::check::cli::CheckArgs),
     /// A process with a known footprint, for the measurement tests.
     #[command(subcommand, hide = true)]
     Probe(server_models::harness::measure::probe::Probe),
@@ -148,6 +152,18 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("server-models compare: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Check(args) => match server_models::harness::check::cli::run(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                eprintln!("server-models check: {e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("server-models check: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -455,6 +455,7 @@ impl Conn {
     /// Sends a reply the session just made: straight from the scratch buffer when nothing is
     /// queued before it, so that the common case copies nothing and allocates nothing; whatever
     /// the socket does not take is kept, in order, behind what is already queued.
+    #[inline]
     fn reply(&mut self, output: &mut Vec<u8>) -> io::Result<()> {
         let sent = if self.out.is_empty() {
             write_some(&self.stream, output)
