@@ -324,8 +324,17 @@ fn parse(input: &[u8], max_body: u64) -> Parsed {
         }
         Ok(httparse::Status::Partial) => partial(window),
         Err(httparse::Error::Version) => other_version(window, max_body),
-        Err(httparse::Error::TooManyHeaders) => reject(window, &TOO_LARGE),
-        Err(_) => reject(window, &BAD_REQUEST),
+        // Whether the answer is to a HEAD is known only once httparse has read the method: the
+        // bytes after the one in error must not decide it, or the answer would depend on how
+        // much of them had arrived.
+        Err(httparse::Error::TooManyHeaders) => Parsed::Reject {
+            answer: &TOO_LARGE,
+            head_only: req.method == Some("HEAD"),
+        },
+        Err(_) => Parsed::Reject {
+            answer: &BAD_REQUEST,
+            head_only: req.method == Some("HEAD"),
+        },
     }
 }
 
@@ -350,6 +359,8 @@ fn partial(window: &[u8]) -> Parsed {
 }
 
 /// Refuses the request at the start of `window` with `answer`, without content if it is a HEAD.
+/// Only for a window that httparse has read past the method, or that is full: then the bytes
+/// that say HEAD are there whichever way the input was cut.
 fn reject(window: &[u8], answer: &'static Answer) -> Parsed {
     Parsed::Reject {
         answer,
@@ -751,6 +762,17 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\r\n",
         ] {
             refused(bad, 400);
+        }
+        // The error is at the CR, before any method: the answer is the full 400 however much
+        // of the HEAD after it has arrived (a case the property tests found).
+        let input = b"\rHEAD / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for cut in 0..=input.len() {
+            let (out, closed) = feed_in_pieces(&mut Http::default(), input, &[cut]);
+            assert_eq!(
+                (out.as_slice(), closed),
+                (BAD_REQUEST.bytes, true),
+                "cut at {cut}"
+            );
         }
     }
 
