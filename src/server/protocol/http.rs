@@ -434,9 +434,19 @@ fn judge(
 ) -> Parsed {
     let head_only = method == "HEAD";
     let refuse = |answer| Parsed::Reject { answer, head_only };
-    let seen = Seen::read(fields);
+    let (mut hosts, mut bad_host) = (0u32, false);
+    let mut seen = Framing::default();
+    for field in fields {
+        let name = field.name.as_bytes();
+        if is_field(name, b"host") {
+            hosts += 1;
+            bad_host |= !valid_host(field.value);
+        } else if matches!(name.len(), 10 | 14 | 17) {
+            seen.read(name, field.value);
+        }
+    }
     // RFC 9112 §3.2: exactly one valid Host, which HTTP/1.0 may leave out.
-    if seen.hosts > 1 || (seen.hosts == 0 && !http10) || seen.bad_host {
+    if hosts > 1 || (hosts == 0 && !http10) || bad_host {
         return refuse(&BAD_REQUEST);
     }
     if seen.transfer_encoding {
@@ -479,11 +489,9 @@ fn judge(
     })
 }
 
-/// What the fields of a request head say, as far as this server is concerned.
+/// What the fields that frame a request and say whether the connection persists say.
 #[derive(Default)]
-struct Seen {
-    hosts: u32,
-    bad_host: bool,
+struct Framing {
     /// `Connection: close`.
     close: bool,
     /// `Connection: keep-alive`.
@@ -497,25 +505,11 @@ struct Seen {
     chunked_last: bool,
 }
 
-impl Seen {
-    fn read(fields: &[httparse::Header<'_>]) -> Seen {
-        let mut seen = Seen::default();
-        for field in fields {
-            let name = field.name.as_bytes();
-            if is_field(name, b"host") {
-                seen.hosts += 1;
-                seen.bad_host |= !valid_host(field.value);
-            } else if matches!(name.len(), 10 | 14 | 17) {
-                seen.framing(name, field.value);
-            }
-        }
-        seen
-    }
-
-    /// Connection, Content-Length and Transfer-Encoding. Out of line: the common request (wrk's)
-    /// has only a Host, and the loop above stays small for it.
+impl Framing {
+    /// Reads a field if it is Connection, Content-Length or Transfer-Encoding. Out of line: the
+    /// common request (wrk's) has none of them, and the loop that reads the fields stays small.
     #[inline(never)]
-    fn framing(&mut self, name: &[u8], value: &[u8]) {
+    fn read(&mut self, name: &[u8], value: &[u8]) {
         if is_field(name, b"connection") {
             for option in list(value) {
                 self.close |= option.eq_ignore_ascii_case(b"close");
@@ -640,16 +634,17 @@ fn valid_host(value: &[u8]) -> bool {
             &literal[end + 1..]
         }
         None => {
-            let mut i = 0;
-            loop {
+            let mut i = host_run(value);
+            // A percent-encoded octet, rare, continues the name.
+            while value.get(i) == Some(&b'%')
+                && value
+                    .get(i + 1..i + 3)
+                    .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            {
+                i += 3;
                 i += host_run(&value[i..]);
-                let escaped = value[i..].strip_prefix(b"%").and_then(|rest| rest.get(..2));
-                if escaped.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
-                    i += 3;
-                } else {
-                    break &value[i..];
-                }
             }
+            &value[i..]
         }
     };
     match rest {
