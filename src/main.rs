@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use server_models::server::model::{self, Config, ServeContext};
 use server_models::server::net::{self, ListenOptions};
-use server_models::server::protocol::Protocol;
+use server_models::server::protocol::{DEFAULT_MAX_BODY, Protocol};
 use server_models::server::shutdown::Shutdown;
 
 #[derive(Parser)]
@@ -121,6 +121,9 @@ struct ServeArgs {
     /// Pending output per connection past which it is not read until the peer drains it.
     #[arg(long, value_name = "BYTES")]
     out_cap: Option<usize>,
+    /// HTTP: the largest request body accepted; a longer one is answered 413 and closed.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
+    max_body: u64,
     /// Accept queue length asked of listen(2); the kernel caps it at net.core.somaxconn.
     /// (At most 4096, the C library's SOMAXCONN, which nix's listen() enforces.)
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..=4096))]
@@ -295,6 +298,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(cap) = args.out_cap {
         config.out_cap = cap.max(1);
     }
+    config.max_body = args.max_body;
     config.idle_timeout = args
         .idle_timeout
         .filter(|s| *s > 0.0)
