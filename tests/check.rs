@@ -231,6 +231,7 @@ fn against_a_server_that_never_closes() -> Result<(), Failed> {
         skipped
             == set(&[
                 "fin_at_shutdown",
+                "http_body_limit",
                 "http_connection_close",
                 "http_malformed",
                 "http_oversized_headers",

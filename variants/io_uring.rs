@@ -318,9 +318,10 @@ impl Server {
                 // The connection's id is also its slot in the registered file table.
                 let id = self.conns.next_id();
                 let file_slot = self.uring.register_file(id.0, fd.as_raw_fd());
-                let id =
-                    self.conns
-                        .insert(RingConn::new(TcpStream::from(fd), self.protocol, file_slot));
+                let session = self.protocol.session_for(&self.config);
+                let id = self
+                    .conns
+                    .insert(RingConn::new(TcpStream::from(fd), session, file_slot));
                 self.settle(id);
             }
         } else {

@@ -55,6 +55,7 @@ pub const CASES: &[Case] = &[
     case("out_of_descriptors", ECHO, out_of_descriptors),
     case("idle_timeout", ECHO, idle_timeout),
     case("slowloris", HTTP, slowloris),
+    case("http_body_limit", HTTP, http_body_limit),
     case("non_readers_held_to_cap", BOTH, non_readers_held_to_cap),
 ];
 
@@ -877,4 +878,41 @@ fn warm_up(run: &CaseRun, server: &ServerProcess) -> Result<(), CaseError> {
         s.read_exact(&mut buf)?;
     }
     Ok(())
+}
+
+/// With `--max-body 10` (a model), a request announcing 10 bytes of body is served, the body
+/// skipped, and the connection kept; one announcing 11 is answered 413 at once — from its head,
+/// without waiting for the body — and closed.
+fn http_body_limit(run: &CaseRun) -> Result<(), CaseError> {
+    if run.target.registry_model().is_none() {
+        return Err(CaseError::not_applicable(
+            "needs a server started with a known body limit (a model: --max-body)",
+        ));
+    }
+    let server = run.start_with(&ServerOptions {
+        max_body: Some(10),
+        ..ServerOptions::default()
+    })?;
+    let mut s = connect(server.addr())?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\n0123456789")?;
+    let ok = read_http_response(&mut s)?;
+    ensure(
+        ok.status == 200,
+        format!("a 10-byte body under a 10-byte limit got {}", ok.status),
+    )?;
+    run.exchange(&mut s, 1)?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nContent-Length: 11\r\n\r\n")?;
+    let refused = read_http_response(&mut s)?;
+    ensure(
+        refused.status == 413,
+        format!(
+            "an 11-byte body over a 10-byte limit got {}",
+            refused.status
+        ),
+    )?;
+    let rest = read_to_close(&mut s)?;
+    ensure(
+        rest.is_empty(),
+        format!("{} bytes after the 413 instead of a close", rest.len()),
+    )
 }

@@ -79,6 +79,8 @@ pub struct ServerOptions {
     pub header_timeout: bool,
     /// A model's `--out-cap`; a command keeps its own cap.
     pub out_cap: Option<usize>,
+    /// A model's `--max-body`; a command keeps its own limit.
+    pub max_body: Option<u64>,
     /// RLIMIT_NOFILE for the server (soft and hard), set between fork and exec.
     pub nofile: Option<u64>,
 }
@@ -213,6 +215,9 @@ impl Target {
                 }
                 if let Some(cap) = opts.out_cap {
                     args.extend(["--out-cap".into(), cap.to_string()]);
+                }
+                if let Some(max) = opts.max_body {
+                    args.extend(["--max-body".into(), max.to_string()]);
                 }
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 let mut cmd = serve_command(bin, model.name(), protocol, &args);
