@@ -9,9 +9,16 @@
 //!   entry (`eventpoll_pwq` inside `anon_vma_chain`, `eventpoll_epi` with `tcp_bind_bucket`):
 //!   `/sys/kernel/slab/NAME` is then a link to the shared cache, and the entry is reported once,
 //!   named as /proc/slabinfo names it, with the caches it holds.
-//! - `/proc/meminfo`: `KernelStack` (a thread's kernel stack is not a slab object), `PageTables`
-//!   (a process's page tables) and `Percpu` (per-CPU counters a process carries).
-//! - `/proc/net/sockstat`: `TCP: mem`, pages of socket buffer memory charged to TCP.
+//! - `/proc/meminfo`: `KernelStack` (a thread's kernel stack is not a slab object) and `Percpu`
+//!   (per-CPU counters a process carries), machine-wide.
+//! - `VmPTE` of `/proc/PID/status`, summed over the server's processes: their page tables.
+//!   (The machine-wide `PageTables` of /proc/meminfo moves with every process that starts or
+//!   ends anywhere; the server's own figure does not.)
+//! - `/proc/net/sockstat`: `TCP: mem`, pages of socket buffer memory charged to TCP. It is
+//!   reported but kept out of the total: it is one counter for the whole machine, every network
+//!   namespace's sockets together, batched per CPU, and other processes' sockets move it by far
+//!   more than idle connections do (by −100 KiB per connection in a sweep whose previous point
+//!   had just closed its sockets).
 //!
 //! **The client's share.** The connections' other ends are on this host too, and slabs are
 //! global: every client socket adds one object to `TCP`, `sock_inode_cache`, `filp` and
@@ -106,9 +113,14 @@ pub const NOISE_OBJECTS: f64 = 0.05;
 /// The memory lines of /proc/meminfo that are kernel memory outside the slabs.
 pub const MEMINFO: &[(&str, &str)] = &[
     ("KernelStack", "kernel stacks: one per thread (16 KiB on x86-64)"),
-    ("PageTables", "page tables: per process, in proportion to what it maps"),
     ("Percpu", "per-CPU allocations: a process's counters, among others"),
 ];
+
+/// The name of the page-table line: the server's processes' `VmPTE`.
+pub const PAGE_TABLES: &str = "PageTables";
+
+/// The name of the sockstat line, reported beside the total and not in it.
+pub const TCP_MEM: &str = "sockstat TCP mem";
 
 /// A client socket connected to `addr` whose kernel objects are known: bound to a port of its
 /// own before it connects (so its port buckets are its own: one `tcp_bind_bucket`, one
@@ -161,6 +173,36 @@ pub struct Snapshot {
     pub tcp_mem_pages: u64,
     /// `TCP: inuse` of /proc/net/sockstat: TCP sockets in this network namespace.
     pub tcp_inuse: u64,
+    /// `VmPTE` summed over a process tree, bytes, when the snapshot was taken of one.
+    pub tree_page_tables: Option<u64>,
+}
+
+/// `VmPTE` of one `/proc/PID/status` text, in bytes.
+pub fn parse_vmpte(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("VmPTE:"))?;
+    let kb: u64 = line["VmPTE:".len()..].split_whitespace().next()?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The page tables of every process of the tree rooted at `root`, bytes (a process that
+/// vanished meanwhile, or a zombie without an address space, counts nothing).
+pub fn tree_page_tables(root: i32) -> io::Result<u64> {
+    let mut total = 0;
+    for pid in super::procfs::tree(root)? {
+        match fs::read_to_string(format!("/proc/{pid}/status")) {
+            Ok(text) => total += parse_vmpte(&text).unwrap_or(0),
+            Err(e) if super::procfs::vanished(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}
+
+/// [`snapshot`], with the page tables of the server's tree rooted at `root`.
+pub fn snapshot_of(root: i32) -> io::Result<Snapshot> {
+    let mut s = snapshot()?;
+    s.tree_page_tables = Some(tree_page_tables(root)?);
+    Ok(s)
 }
 
 /// Parses /proc/slabinfo (version 2.1): name, active_objs, num_objs, objsize, ...
@@ -261,6 +303,7 @@ pub fn snapshot() -> io::Result<Snapshot> {
         meminfo,
         tcp_mem_pages,
         tcp_inuse,
+        tree_page_tables: None,
     })
 }
 
@@ -285,7 +328,7 @@ pub struct PerConnection {
     /// Every entry read, by its name in /proc/slabinfo (or `KernelStack`, `PageTables`,
     /// `Percpu`, `sockstat TCP mem`).
     pub caches: BTreeMap<String, CacheShare>,
-    /// The sum of the entries, bytes per connection.
+    /// The sum of the entries but `sockstat TCP mem`, bytes per connection.
     pub total: f64,
 }
 
@@ -354,11 +397,16 @@ pub fn per_connection(base: &Snapshot, loaded: &Snapshot, connections: usize) ->
             caches.insert(key.to_string(), line_share((a as f64 - b as f64) / n));
         }
     }
+    if let (Some(a), Some(b)) = (loaded.tree_page_tables, base.tree_page_tables) {
+        let mut pt = line_share((a as f64 - b as f64) / n);
+        pt.holds = vec!["VmPTE of the server's processes".into()];
+        caches.insert(PAGE_TABLES.into(), pt);
+    }
+    let total = caches.values().map(|c| c.bytes_per_connection).sum();
     let pages = loaded.tcp_mem_pages as f64 - base.tcp_mem_pages as f64;
     let mut tcp_mem = line_share(pages * page_size() as f64 / n);
-    tcp_mem.holds = vec!["both ends' TCP buffers".into()];
-    caches.insert("sockstat TCP mem".into(), tcp_mem);
-    let total = caches.values().map(|c| c.bytes_per_connection).sum();
+    tcp_mem.holds = vec!["machine-wide, both ends; not in the total".into()];
+    caches.insert(TCP_MEM.into(), tcp_mem);
     PerConnection { caches, total }
 }
 
@@ -398,13 +446,13 @@ kmalloc-64          1646   1856     64   64    1 : tunables    0    0    0 : sla
         assert_eq!(s["kmalloc-64"].active, 1646);
     }
 
-    /// Kilobytes become bytes; `PageTables` is not confused with `SecPageTables`.
+    /// Kilobytes become bytes; `Percpu` is not confused with another line.
     #[test]
-    fn meminfo_and_sockstat() {
-        let m = parse_meminfo("KernelStack:   1412 kB\nSecPageTables: 9 kB\nPageTables:  2008 kB\n");
+    fn meminfo_sockstat_and_vmpte() {
+        let m = parse_meminfo("KernelStack:   1412 kB\nSecPageTables: 9 kB\nPercpu:  688 kB\n");
         assert_eq!(m["KernelStack"], 1412 * 1024);
-        assert_eq!(m["PageTables"], 2008 * 1024);
-        assert!(!m.contains_key("Percpu"));
+        assert_eq!(m["Percpu"], 688 * 1024);
+        assert_eq!(parse_vmpte("VmLib:\t 2 kB\nVmPTE:\t      52 kB\n"), Some(52 * 1024));
         let t = "sockets: used 12\nTCP: inuse 7 orphan 0 tw 2 alloc 9 mem 3\nUDP: inuse 0 mem 0\n";
         assert_eq!(parse_sockstat(t), Some((7, 3)));
     }
@@ -442,6 +490,8 @@ kmalloc-64          1646   1856     64   64    1 : tunables    0    0    0 : sla
         assert_eq!(k.caches["kmalloc-512"].bytes_per_connection, 512.0);
         assert_eq!(k.caches["KernelStack"].bytes_per_connection, 16384.0);
         assert_eq!(k.total, 2000.0 + 128.0 + 512.0 + 16384.0);
+        // sockstat's machine-wide TCP memory is shown, not added.
+        assert!(k.caches.contains_key(TCP_MEM));
         assert!(k.disturbed().is_none());
     }
 

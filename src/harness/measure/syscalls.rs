@@ -118,6 +118,55 @@ pub const SUMMED_WAITS: &[&str] = &["epoll_wait", "poll", "pselect6"];
 #[cfg(not(target_arch = "x86_64"))]
 pub const SUMMED_WAITS: &[&str] = &["epoll_pwait", "ppoll", "pselect6"];
 
+/// The syscalls in families, for the breakdown table and the plot: what each model spends its
+/// calls on. A name in none of them is `other`.
+pub const FAMILIES: &[(&str, &[&str])] = &[
+    ("recv", &["read", "readv", "recvfrom", "recvmsg"]),
+    ("send", &["write", "writev", "sendto", "sendmsg"]),
+    (
+        "wait",
+        &[
+            "epoll_wait",
+            "epoll_pwait",
+            "epoll_pwait2",
+            "select",
+            "pselect6",
+            "poll",
+            "ppoll",
+            "io_uring_enter",
+        ],
+    ),
+    ("epoll_ctl", &["epoll_ctl"]),
+    ("accept", &["accept", "accept4"]),
+    ("close", &["close", "shutdown"]),
+    ("futex", &["futex", "sched_yield"]),
+    (
+        "task",
+        &["clone", "clone3", "fork", "vfork", "exit", "exit_group", "wait4", "waitid"],
+    ),
+];
+
+/// The family of a syscall name: one of [`FAMILIES`], or `other`.
+pub fn family(name: &str) -> &'static str {
+    FAMILIES
+        .iter()
+        .find(|(_, names)| names.contains(&name))
+        .map_or("other", |f| f.0)
+}
+
+/// Calls per request summed by family, in [`FAMILIES`] order and `other` last.
+pub fn by_family(by_name: &BTreeMap<String, f64>) -> Vec<(&'static str, f64)> {
+    let mut out: Vec<(&'static str, f64)> = FAMILIES.iter().map(|f| (f.0, 0.0)).collect();
+    out.push(("other", 0.0));
+    for (name, v) in by_name {
+        let fam = family(name);
+        if let Some(slot) = out.iter_mut().find(|s| s.0 == fam) {
+            slot.1 += v;
+        }
+    }
+    out
+}
+
 /// Bits of a wait's return value that are counted: returns up to 2^14 − 1 are summed exactly
 /// (epoll's loops ask for at most 256 events, select returns at most 3 × 1024, poll at most its
 /// descriptors).
@@ -625,6 +674,9 @@ pub struct Window {
     pub completions: Option<u64>,
 }
 
+/// Why a window has no events per wait when the model never waits (a blocking model).
+pub const NO_WAITS: &str = "no wait calls";
+
 /// Syscalls per request over a window, ready for a row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PerRequest {
@@ -645,7 +697,7 @@ impl Window {
         let enters = calls("io_uring_enter");
         let waits: u64 = WAITS.iter().map(|w| calls(w)).sum::<u64>() + enters;
         if waits == 0 {
-            return Err("no wait calls".into());
+            return Err(NO_WAITS.into());
         }
         let mut events = 0;
         for w in WAITS {
@@ -719,7 +771,7 @@ mod tests {
     #[test]
     fn no_waits_no_figure() {
         let w = window(&[("read", 10), ("write", 10)]);
-        assert_eq!(w.events_per_wait(), Err("no wait calls".into()));
+        assert_eq!(w.events_per_wait(), Err(NO_WAITS.into()));
     }
 
     /// The sum of the returns over the calls, with io_uring's completions per enter added in.
@@ -746,6 +798,19 @@ mod tests {
         o.ret_sums.insert(SUMMED_WAITS[1], Some(3));
         o.overflow.insert(SUMMED_WAITS[1], 1);
         assert!(o.events_per_wait().expect_err("overflow").contains("or more"));
+    }
+
+    /// Each name falls in one family; unknown names are `other`.
+    #[test]
+    fn families() {
+        let by_name: BTreeMap<String, f64> = [("recvfrom", 1.0), ("read", 0.5), ("setsockopt", 0.25)]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+        let f = by_family(&by_name);
+        assert_eq!(f[0], ("recv", 1.5));
+        assert_eq!(f.last(), Some(&("other", 0.25)));
+        assert_eq!(family("io_uring_enter"), "wait");
     }
 
     /// Counts become rates over the readings' span before they are divided by the load's rate;

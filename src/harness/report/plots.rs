@@ -1,6 +1,7 @@
 //! The SVG plots: throughput and p99 latency against connections (one line per model), server
-//! CPU per request by model (user and sys stacked, one bar per connection count), and memory
-//! per idle connection by model.
+//! CPU per request by model (user and sys stacked, one bar per connection count), syscalls per
+//! request by model (stacked by family, one bar per connection count), and memory per idle
+//! connection by model.
 
 use std::io;
 use std::path::Path;
@@ -24,6 +25,15 @@ pub struct CpuBars {
     pub label: String,
     /// One bar per connection count.
     pub bars: Vec<(usize, f64, f64)>,
+}
+
+/// One model's syscall bars: for each connection count it reached, calls per request in each
+/// family (in the order of the plot's family names).
+pub struct SyscallBars {
+    /// The model.
+    pub label: String,
+    /// (connections, calls per request by family).
+    pub bars: Vec<(usize, Vec<f64>)>,
 }
 
 /// One model's memory bar, or why it has none.
@@ -306,6 +316,71 @@ pub fn cpu(path: &Path, title: &str, models: &[CpuBars], counts: &[usize]) -> io
         .map(|c| format!("{c} conn{}", if *c == 1 { "" } else { "s" }))
         .collect();
     draw_legend(&legend, labels.iter().map(String::as_str), 40)?;
+    root.present().map_err(err)
+}
+
+/// Syscalls per request by model: for each model a group of horizontal bars, one per
+/// connection count (labelled at its end), each bar stacked by syscall family (a colour each).
+pub fn syscalls(
+    path: &Path,
+    title: &str,
+    models: &[SyscallBars],
+    families: &[&str],
+) -> io::Result<()> {
+    let k = models.iter().map(|m| m.bars.len()).max().unwrap_or(1).max(1);
+    let n = models.len().max(1);
+    let top = models
+        .iter()
+        .flat_map(|m| m.bars.iter().map(|b| b.1.iter().sum::<f64>()))
+        .fold(0.0, f64::max);
+    let height = (110 + n * (k * 14 + 10)) as u32;
+    let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (plot, legend) = root.split_horizontally(WIDTH - LEGEND);
+    let names: Vec<&str> = models.iter().map(|m| m.label.as_str()).collect();
+    let name_at = |y: &f64| category_name(&names, *y);
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(title, (FONT, 20))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(130)
+        .build_cartesian_2d(0.0..(top * 1.25).max(1.0), -0.5..(n as f64 - 0.5))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n)
+        .y_label_formatter(&name_at)
+        .x_desc("syscalls per request (one bar per connection count)")
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .max_light_lines(0)
+        .bold_line_style(RGBColor(225, 225, 225))
+        .draw()
+        .map_err(err)?;
+    let band = 0.8 / k as f64;
+    for (i, model) in models.iter().enumerate() {
+        let centre = (n - 1 - i) as f64;
+        for (j, (conns, parts)) in model.bars.iter().enumerate() {
+            let y0 = centre + 0.4 - (j + 1) as f64 * band;
+            let y1 = y0 + band * 0.85;
+            let mut x = 0.0;
+            for (f, &v) in parts.iter().enumerate() {
+                chart
+                    .draw_series([Rectangle::new([(x, y0), (x + v, y1)], color(f).filled())])
+                    .map_err(err)?;
+                x += v;
+            }
+            chart
+                .draw_series([Text::new(
+                    format!("{conns}: {x:.2}"),
+                    (x + top * 0.01, y1),
+                    (FONT, 11).into_font(),
+                )])
+                .map_err(err)?;
+        }
+    }
+    draw_legend(&legend, families.iter().copied(), 40)?;
     root.present().map_err(err)
 }
 
