@@ -1,30 +1,37 @@
 //! `wait/METHOD/N`: the cost of one wait call watching N descriptors, one of them ready — the
 //! experiment of TLPI's Table 63-9 (Kerrisk, section 63.4.5), redone on this kernel.
 //!
-//! The descriptors are the read ends of N pipes. Before each call one of them, picked at random,
-//! is made ready (a byte written into its pipe); after it, the byte is read back out. Timed is
+//! The descriptors are N pipes (FIFOs, one descriptor each; see [`Pipes`]). Before each call one
+//! of them, picked at random, is made ready (a byte written into it); after it, the byte is read
+//! back out. Timed is
 //! the wait call alone, from just before it to just after it returns:
-//! - `select`: a copy of the fd_set with the N read ends, then `select(2)` with a zero timeout
-//!   (one is ready, so it never sleeps). Up to FD_SETSIZE (1024) only: N = 10, 100, 1000.
-//! - `poll`: `poll(2)` on the array of N `pollfd`s, kept between calls.
-//! - `epoll`: `epoll_wait(2)` on an epoll instance with the N read ends registered once,
-//!   level-triggered.
+//! - `select`: a copy of the fd_set with the N descriptors, then `select(2)` with no timeout.
+//!   Up to FD_SETSIZE (1024) only: N = 10, 100, 1000.
+//! - `poll`: `poll(2)` on the array of N `pollfd`s, kept between calls, with no timeout.
+//! - `epoll`: `epoll_wait(2)`, no timeout, on an epoll instance with the N descriptors
+//!   registered once, level-triggered.
+//!
+//! Every call may block (no timeout), as a server's does; one descriptor being ready, none ever
+//! sleeps. A zero timeout would be cheaper for select and poll and not the server's cost: with
+//! one, the kernel skips putting the caller on each descriptor's wait queue (`do_poll` and
+//! `do_select` in fs/select.c clear the poll table's queueing function when the timeout is
+//! zero), which a blocking call does for every descriptor it scans before the ready one.
 //! - `io_uring`: N multishot poll requests armed once; the ready descriptor's wakeup posts a
 //!   completion, and the timed call is `io_uring_enter(2)` waiting for one completion (reaping
 //!   it from the shared ring is done in user space, outside the timing).
 //!
-//! N = 10, 100, 1 000, 10 000; 10 000 pipes need 20 000 descriptors, so the descriptor limit is
-//! raised (the hard limit too, as root); where it cannot be, that N is skipped with a note.
+//! N = 10, 100, 1 000, 10 000; the descriptor limit is raised to fit (the hard limit too, where
+//! the process may); where it cannot be, that N is skipped with a note.
 
 use std::hint::black_box;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use io_uring::{IoUring, opcode, types};
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::select::{FdSet, select};
 use nix::sys::time::TimeVal;
@@ -34,28 +41,37 @@ const SIZES: [usize; 4] = [10, 100, 1000, 10_000];
 /// select's fd_set holds descriptors below this (glibc's FD_SETSIZE).
 const FD_SETSIZE: usize = 1024;
 
-/// N pipes: the read ends in consecutive low descriptors (for select), the write ends moved
-/// above them.
+/// N pipes, each one descriptor: a FIFO opened for reading and writing at once (Linux allows it;
+/// fifo(7)), so that a byte written through the descriptor makes it readable and reading it
+/// back makes it not. One descriptor a pipe, where pipe(2) needs two: 10 000 pipes then fit a
+/// limit of 20 000 descriptors, this machine's hard limit, which root without
+/// CAP_SYS_RESOURCE cannot raise. The descriptors are consecutive, lowest first (for select).
 struct Pipes {
-    reads: Vec<OwnedFd>,
-    writes: Vec<OwnedFd>,
+    fds: Vec<OwnedFd>,
 }
 
 impl Pipes {
-    fn new(n: usize) -> nix::Result<Pipes> {
-        let high = n as i32 + 256;
-        let mut reads = Vec::with_capacity(n);
-        let mut writes = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-            // The write end moves above every read end; the freed number is the next read end.
-            let moved = fcntl(&w, FcntlArg::F_DUPFD_CLOEXEC(high))?;
-            drop(w);
-            // SAFETY: `moved` was just returned by fcntl(F_DUPFD_CLOEXEC) and is owned here alone.
-            writes.push(unsafe { OwnedFd::from_raw_fd(moved) });
-            reads.push(r);
-        }
-        Ok(Pipes { reads, writes })
+    fn new(n: usize) -> std::io::Result<Pipes> {
+        let dir = std::env::temp_dir().join(format!("wait-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let mut fds = Vec::with_capacity(n);
+        let made = (0..n).try_for_each(|i| -> std::io::Result<()> {
+            let path = dir.join(i.to_string());
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU)?;
+            let fd = nix::fcntl::open(
+                &path,
+                OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )?;
+            // The open descriptor keeps the pipe; its name is no longer needed.
+            std::fs::remove_file(&path)?;
+            fds.push(fd);
+            Ok(())
+        });
+        let removed = std::fs::remove_dir_all(&dir);
+        made?;
+        removed?;
+        Ok(Pipes { fds })
     }
 }
 
@@ -83,13 +99,13 @@ fn timed(
     let mut spent = Duration::ZERO;
     let mut byte = [0u8; 1];
     for _ in 0..iters {
-        let i = picker.next(pipes.reads.len());
-        nix::unistd::write(&pipes.writes[i], b"x").expect("write into the pipe");
+        let i = picker.next(pipes.fds.len());
+        nix::unistd::write(&pipes.fds[i], b"x").expect("write into the pipe");
         let t = Instant::now();
         wait();
         spent += t.elapsed();
         then();
-        nix::unistd::read(&pipes.reads[i], &mut byte).expect("read from the pipe");
+        nix::unistd::read(&pipes.fds[i], &mut byte).expect("read from the pipe");
     }
     spent
 }
@@ -116,7 +132,7 @@ fn wait(c: &mut Criterion) {
     let mut picker = Picker(0x9e37_79b9_7f4a_7c15);
     let mut nothing = || {};
     for n in SIZES {
-        let needed = 2 * n as u64 + 512;
+        let needed = n as u64 + 512;
         if !fit_descriptors(needed) {
             eprintln!("wait/*/{n}: skipped, the descriptor limit cannot reach {needed}");
             continue;
@@ -128,11 +144,11 @@ fn wait(c: &mut Criterion) {
                 continue;
             }
         };
-        let highest = pipes.reads.last().map_or(0, |fd| fd.as_raw_fd() as usize);
+        let highest = pipes.fds.last().map_or(0, |fd| fd.as_raw_fd() as usize);
 
         if highest < FD_SETSIZE {
             let mut set = FdSet::new();
-            for fd in &pipes.reads {
+            for fd in &pipes.fds {
                 set.insert(fd.as_fd());
             }
             group.bench_function(BenchmarkId::new("select", n), |b| {
@@ -140,9 +156,8 @@ fn wait(c: &mut Criterion) {
                     let mut wait = || {
                         // select rewrites its sets: each call starts from a fresh copy.
                         let mut ready = set;
-                        let mut zero = TimeVal::new(0, 0);
                         let nfds = highest as i32 + 1;
-                        let got = select(nfds, Some(&mut ready), None, None, Some(&mut zero));
+                        let got = select(nfds, Some(&mut ready), None, None, None::<&mut TimeVal>);
                         assert_eq!(got, Ok(1), "select: one ready");
                     };
                     timed(&pipes, &mut picker, iters, &mut wait, &mut nothing)
@@ -153,14 +168,14 @@ fn wait(c: &mut Criterion) {
         }
 
         let mut fds: Vec<PollFd> = pipes
-            .reads
+            .fds
             .iter()
             .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
             .collect();
         group.bench_function(BenchmarkId::new("poll", n), |b| {
             b.iter_custom(|iters| {
                 let mut wait = || {
-                    let got = poll(&mut fds, PollTimeout::ZERO);
+                    let got = poll(&mut fds, PollTimeout::NONE);
                     assert_eq!(got, Ok(1), "poll: one ready");
                 };
                 timed(&pipes, &mut picker, iters, &mut wait, &mut nothing)
@@ -169,7 +184,7 @@ fn wait(c: &mut Criterion) {
         drop(fds);
 
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll_create1");
-        for (i, fd) in pipes.reads.iter().enumerate() {
+        for (i, fd) in pipes.fds.iter().enumerate() {
             epoll
                 .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
                 .expect("epoll_ctl ADD");
@@ -178,7 +193,7 @@ fn wait(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("epoll", n), |b| {
             b.iter_custom(|iters| {
                 let mut wait = || {
-                    let got = epoll.wait(&mut events, 0u16);
+                    let got = epoll.wait(&mut events, EpollTimeout::NONE);
                     assert_eq!(got.ok(), Some(1), "epoll_wait: one ready");
                 };
                 timed(&pipes, &mut picker, iters, &mut wait, &mut nothing)
@@ -217,7 +232,7 @@ fn wait(c: &mut Criterion) {
 fn armed_ring(pipes: &Pipes) -> std::io::Result<IoUring> {
     let entries = 1024;
     let mut ring = IoUring::builder().setup_cqsize(16 * 1024).build(entries)?;
-    for chunk in pipes.reads.chunks(entries as usize) {
+    for chunk in pipes.fds.chunks(entries as usize) {
         for fd in chunk {
             let poll = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), nix::libc::POLLIN as u32)
                 .multi(true)
