@@ -33,14 +33,44 @@ const BATCH: usize = 64;
 /// How long one connect or reply may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Measures memory per idle connection for one model at `point.connections`.
+/// Runs of an idle point at most, while the kernel's reading is disturbed (see
+/// [`kernel_mem::PerConnection::disturbed`]): other processes on the machine allocate from the
+/// same caches, and a run in a quieter moment reads true.
+const KERNEL_TRIES: usize = 3;
+
+/// Measures memory per idle connection for one model at `point.connections`: once, or again
+/// (up to [`KERNEL_TRIES`] runs) while the kernel's reading is disturbed, keeping the least
+/// disturbed run.
 pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
-    let mut row = point.row(model);
-    match measure_once(setup, model, point, &mut row) {
-        Ok(()) => row,
-        Err(NotMeasured::Unreachable(why)) => row.with_status(Status::Unreachable, why),
-        Err(NotMeasured::Failed(why)) => row.with_status(Status::Failed, why),
+    let mut best: Option<(f64, Row)> = None;
+    for attempt in 1..=KERNEL_TRIES {
+        let mut row = point.row(model);
+        match measure_once(setup, model, point, &mut row) {
+            Ok(()) => {}
+            Err(NotMeasured::Unreachable(why)) => return row.with_status(Status::Unreachable, why),
+            Err(NotMeasured::Failed(why)) => return row.with_status(Status::Failed, why),
+        }
+        let off = kernel_deviation(&row);
+        if attempt > 1 {
+            row.add_note(format!("kernel memory: run {attempt} of {KERNEL_TRIES}"));
+        }
+        if best.as_ref().is_none_or(|(b, _)| off < *b) {
+            best = Some((off, row));
+        }
+        if off <= kernel_mem::DISTURBED || (setup.interrupted)() {
+            break;
+        }
     }
+    best.map_or_else(|| point.row(model), |(_, row)| row)
+}
+
+/// How far the server's TCP objects per connection are from one (0 when not read: a run
+/// without the kernel's figures is not retried for them).
+fn kernel_deviation(row: &Row) -> f64 {
+    row.kernel_caches
+        .as_ref()
+        .and_then(|c| c.get("TCP")?.objects_per_connection)
+        .map_or(0.0, |tcp| (tcp - 1.0).abs())
 }
 
 fn measure_once(

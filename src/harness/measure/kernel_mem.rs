@@ -322,6 +322,10 @@ pub struct CacheShare {
     pub holds: Vec<String>,
 }
 
+/// How far the server's `TCP` objects per connection may be from one before a reading is
+/// called disturbed.
+pub const DISTURBED: f64 = 0.1;
+
 /// The kernel's memory per connection, the server's share.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PerConnection {
@@ -337,7 +341,7 @@ impl PerConnection {
     /// which is one per connection for every model, is off by more than a tenth.
     pub fn disturbed(&self) -> Option<String> {
         let tcp = self.caches.get("TCP")?.objects_per_connection?;
-        ((tcp - 1.0).abs() > 0.1).then(|| {
+        ((tcp - 1.0).abs() > DISTURBED).then(|| {
             format!("kernel memory disturbed: {tcp:.2} TCP objects per connection, expected 1")
         })
     }

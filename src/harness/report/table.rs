@@ -251,10 +251,12 @@ pub fn idle_table(rows: &[&Row]) -> Table {
     Table::new(&headers, body)
 }
 
-/// The three largest kernel shares of a connection: `TCP 2.3 KiB, KernelStack 16.0 KiB, ...`.
+/// The three largest kernel shares of a connection in the total (sockstat's machine-wide TCP
+/// memory is not): `TCP 2.3 KiB, KernelStack 16.0 KiB, ...`.
 fn largest_caches(caches: &std::collections::BTreeMap<String, super::row::CacheShare>) -> String {
     let mut v: Vec<(&String, f64)> = caches
         .iter()
+        .filter(|(n, _)| n.as_str() != crate::harness::measure::kernel_mem::TCP_MEM)
         .map(|(n, c)| (n, c.bytes_per_connection))
         .collect();
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
