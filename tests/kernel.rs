@@ -8,8 +8,8 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::time::Duration;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use server_models::harness::measure::kernel_mem::{self, ACCEPTED_SOCKET, CLIENT_SOCKET};
 use server_models::harness::measure::syscalls::{self, CountPlan, SUMMED_WAITS};
@@ -67,7 +67,11 @@ fn syscalls_counted_across_threads_and_children() {
     assert_eq!(w.events_per_wait(), Ok(READY as f64));
     // One thread and one process were created and ended inside the window.
     assert!(calls("clone") + calls("clone3") >= 2, "{:?}", w.calls);
-    assert!(calls("exit") >= 1 && calls("exit_group") >= 1, "{:?}", w.calls);
+    assert!(
+        calls("exit") >= 1 && calls("exit_group") >= 1,
+        "{:?}",
+        w.calls
+    );
     // The total holds every counted call, and not many besides (the line read and written,
     // the thread's and the child's start and end).
     let named: u64 = w.calls.values().sum();
@@ -167,5 +171,8 @@ fn kernel_objects_per_loopback_connection() {
         .map(|(a, b)| (b.tcp_inuse as f64 - a.tcp_inuse as f64) / N as f64)
         .collect();
     inuse.sort_by(f64::total_cmp);
-    assert!((inuse[1] - 2.0).abs() <= 0.2, "TCP inuse {inuse:?} per connection");
+    assert!(
+        (inuse[1] - 2.0).abs() <= 0.2,
+        "TCP inuse {inuse:?} per connection"
+    );
 }

@@ -247,17 +247,23 @@ fn run_once(
 
 /// The counting run: the point once more, with the syscall counters attached; fills the row's
 /// syscall figures, or notes why there are none.
-fn count_syscalls(setup: &Setup, model: &dyn Model, point: &Point, plan: &CountPlan, row: &mut Row) {
+fn count_syscalls(
+    setup: &Setup,
+    model: &dyn Model,
+    point: &Point,
+    plan: &CountPlan,
+    row: &mut Row,
+) {
     let mut announced = row.workers;
     let counted = match run_once(setup, model, point, &mut announced, Some(plan)) {
-        Ok((m, Some(Ok(w)))) => w.per_request(m.load.requests_per_sec).ok_or_else(|| {
-            "syscalls: no requests in the counting run".to_string()
-        }),
+        Ok((m, Some(Ok(w)))) => w
+            .per_request(m.load.requests_per_sec)
+            .ok_or_else(|| "syscalls: no requests in the counting run".to_string()),
         Ok((_, Some(Err(why)))) => Err(format!("syscalls not counted: {why}")),
         Ok((_, None)) => Err("syscalls not counted".to_string()),
-        Err(NotMeasured::Unreachable(why) | NotMeasured::Failed(why)) => {
-            Err(format!("syscalls not counted: the counting run failed: {why}"))
-        }
+        Err(NotMeasured::Unreachable(why) | NotMeasured::Failed(why)) => Err(format!(
+            "syscalls not counted: the counting run failed: {why}"
+        )),
     };
     match counted {
         Ok(p) => {

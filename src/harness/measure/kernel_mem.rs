@@ -63,27 +63,90 @@ pub struct Cache {
 /// The caches read, besides `kmalloc-*`: per connection for every model (the socket), per
 /// watched socket (epoll), per request in flight (io_uring), per thread or process.
 pub const CACHES: &[Cache] = &[
-    Cache { name: "TCP", what: "struct tcp_sock: the TCP socket, its queues and timers" },
-    Cache { name: "TCPv6", what: "the same for an IPv6 socket" },
-    Cache { name: "sock_inode_cache", what: "struct socket_alloc: the socket and its inode in sockfs" },
-    Cache { name: "filp", what: "struct file: the open file a descriptor names" },
-    Cache { name: "dentry", what: "the socket file's directory entry" },
-    Cache { name: "tcp_bind_bucket", what: "a bound local port (the client's ephemeral port)" },
-    Cache { name: "tcp_bind2_bucket", what: "a bound local (port, address) pair" },
-    Cache { name: "eventpoll_epi", what: "struct epitem: one per descriptor an epoll instance watches" },
-    Cache { name: "eventpoll_pwq", what: "struct eppoll_entry: epoll's hook on the socket's wait queue" },
-    Cache { name: "io_kiocb", what: "an io_uring request in flight (a multishot receive armed per connection)" },
-    Cache { name: "task_struct", what: "a thread (every task, the main thread of a process included)" },
-    Cache { name: "vm_area_struct", what: "a mapping: a thread's stack, a process's regions" },
-    Cache { name: "mm_struct", what: "a process's address space" },
-    Cache { name: "files_cache", what: "a process's descriptor table" },
-    Cache { name: "signal_cache", what: "a process's shared signal state" },
-    Cache { name: "sighand_cache", what: "a process's signal handlers" },
-    Cache { name: "fs_cache", what: "a process's root and working directory" },
-    Cache { name: "pid", what: "struct pid: a task's id" },
-    Cache { name: "cred_jar", what: "a task's credentials" },
-    Cache { name: "anon_vma", what: "reverse map of a process's anonymous pages" },
-    Cache { name: "anon_vma_chain", what: "links between mappings and anon_vmas (copied by fork)" },
+    Cache {
+        name: "TCP",
+        what: "struct tcp_sock: the TCP socket, its queues and timers",
+    },
+    Cache {
+        name: "TCPv6",
+        what: "the same for an IPv6 socket",
+    },
+    Cache {
+        name: "sock_inode_cache",
+        what: "struct socket_alloc: the socket and its inode in sockfs",
+    },
+    Cache {
+        name: "filp",
+        what: "struct file: the open file a descriptor names",
+    },
+    Cache {
+        name: "dentry",
+        what: "the socket file's directory entry",
+    },
+    Cache {
+        name: "tcp_bind_bucket",
+        what: "a bound local port (the client's ephemeral port)",
+    },
+    Cache {
+        name: "tcp_bind2_bucket",
+        what: "a bound local (port, address) pair",
+    },
+    Cache {
+        name: "eventpoll_epi",
+        what: "struct epitem: one per descriptor an epoll instance watches",
+    },
+    Cache {
+        name: "eventpoll_pwq",
+        what: "struct eppoll_entry: epoll's hook on the socket's wait queue",
+    },
+    Cache {
+        name: "io_kiocb",
+        what: "an io_uring request in flight (a multishot receive armed per connection)",
+    },
+    Cache {
+        name: "task_struct",
+        what: "a thread (every task, the main thread of a process included)",
+    },
+    Cache {
+        name: "vm_area_struct",
+        what: "a mapping: a thread's stack, a process's regions",
+    },
+    Cache {
+        name: "mm_struct",
+        what: "a process's address space",
+    },
+    Cache {
+        name: "files_cache",
+        what: "a process's descriptor table",
+    },
+    Cache {
+        name: "signal_cache",
+        what: "a process's shared signal state",
+    },
+    Cache {
+        name: "sighand_cache",
+        what: "a process's signal handlers",
+    },
+    Cache {
+        name: "fs_cache",
+        what: "a process's root and working directory",
+    },
+    Cache {
+        name: "pid",
+        what: "struct pid: a task's id",
+    },
+    Cache {
+        name: "cred_jar",
+        what: "a task's credentials",
+    },
+    Cache {
+        name: "anon_vma",
+        what: "reverse map of a process's anonymous pages",
+    },
+    Cache {
+        name: "anon_vma_chain",
+        what: "links between mappings and anon_vmas (copied by fork)",
+    },
 ];
 
 /// What one client socket adds to each cache: its `tcp_sock`, socket inode, file and dentry,
@@ -112,8 +175,14 @@ pub const NOISE_OBJECTS: f64 = 0.05;
 
 /// The memory lines of /proc/meminfo that are kernel memory outside the slabs.
 pub const MEMINFO: &[(&str, &str)] = &[
-    ("KernelStack", "kernel stacks: one per thread (16 KiB on x86-64)"),
-    ("Percpu", "per-CPU allocations: a process's counters, among others"),
+    (
+        "KernelStack",
+        "kernel stacks: one per thread (16 KiB on x86-64)",
+    ),
+    (
+        "Percpu",
+        "per-CPU allocations: a process's counters, among others",
+    ),
 ];
 
 /// The name of the page-table line: the server's processes' `VmPTE`.
@@ -137,10 +206,23 @@ pub fn client_socket(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStrea
     // connect(2) waits at most SO_SNDTIMEO, and then fails with EINPROGRESS.
     socket::setsockopt(&fd, sockopt::SendTimeout, &tv)?;
     socket::setsockopt(&fd, sockopt::ReceiveTimeout, &tv)?;
-    socket::setsockopt(&fd, sockopt::Linger, &nix::libc::linger { l_onoff: 1, l_linger: 0 })?;
+    socket::setsockopt(
+        &fd,
+        sockopt::Linger,
+        &nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )?;
     socket::setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
-    socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrStorage::from(local))?;
-    match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrStorage::from(addr)) {
+    socket::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(local),
+    )?;
+    match socket::connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(addr),
+    ) {
         Ok(()) => Ok(TcpStream::from(fd)),
         Err(nix::errno::Errno::EINPROGRESS) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -180,7 +262,11 @@ pub struct Snapshot {
 /// `VmPTE` of one `/proc/PID/status` text, in bytes.
 pub fn parse_vmpte(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("VmPTE:"))?;
-    let kb: u64 = line["VmPTE:".len()..].split_whitespace().next()?.parse().ok()?;
+    let kb: u64 = line["VmPTE:".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     Some(kb * 1024)
 }
 
@@ -227,10 +313,14 @@ pub fn parse_meminfo(text: &str) -> BTreeMap<&'static str, u64> {
     MEMINFO
         .iter()
         .filter_map(|&(key, _)| {
-            let line = text
-                .lines()
-                .find(|l| l.split(':').next() == Some(key))?;
-            let kb: u64 = line.split(':').nth(1)?.split_whitespace().next()?.parse().ok()?;
+            let line = text.lines().find(|l| l.split(':').next() == Some(key))?;
+            let kb: u64 = line
+                .split(':')
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
             Some((key, kb * 1024))
         })
         .collect()
@@ -240,7 +330,11 @@ pub fn parse_meminfo(text: &str) -> BTreeMap<&'static str, u64> {
 pub fn parse_sockstat(text: &str) -> Option<(u64, u64)> {
     let line = text.lines().find(|l| l.starts_with("TCP:"))?;
     let f: Vec<&str> = line.split_ascii_whitespace().collect();
-    let value = |key: &str| f.iter().position(|&w| w == key).and_then(|i| f.get(i + 1)?.parse().ok());
+    let value = |key: &str| {
+        f.iter()
+            .position(|&w| w == key)
+            .and_then(|i| f.get(i + 1)?.parse().ok())
+    };
     Some((value("inuse")?, value("mem")?))
 }
 
@@ -366,13 +460,15 @@ pub fn per_connection(base: &Snapshot, loaded: &Snapshot, connections: usize) ->
     let mut caches = BTreeMap::new();
     let mut holds: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (cache, entry) in &loaded.entry_of {
-        holds.entry(entry.clone()).or_default().push(cache.to_string());
+        holds
+            .entry(entry.clone())
+            .or_default()
+            .push(cache.to_string());
     }
     let kmalloc = loaded.slabs.keys().filter(|e| e.starts_with("kmalloc-"));
     let names: Vec<String> = holds.keys().cloned().chain(kmalloc.cloned()).collect();
     for entry in names {
-        let (Some(after), Some(before)) = (loaded.slabs.get(&entry), base.slabs.get(&entry))
-        else {
+        let (Some(after), Some(before)) = (loaded.slabs.get(&entry), base.slabs.get(&entry)) else {
             continue;
         };
         let grown = (after.active as f64 - before.active as f64) / n;
@@ -446,7 +542,13 @@ kmalloc-64          1646   1856     64   64    1 : tunables    0    0    0 : sla
     fn slabinfo_fields() {
         let s = parse_slabinfo(SLABINFO);
         assert_eq!(s.len(), 3);
-        assert_eq!(s["TCP"], Slab { active: 104, size: 2368 });
+        assert_eq!(
+            s["TCP"],
+            Slab {
+                active: 104,
+                size: 2368
+            }
+        );
         assert_eq!(s["kmalloc-64"].active, 1646);
     }
 
@@ -456,7 +558,10 @@ kmalloc-64          1646   1856     64   64    1 : tunables    0    0    0 : sla
         let m = parse_meminfo("KernelStack:   1412 kB\nSecPageTables: 9 kB\nPercpu:  688 kB\n");
         assert_eq!(m["KernelStack"], 1412 * 1024);
         assert_eq!(m["Percpu"], 688 * 1024);
-        assert_eq!(parse_vmpte("VmLib:\t 2 kB\nVmPTE:\t      52 kB\n"), Some(52 * 1024));
+        assert_eq!(
+            parse_vmpte("VmLib:\t 2 kB\nVmPTE:\t      52 kB\n"),
+            Some(52 * 1024)
+        );
         let t = "sockets: used 12\nTCP: inuse 7 orphan 0 tw 2 alloc 9 mem 3\nUDP: inuse 0 mem 0\n";
         assert_eq!(parse_sockstat(t), Some((7, 3)));
     }
@@ -472,9 +577,12 @@ kmalloc-64          1646   1856     64   64    1 : tunables    0    0    0 : sla
         base.slabs.insert("kmalloc-64".into(), slab(1000, 64));
         base.slabs.insert("kmalloc-512".into(), slab(1000, 512));
         base.entry_of.insert("TCP", "TCP".into());
-        base.entry_of.insert("eventpoll_epi", "eventpoll_epi".into());
-        base.entry_of.insert("tcp_bind_bucket", "eventpoll_epi".into());
-        base.entry_of.insert("tcp_bind2_bucket", "eventpoll_epi".into());
+        base.entry_of
+            .insert("eventpoll_epi", "eventpoll_epi".into());
+        base.entry_of
+            .insert("tcp_bind_bucket", "eventpoll_epi".into());
+        base.entry_of
+            .insert("tcp_bind2_bucket", "eventpoll_epi".into());
         base.meminfo.insert("KernelStack", 1 << 20);
         let mut loaded = base.clone();
         // 100 connections: both ends' sockets, the client's two port buckets and the server's
@@ -483,13 +591,18 @@ kmalloc-64          1646   1856     64   64    1 : tunables    0    0    0 : sla
         loaded.slabs.insert("eventpoll_epi".into(), slab(350, 128));
         loaded.slabs.insert("kmalloc-64".into(), slab(1003, 64));
         loaded.slabs.insert("kmalloc-512".into(), slab(1100, 512));
-        loaded.meminfo.insert("KernelStack", (1 << 20) + 100 * 16384);
+        loaded
+            .meminfo
+            .insert("KernelStack", (1 << 20) + 100 * 16384);
         let k = per_connection(&base, &loaded, 100);
         assert_eq!(k.caches["TCP"].objects_per_connection, Some(1.0));
         assert_eq!(k.caches["TCP"].bytes_per_connection, 2000.0);
         let epi = &k.caches["eventpoll_epi"];
         assert_eq!(epi.objects_per_connection, Some(1.0));
-        assert_eq!(epi.holds, ["eventpoll_epi", "tcp_bind2_bucket", "tcp_bind_bucket"]);
+        assert_eq!(
+            epi.holds,
+            ["eventpoll_epi", "tcp_bind2_bucket", "tcp_bind_bucket"]
+        );
         assert!(!k.caches.contains_key("kmalloc-64"));
         assert_eq!(k.caches["kmalloc-512"].bytes_per_connection, 512.0);
         assert_eq!(k.caches["KernelStack"].bytes_per_connection, 16384.0);

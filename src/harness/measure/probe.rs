@@ -215,7 +215,11 @@ fn known_syscalls(calls: u64, waits: u64, ready: usize) -> io::Result<()> {
         .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
         .collect();
     for _ in 0..waits {
-        returned("poll", poll(&mut pollfds, PollTimeout::ZERO)? as usize, ready)?;
+        returned(
+            "poll",
+            poll(&mut pollfds, PollTimeout::ZERO)? as usize,
+            ready,
+        )?;
     }
     for _ in 0..waits {
         let mut set = FdSet::new();
@@ -235,7 +239,9 @@ fn returned(call: &str, n: usize, ready: usize) -> io::Result<()> {
     if n == ready {
         return Ok(());
     }
-    Err(io::Error::other(format!("{call} returned {n}, not {ready}")))
+    Err(io::Error::other(format!(
+        "{call} returned {n}, not {ready}"
+    )))
 }
 
 /// Allocates `mib` mebibytes and writes one byte in every page, so that every page is resident.

@@ -142,7 +142,16 @@ pub const FAMILIES: &[(&str, &[&str])] = &[
     ("futex", &["futex", "sched_yield"]),
     (
         "task",
-        &["clone", "clone3", "fork", "vfork", "exit", "exit_group", "wait4", "waitid"],
+        &[
+            "clone",
+            "clone3",
+            "fork",
+            "vfork",
+            "exit",
+            "exit_group",
+            "wait4",
+            "waitid",
+        ],
     ),
 ];
 
@@ -315,11 +324,7 @@ impl CountPlan {
             let filter = format!("ret >= {}", 1u64 << RET_BITS);
             add(Role::RetOverflow(call), tracepoint, Some(filter));
         }
-        add(
-            Role::Completions,
-            "io_uring/io_uring_complete".into(),
-            None,
-        );
+        add(Role::Completions, "io_uring/io_uring_complete".into(), None);
         let plan = CountPlan { events, missing };
         plan.check_permission()?;
         Ok(plan)
@@ -421,7 +426,11 @@ impl ChildSide {
     /// reported as its errno, a message that cannot be sent leaves the harness without
     /// counters, and the server starts either way.
     fn open_and_send(&mut self) {
-        let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        let errno = || {
+            io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO)
+        };
         let mut opened = 0;
         for i in 0..self.attrs.len() {
             // SAFETY: attrs[i] is an initialised perf_event_attr of its own size; pid 0 is this
@@ -519,7 +528,10 @@ impl Handoff {
         {
             if let ControlMessageOwned::ScmRights(got) = c {
                 // SAFETY: descriptors just received are new in this process and owned here.
-                fds.extend(got.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                fds.extend(
+                    got.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
             }
         }
         if bytes != n * 4 {
@@ -598,7 +610,10 @@ impl Counters {
 
     /// Reads the counters at each of `instants` (in order) on a thread of its own, so that the
     /// readings fall at the edges of a window whatever the caller is doing then.
-    pub fn read_at(self: &Arc<Self>, instants: Vec<Instant>) -> JoinHandle<io::Result<Vec<Reading>>> {
+    pub fn read_at(
+        self: &Arc<Self>,
+        instants: Vec<Instant>,
+    ) -> JoinHandle<io::Result<Vec<Reading>>> {
         let counters = Arc::clone(self);
         thread::spawn(move || {
             let mut readings = Vec::with_capacity(instants.len());
@@ -618,7 +633,12 @@ impl Counters {
     /// What was counted between two readings.
     pub fn between(&self, from: &Reading, to: &Reading) -> Window {
         let delta = |i: usize| -> Option<u64> {
-            Some(to.values.get(i).copied()??.saturating_sub(from.values.get(i).copied()??))
+            Some(
+                to.values
+                    .get(i)
+                    .copied()??
+                    .saturating_sub(from.values.get(i).copied()??),
+            )
         };
         let mut w = Window {
             span: to.at.saturating_duration_since(from.at),
@@ -793,20 +813,29 @@ mod tests {
     #[test]
     fn unsummed_or_overflowing_waits_leave_no_figure() {
         let w = window(&[("epoll_pwait2", 3)]);
-        assert!(w.events_per_wait().expect_err("unsummed").contains("epoll_pwait2"));
+        assert!(
+            w.events_per_wait()
+                .expect_err("unsummed")
+                .contains("epoll_pwait2")
+        );
         let mut o = window(&[(SUMMED_WAITS[1], 3)]);
         o.ret_sums.insert(SUMMED_WAITS[1], Some(3));
         o.overflow.insert(SUMMED_WAITS[1], 1);
-        assert!(o.events_per_wait().expect_err("overflow").contains("or more"));
+        assert!(
+            o.events_per_wait()
+                .expect_err("overflow")
+                .contains("or more")
+        );
     }
 
     /// Each name falls in one family; unknown names are `other`.
     #[test]
     fn families() {
-        let by_name: BTreeMap<String, f64> = [("recvfrom", 1.0), ("read", 0.5), ("setsockopt", 0.25)]
-            .into_iter()
-            .map(|(n, v)| (n.to_string(), v))
-            .collect();
+        let by_name: BTreeMap<String, f64> =
+            [("recvfrom", 1.0), ("read", 0.5), ("setsockopt", 0.25)]
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v))
+                .collect();
         let f = by_family(&by_name);
         assert_eq!(f[0], ("recv", 1.5));
         assert_eq!(f.last(), Some(&("other", 0.25)));

@@ -232,7 +232,12 @@ pub fn terminal(rows: &[Row]) -> String {
     for s in sections(rows) {
         let _ = writeln!(out, "\n{}\n{}", s.title(), s.table().to_text());
         if let Some(t) = s.syscall_table() {
-            let _ = writeln!(out, "\nSyscalls per request — {}\n{}", s.title(), t.to_text());
+            let _ = writeln!(
+                out,
+                "\nSyscalls per request — {}\n{}",
+                s.title(),
+                t.to_text()
+            );
         }
     }
     out
@@ -487,7 +492,11 @@ fn syscall_plot(
     }
     let mut families: Vec<&str> = syscalls::FAMILIES.iter().map(|f| f.0).collect();
     families.push("other");
-    let file = format!("syscalls_{}{}.svg", s.stem(), if s.mode == Mode::Churn { "_churn" } else { "" });
+    let file = format!(
+        "syscalls_{}{}.svg",
+        s.stem(),
+        if s.mode == Mode::Churn { "_churn" } else { "" }
+    );
     let title = format!("Syscalls per request — {}", s.title());
     plots::syscalls(&dir.join(&file), &title, &bars, &families)?;
     Ok(Some((file, title)))

@@ -327,7 +327,12 @@ pub fn syscalls(
     models: &[SyscallBars],
     families: &[&str],
 ) -> io::Result<()> {
-    let k = models.iter().map(|m| m.bars.len()).max().unwrap_or(1).max(1);
+    let k = models
+        .iter()
+        .map(|m| m.bars.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let n = models.len().max(1);
     let top = models
         .iter()

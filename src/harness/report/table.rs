@@ -320,8 +320,17 @@ fn measured(r: &Row) -> Vec<String> {
             r.context_switches_per_request
                 .map(|s| format!("{:.2}/{:.2}", s.voluntary, s.involuntary)),
         ),
-        opt(ok, Some(r.syscalls_per_request.map_or("n/a".into(), |v| format!("{v:.2}")))),
-        opt(ok, Some(r.events_per_wait.map_or("-".into(), |v| format!("{v:.2}")))),
+        opt(
+            ok,
+            Some(
+                r.syscalls_per_request
+                    .map_or("n/a".into(), |v| format!("{v:.2}")),
+            ),
+        ),
+        opt(
+            ok,
+            Some(r.events_per_wait.map_or("-".into(), |v| format!("{v:.2}"))),
+        ),
         opt(ok, Some(r.errors.total().to_string())),
     ]
 }
@@ -340,11 +349,13 @@ pub fn syscall_table(rows: &[&Row]) -> Table {
             match (&r.syscalls, r.syscalls_per_request) {
                 (Some(by_name), Some(total)) => {
                     cells.push(format!("{total:.2}"));
-                    cells.extend(
-                        syscalls::by_family(by_name)
-                            .into_iter()
-                            .map(|(_, v)| if v == 0.0 { "0".into() } else { format!("{v:.3}") }),
-                    );
+                    cells.extend(syscalls::by_family(by_name).into_iter().map(|(_, v)| {
+                        if v == 0.0 {
+                            "0".into()
+                        } else {
+                            format!("{v:.3}")
+                        }
+                    }));
                 }
                 _ => cells.extend((0..syscalls::FAMILIES.len() + 2).map(|_| "n/a".to_string())),
             }
