@@ -123,12 +123,73 @@ def block(model):
     return "\n".join(out)
 
 
+def overview():
+    """Every model's rows in two tables, for notes/kernel.md."""
+    models = []
+    for r in rows:
+        if r["model"] not in models:
+            models.append(r["model"])
+    out = [
+        "<!-- kernel:all-begin -->",
+        f"From the `compare` run of {m['date']} ([results]({rel})"
+        + (f"; `{command}`" if command else "")
+        + f"), {m['cores']} CPUs, {m['kernel'].split(' #')[0]}, load average at the start "
+        f"{m['load_average']}. Syscalls per request (churn: per connection), by family, and events "
+        "per wait:",
+        "",
+        "| model | load | conns | syscalls/req | recv | send | wait | epoll_ctl | accept | close | futex | task | other | events/wait | CPU µs/req (usr+sys) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        if r["mode"] == "idle" or r["status"] != "ok" or r.get("syscalls") is None:
+            continue
+        f = families(r["syscalls"])
+        ev = r.get("events_per_wait")
+        u, sy = r.get("cpu_user_us_per_request"), r.get("cpu_sys_us_per_request")
+        cpu = f"{r['cpu_us_per_request']:.1f}" + (f" ({u:.1f}+{sy:.1f})" if u is not None else "")
+        out.append(
+            f"| {r['model']} | {r['mode']} | {r['connections']} | {r['syscalls_per_request']:.2f} | "
+            + " | ".join(calls(f[k]) for k, _ in FAMILIES)
+            + f" | {calls(f['other'])} | {'—' if ev is None else f'{ev:.1f}'} | {cpu} |"
+        )
+    out += [
+        "",
+        "Memory per idle connection: PSS, the kernel's share, and the largest kernel caches "
+        "(objects per connection in brackets):",
+        "",
+        "| model | idle conns | PSS/conn | kernel/conn | total/conn | the largest kernel shares | note |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in rows:
+        if r["mode"] != "idle":
+            continue
+        if r["status"] != "ok":
+            out.append(f"| {r['model']} | {r['connections']} | — | — | — | {r['status']}: {r['note']} | |")
+            continue
+        k, p = r.get("kernel_bytes_per_connection"), r.get("bytes_per_connection")
+        total = None if k is None or p is None else k + p
+        out.append(
+            f"| {r['model']} | {r['connections']} | {size(p)} | {size(k)} | {size(total)} | "
+            f"{largest(r.get('kernel_caches') or {})} | {r.get('note', '')} |"
+        )
+    out.append("<!-- kernel:all-end -->")
+    return "\n".join(out)
+
+
+overview_path = os.path.join(ROOT, "notes", "kernel.md")
+if os.path.exists(overview_path):
+    text = open(overview_path).read()
+    if "<!-- kernel:all-begin -->" in text:
+        text = re.sub(r"<!-- kernel:all-begin -->.*?<!-- kernel:all-end -->", lambda _: overview(), text, flags=re.S)
+        open(overview_path, "w").write(text)
+        print("kernel.md: overview written")
+
 for name in sorted(os.listdir(os.path.join(ROOT, "notes"))):
     if not name.endswith(".md"):
         continue
     path = os.path.join(ROOT, "notes", name)
     text = open(path).read()
-    if "## What the kernel does" not in text:
+    if name == "kernel.md" or "## What the kernel does" not in text:
         continue
     new = block(name[:-3])
     if new is None:
