@@ -1,5 +1,5 @@
 //! `wait/METHOD/N`: the cost of one wait call watching N descriptors, one of them ready — the
-//! experiment of TLPI's Table 63-9 (Kerrisk, section 63.4.5), redone on this kernel.
+//! experiment of TLPI's Table 63-9 (Kerrisk), redone on this kernel.
 //!
 //! The descriptors are N pipes (FIFOs, one descriptor each; see [`Pipes`]). Before each call one
 //! of them, picked at random, is made ready (a byte written into it); after it, the byte is read
