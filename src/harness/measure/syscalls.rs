@@ -245,9 +245,12 @@ pub fn tracefs_events() -> Result<PathBuf, String> {
     }
     let root = nix::unistd::geteuid().is_root();
     if !root {
-        // As another user the folder may be there but unreadable (tracefs is mode 0700).
-        return Err(if Path::new(PLACES[0]).join("events").exists() {
-            "tracefs is not readable (needs root)".into()
+        // Mounted, tracefs is root's alone (mode 0700): another user cannot even list it.
+        let unreadable = PLACES.iter().any(
+            |p| matches!(fs::read_dir(p), Err(e) if e.kind() == io::ErrorKind::PermissionDenied),
+        );
+        return Err(if unreadable {
+            "tracefs is readable by root only".into()
         } else {
             "tracefs is not mounted, and mounting it needs root".into()
         });

@@ -482,6 +482,41 @@ mod tests {
         assert!(t.rows[1][9].contains("disturbed baseline"));
     }
 
+    /// Syscalls not counted read `n/a`; a model that never waits shows `-` for events per wait;
+    /// the syscall table breaks the total down by family, `other` last.
+    #[test]
+    fn syscall_cells() {
+        let plain = Row::new("epoll-lt", "echo", Mode::Closed, 10, 64);
+        let t = load_table(&[&plain]);
+        let at = |name: &str| t.headers.iter().position(|h| h == name).expect(name);
+        assert_eq!(t.rows[0][at("sys/req")], "n/a");
+        assert_eq!(t.rows[0][at("ev/wait")], "-");
+        let mut counted = plain.clone();
+        counted.syscalls_per_request = Some(2.5);
+        counted.events_per_wait = Some(12.0);
+        counted.syscalls = Some(
+            [
+                ("recvfrom", 1.0),
+                ("sendto", 1.0),
+                ("epoll_wait", 0.25),
+                ("mmap", 0.25),
+            ]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect(),
+        );
+        let t = syscall_table(&[&counted]);
+        let cells = &t.rows[0];
+        assert_eq!(cells[2], "2.50");
+        assert_eq!(
+            (cells[3].as_str(), cells[4].as_str(), cells[5].as_str()),
+            ("1.000", "1.000", "0.250")
+        );
+        assert_eq!(t.headers[t.headers.len() - 2], "other");
+        assert_eq!(cells[cells.len() - 2], "0.250");
+        assert_eq!(cells.last().map(String::as_str), Some("12.00"));
+    }
+
     /// An unreachable row keeps its place, blank figures and the reason in the note.
     #[test]
     fn unreachable_rows_say_why() {
