@@ -71,6 +71,18 @@ def largest(caches):
     return ", ".join(said)
 
 
+def memory_row(r, lead):
+    """One idle row of a memory table; `lead` is the cells before the connection count."""
+    if r["status"] != "ok":
+        return f"{lead}| {r['connections']} | — | — | — | {r['status']}: {r['note']} | |"
+    k, p = r.get("kernel_bytes_per_connection"), r.get("bytes_per_connection")
+    total = None if k is None or p is None else k + p
+    return (
+        f"{lead}| {r['connections']} | {size(p)} | {size(k)} | {size(total)} | "
+        f"{largest(r.get('kernel_caches') or {})} | {r.get('note', '')} |"
+    )
+
+
 def block(model):
     mine = [r for r in rows if r["model"] == model]
     if not mine:
@@ -109,16 +121,7 @@ def block(model):
             "| idle conns | PSS/conn | kernel/conn | total/conn | the largest kernel shares | note |",
             "| ---: | ---: | ---: | ---: | --- | --- |",
         ]
-        for r in idle:
-            if r["status"] != "ok":
-                out.append(f"| {r['connections']} | — | — | — | {r['status']}: {r['note']} | |")
-                continue
-            k, p = r.get("kernel_bytes_per_connection"), r.get("bytes_per_connection")
-            total = None if k is None or p is None else k + p
-            out.append(
-                f"| {r['connections']} | {size(p)} | {size(k)} | {size(total)} | "
-                f"{largest(r.get('kernel_caches') or {})} | {r.get('note', '')} |"
-            )
+        out += [memory_row(r, "") for r in idle]
     out.append("<!-- kernel:end -->")
     return "\n".join(out)
 
@@ -160,18 +163,7 @@ def overview():
         "| model | idle conns | PSS/conn | kernel/conn | total/conn | the largest kernel shares | note |",
         "| --- | ---: | ---: | ---: | ---: | --- | --- |",
     ]
-    for r in rows:
-        if r["mode"] != "idle":
-            continue
-        if r["status"] != "ok":
-            out.append(f"| {r['model']} | {r['connections']} | — | — | — | {r['status']}: {r['note']} | |")
-            continue
-        k, p = r.get("kernel_bytes_per_connection"), r.get("bytes_per_connection")
-        total = None if k is None or p is None else k + p
-        out.append(
-            f"| {r['model']} | {r['connections']} | {size(p)} | {size(k)} | {size(total)} | "
-            f"{largest(r.get('kernel_caches') or {})} | {r.get('note', '')} |"
-        )
+    out += [memory_row(r, f"| {r['model']} ") for r in rows if r["mode"] == "idle"]
     out.append("<!-- kernel:all-end -->")
     return "\n".join(out)
 
