@@ -73,6 +73,10 @@ pub struct CompareArgs {
     /// Do not pin the server and the load generator to CPUs of their own.
     #[arg(long)]
     pub no_pin: bool,
+    /// Do not count syscalls (by default each loaded point runs once more with the kernel's
+    /// syscall tracepoints counted, where root and tracefs allow it).
+    #[arg(long)]
+    pub no_syscalls: bool,
 }
 
 impl CompareArgs {
@@ -171,6 +175,7 @@ impl CompareArgs {
             preset: self.preset.clone(),
             out: self.out.clone(),
             pin: !self.no_pin,
+            syscalls: !self.no_syscalls,
         })
     }
 }

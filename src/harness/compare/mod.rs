@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::harness::measure::placement::{self, Placement};
+use crate::harness::measure::syscalls::Counting;
 use crate::harness::report::Settings;
 use crate::harness::report::row::{Mode, Row, Status};
 use crate::server::accept_lock::AcceptLock;
@@ -70,6 +71,8 @@ pub struct Options {
     pub out: PathBuf,
     /// Pin the server and the client to CPUs of their own (when there are two).
     pub pin: bool,
+    /// Count each loaded point's syscalls, in a run of its own.
+    pub syscalls: bool,
 }
 
 /// One point of the sweep.
@@ -123,6 +126,8 @@ pub struct Setup<'a> {
     pub fd_limit: u64,
     /// Whether the user has asked to stop (SIGINT).
     pub interrupted: &'a dyn Fn() -> bool,
+    /// Whether syscalls are counted, and with what.
+    pub syscalls: &'a Counting,
 }
 
 /// What a whole run produced.
@@ -300,6 +305,11 @@ pub fn run(
 ) -> io::Result<SweepOutcome> {
     let began = Instant::now();
     let fd_limit = placement::raise_fd_limit()?;
+    let counting = if opts.syscalls {
+        Counting::standard()
+    } else {
+        Counting::Off
+    };
     let setup = Setup {
         placement,
         workers: opts.workers,
@@ -309,6 +319,7 @@ pub fn run(
         repeat: opts.repeat.max(1),
         fd_limit,
         interrupted,
+        syscalls: &counting,
     };
     let plan = plan(opts);
     let mut rows = Vec::with_capacity(plan.len());
@@ -360,6 +371,14 @@ pub fn run(
             preset: opts.preset.clone(),
             server_cpu: placement.server,
             client_cpu: placement.client,
+            syscalls: match &counting {
+                Counting::Off => "not asked for (--no-syscalls)".into(),
+                Counting::Unavailable(why) => format!("not counted: {why}"),
+                Counting::Ready(plan) => format!(
+                    "counted in a run of their own per point, {} inherited tracepoint counters",
+                    plan.counters()
+                ),
+            },
         },
         wall: began.elapsed(),
         interrupted: stopped,

@@ -23,7 +23,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use machine::Machine;
-use plots::{CpuBars, Line, MemoryBar};
+use plots::{CpuBars, Line, MemoryBar, SyscallBars};
+
+use crate::harness::measure::syscalls;
 use row::{Mode, Row, Status};
 
 /// The settings a run used, as the report records them.
@@ -61,6 +63,8 @@ pub struct Settings {
     pub server_cpu: Option<usize>,
     /// The load generator's CPU, if pinned.
     pub client_cpu: Option<usize>,
+    /// How syscalls were counted, or why they were not.
+    pub syscalls: String,
 }
 
 /// Everything a report is made of.
@@ -131,6 +135,12 @@ impl Section<'_> {
             Mode::Churn => table::churn_table(&self.rows),
             Mode::Idle => table::idle_table(&self.rows),
         }
+    }
+
+    /// The syscall breakdown of a loaded or churn section, when anything was counted.
+    fn syscall_table(&self) -> Option<table::Table> {
+        let counted = self.rows.iter().any(|r| r.syscalls.is_some());
+        (self.mode != Mode::Idle && counted).then(|| table::syscall_table(&self.rows))
     }
 
     fn stem(&self) -> String {
@@ -221,6 +231,14 @@ pub fn terminal(rows: &[Row]) -> String {
     }
     for s in sections(rows) {
         let _ = writeln!(out, "\n{}\n{}", s.title(), s.table().to_text());
+        if let Some(t) = s.syscall_table() {
+            let _ = writeln!(
+                out,
+                "\nSyscalls per request — {}\n{}",
+                s.title(),
+                t.to_text()
+            );
+        }
     }
     out
 }
@@ -252,6 +270,14 @@ pub fn write(dir: &Path, report: &Report) -> io::Result<Vec<PathBuf>> {
     }
     for s in sections(report.rows) {
         let _ = writeln!(md, "## {}\n\n{}", s.title(), s.table().to_markdown());
+        if let Some(t) = s.syscall_table() {
+            let _ = writeln!(
+                md,
+                "### Syscalls per request — {}\n\n{SYSCALL_NOTE}\n\n{}",
+                s.title(),
+                t.to_markdown()
+            );
+        }
         for (file, alt) in section_plots(dir, &s)? {
             let _ = writeln!(md, "![{alt}]({file})\n");
             written.push(dir.join(file));
@@ -314,8 +340,23 @@ fn header(report: &Report) -> String {
          voluntary/involuntary context switches per request; a row marked client-bound measured the \
          load generator more than the server.\n\n",
     );
+    let _ = writeln!(
+        md,
+        "Syscalls: {}. Kernel memory per idle connection (kernel/conn) is the growth of the slab \
+         caches, kernel stacks, page tables and TCP memory, less the harness's own client sockets; \
+         total/conn is it plus mem/conn.\n",
+        s.syscalls
+    );
     md
 }
+
+const SYSCALL_NOTE: &str = "Counted by the kernel's syscall tracepoints (perf counters inherited \
+by the server's every thread and child), in a run of its own at each point, so that the tracepoints' \
+cost is in none of the other figures. Per request (churn: per connection), by family: recv = read, \
+readv, recvfrom, recvmsg; send = write, writev, sendto, sendmsg; wait = epoll_wait, epoll_pwait, \
+select, pselect6, poll, ppoll, io_uring_enter; close = close, shutdown; futex = futex, sched_yield; \
+task = clone, clone3, fork, vfork, exit, exit_group, wait4, waitid. ev/wait: readiness reports \
+returned per wait call, or io_uring completions per io_uring_enter.";
 
 const CLASSIC_NOTE: &str = "Stevens' experiment (UNP ch. 30): each client slot connects, sends one \
 request, reads the whole reply and closes (SO_LINGER 0), again and again. CPU µs/conn is the \
@@ -390,6 +431,9 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
             let title = format!("Server CPU per request — {}", s.title());
             plots::cpu(&dir.join(&file), &title, &bars, &counts)?;
             out.push((file, title));
+            if let Some(plot) = syscall_plot(dir, s, &ok, &models)? {
+                out.push(plot);
+            }
         }
         Mode::Idle => {
             let bars: Vec<MemoryBar> = s
@@ -412,9 +456,50 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
             plots::memory(&dir.join(&file), &title, &bars)?;
             out.push((file, title));
         }
-        Mode::Churn => {}
+        Mode::Churn => {
+            if let Some(plot) = syscall_plot(dir, s, &ok, &models)? {
+                out.push(plot);
+            }
+        }
     }
     Ok(out)
+}
+
+/// The syscalls plot of a section, when any row has its syscalls counted.
+fn syscall_plot(
+    dir: &Path,
+    s: &Section,
+    ok: &[&Row],
+    models: &[String],
+) -> io::Result<Option<(String, String)>> {
+    let bars: Vec<SyscallBars> = models
+        .iter()
+        .map(|m| SyscallBars {
+            label: m.clone(),
+            bars: ok
+                .iter()
+                .filter(|r| r.label() == *m)
+                .filter_map(|r| {
+                    let by_family = syscalls::by_family(r.syscalls.as_ref()?);
+                    Some((r.connections, by_family.into_iter().map(|f| f.1).collect()))
+                })
+                .collect(),
+        })
+        .filter(|b| !b.bars.is_empty())
+        .collect();
+    if bars.is_empty() {
+        return Ok(None);
+    }
+    let mut families: Vec<&str> = syscalls::FAMILIES.iter().map(|f| f.0).collect();
+    families.push("other");
+    let file = format!(
+        "syscalls_{}{}.svg",
+        s.stem(),
+        if s.mode == Mode::Churn { "_churn" } else { "" }
+    );
+    let title = format!("Syscalls per request — {}", s.title());
+    plots::syscalls(&dir.join(&file), &title, &bars, &families)?;
+    Ok(Some((file, title)))
 }
 
 /// The models of a section (with their accept lock), in their first-appearance order.
