@@ -10,10 +10,12 @@
 //! - `variants`: one file per model, each readable top to bottom; [`variants::all`] is the
 //!   registry. They use the server core and nothing else.
 //! - [`harness`]: the load generator, a server spawned as a child, measurement from /proc,
-//!   `compare` and its report.
+//!   `compare` and its report, and the conformance and fault cases `check` runs against any
+//!   server.
 //! - [`lab`]: the runnable labs, each putting one classic claim about sockets to this kernel.
 //!
-//! `main.rs` is the command line over all of them: `list`, `serve`, `load`, `compare`, `lab`.
+//! `main.rs` is the command line over all of them: `list`, `serve`, `load`, `compare`, `lab`,
+//! `check`.
 #![deny(missing_docs)]
 
 pub mod harness;

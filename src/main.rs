@@ -1,5 +1,6 @@
 //! `server-models`: list the models, serve with one, drive one with load, compare them all,
-//! render a report again, tell what changed between two runs.
+//! check any server against the conformance and fault cases, render a report again, tell
+//! what changed between two runs.
 //!
 //! Errors reach the user as one line and an exit code: 2 for a usage error (an unknown model),
 //! 1 for anything else (an address in use). Library code returns `io::Result`; only this file
@@ -15,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use server_models::harness::compare::point::POOL_WORKERS;
 use server_models::server::model::{self, Concurrency, Config, ServeContext};
 use server_models::server::net::{self, ListenOptions};
-use server_models::server::protocol::Protocol;
+use server_models::server::protocol::{DEFAULT_MAX_BODY, Protocol};
 use server_models::server::shutdown::Shutdown;
 
 #[derive(Parser)]
@@ -48,6 +49,9 @@ enum Command {
     /// What changed between two compare runs: per model and point, each figure's ratio, past
     /// the noise of the runs' repeats; a table, and diff.md, diff.html, diff.json.
     Diff(DiffArgs),
+    /// Run the conformance and fault cases against a server: one of the models, or any command
+    /// with {port}; a table of cases, `N passed, N failed`, exit 1 if any failed.
+    Check(server_models::harness::check::cli::CheckArgs),
     /// A process with a known footprint, for the measurement tests.
     #[command(subcommand, hide = true)]
     Probe(server_models::harness::measure::probe::Probe),
@@ -149,6 +153,9 @@ struct ServeArgs {
     /// Pending output per connection past which it is not read until the peer drains it.
     #[arg(long, value_name = "BYTES")]
     out_cap: Option<usize>,
+    /// HTTP: the largest request body accepted; a longer one is answered 413 and closed.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
+    max_body: u64,
     /// Accept queue length asked of listen(2); the kernel caps it at net.core.somaxconn.
     /// (At most 4096, the C library's SOMAXCONN, which nix's listen() enforces.)
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..=4096))]
@@ -180,6 +187,18 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("server-models compare: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Check(args) => match server_models::harness::check::cli::run(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                eprintln!("server-models check: {e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("server-models check: {e}");
                 ExitCode::FAILURE
             }
         },
@@ -373,6 +392,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(cap) = args.out_cap {
         config.out_cap = cap.max(1);
     }
+    config.max_body = args.max_body;
     config.idle_timeout = args
         .idle_timeout
         .filter(|s| *s > 0.0)

@@ -725,3 +725,351 @@ fn io_models() {
         "POSIX aio on glibc is threads, not the kernel"
     );
 }
+
+/// Why the namespace labs cannot run here (not root, no `ip`), or `None` if they can.
+fn netns_unavailable() -> Option<String> {
+    if !is_root() {
+        return Some("not root: network namespaces need CAP_SYS_ADMIN".to_string());
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(out) if out.status.success() => None,
+        _ => Some("`ip` from iproute2 is not installed".to_string()),
+    }
+}
+
+/// Runs a namespace lab with `--json`, or prints why it is skipped here and returns `None`.
+fn netns_lab(name: &str) -> Option<Value> {
+    if let Some(reason) = netns_unavailable() {
+        println!("skipped: lab {name} needs network namespaces: {reason}");
+        return None;
+    }
+    let mut command = Command::new(BIN);
+    command.args(["lab", name, "--json"]);
+    let (out, pid) = run_bounded_pid(command);
+    let leftover = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("smlab-{pid}-"))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(leftover, 0, "lab {name} removed its namespaces");
+    Some(parse(name, &out))
+}
+
+/// The counter `key` inside an observation holding a counters object.
+fn counter(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {key} in {v}"))
+}
+
+/// `lab` lists the four labs that stage their network in namespaces.
+#[test]
+fn lists_the_netns_labs() {
+    let out = run_bounded({
+        let mut c = Command::new(BIN);
+        c.arg("lab");
+        c
+    });
+    for lab in ["syn-flood", "peer-gone", "connect-errors", "ports"] {
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().next() == Some(lab)),
+            "{lab} missing from: {out}"
+        );
+    }
+}
+
+/// Without root the namespace labs refuse with the reason, and exit 1. As root this runs them
+/// as `nobody` through setpriv, so the refusal is exercised on every machine.
+#[test]
+fn netns_labs_say_why_without_root() {
+    for lab in ["syn-flood", "peer-gone", "connect-errors", "ports"] {
+        let mut command = if is_root() {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        let out = command
+            .args(["lab", lab, "--json"])
+            .output()
+            .expect("run the lab");
+        assert_eq!(out.status.code(), Some(1), "{lab}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("network namespaces") && err.contains("not root"),
+            "{lab}: {err}"
+        );
+    }
+}
+
+/// The SYN queue is bounded by the listen backlog (backlog + 1 since Linux 6.14), not by
+/// tcp_max_syn_backlog, which only stops a queue at three quarters of itself with syncookies
+/// off; the flood's drops and cookies are counted one for one; entries live one SYN-ACK
+/// retransmission; a locked-out client gets in on a SYN retry, and with cookies at once.
+#[test]
+fn syn_flood() {
+    let Some(r) = netns_lab("syn-flood") else {
+        return;
+    };
+    let (flood, backlog) = (64, 8);
+    assert_eq!(obs(&r, "settings")["tcp_synack_retries"], "1");
+    assert_eq!(obs(&r, "nocookie_listener")["send_q"], backlog);
+    let queued = number(obs(&r, "nocookie_queued"));
+    assert!(queued == backlog || queued == backlog + 1, "{queued}");
+    let c = obs(&r, "nocookie_flood_counters");
+    assert_eq!(counter(c, "TcpExt.TCPReqQFullDrop"), flood - queued);
+    assert_eq!(counter(c, "TcpExt.ListenDrops"), flood - queued);
+    assert_eq!(counter(c, "TcpExt.SyncookiesSent"), 0);
+    assert_eq!(obs(&r, "nocookie_client"), "SYN_SENT");
+    let timeline = obs(&r, "nocookie_timeline").as_array().expect("timeline");
+    assert!(
+        timeline
+            .iter()
+            .any(|t| t["synack_retransmissions"] == 1 && t["syn_recv"] == queued),
+        "{timeline:?}"
+    );
+    assert_eq!(timeline.last().expect("a sample")["syn_recv"], 0);
+    // An entry lives 1 s + 2 s with one SYN-ACK retry; the client cannot get in sooner.
+    assert!(number(obs(&r, "nocookie_client_connected")) >= 2500);
+    assert_eq!(obs(&r, "nocookie_accept"), "ok");
+    let w = obs(&r, "nocookie_wait_counters");
+    assert_eq!(counter(w, "TcpExt.TCPSynRetrans"), queued);
+    assert!(
+        counter(w, "TcpExt.TCPReqQFullDrop") >= 1,
+        "the client was dropped"
+    );
+    // Each queued entry's SYN-ACK and its one retransmission, dropped by the client's host.
+    assert_eq!(number(obs(&r, "nocookie_synacks_dropped")), 2 * queued);
+
+    let small = 16;
+    let queued_small = number(obs(&r, "maxsyn_queued"));
+    assert_eq!(queued_small, small - small / 4 + 1);
+    let m = obs(&r, "maxsyn_flood_counters");
+    assert_eq!(counter(m, "TcpExt.ListenDrops"), flood - queued_small);
+    assert_eq!(counter(m, "TcpExt.TCPReqQFullDrop"), 0);
+
+    assert_eq!(number(obs(&r, "cookies_queued")), queued);
+    let k = obs(&r, "cookies_flood_counters");
+    assert_eq!(counter(k, "TcpExt.TCPReqQFullDoCookies"), flood - queued);
+    assert_eq!(counter(k, "TcpExt.SyncookiesSent"), flood - queued);
+    assert_eq!(counter(k, "TcpExt.ListenDrops"), 0);
+    assert_eq!(obs(&r, "cookies_client")["state"], "ESTABLISHED");
+    assert_eq!(
+        obs(&r, "cookies_accept"),
+        &json!({ "accept": "ok", "state": "ESTABLISHED" })
+    );
+    let kc = obs(&r, "cookies_client_counters");
+    assert_eq!(counter(kc, "TcpExt.SyncookiesSent"), 1);
+    assert_eq!(counter(kc, "TcpExt.SyncookiesRecv"), 1);
+
+    assert_eq!(number(obs(&r, "always_queued")), 0);
+    assert_eq!(
+        counter(obs(&r, "always_flood_counters"), "TcpExt.SyncookiesSent"),
+        16
+    );
+    assert_eq!(
+        counter(obs(&r, "always_client_counters"), "TcpExt.SyncookiesRecv"),
+        1
+    );
+    assert_eq!(obs(&r, "always_client")["state"], "ESTABLISHED");
+    assert_eq!(r["held"], false, "tcp_max_syn_backlog is not the bound");
+}
+
+/// A vanished host: retransmissions with a doubling RTO after a tail loss probe, ETIMEDOUT
+/// for the blocked read when tcp_retries2's time (not count) runs out, sooner with
+/// TCP_USER_TIMEOUT; every segment counted where it was discarded. A rebooted host: RST,
+/// ECONNRESET, then EOF and EPIPE.
+#[test]
+fn peer_gone() {
+    let Some(r) = netns_lab("peer-gone") else {
+        return;
+    };
+    assert_eq!(obs(&r, "settings")["tcp_retries2"], "2");
+    assert_eq!(obs(&r, "write"), &json!([7, 7]));
+    let events = obs(&r, "retransmissions").as_array().expect("events");
+    let timeouts: Vec<&Value> = events.iter().filter(|e| e["kind"] == "timeout").collect();
+    // The RTO doubles at every timeout: 2 × the one before.
+    for pair in timeouts.windows(2) {
+        let (a, b) = (number(&pair[0]["rto_ms"]), number(&pair[1]["rto_ms"]));
+        assert!(b.abs_diff(2 * a) <= 2, "{events:?}");
+    }
+    // tcp_retries2 = 2 is 200 + 400 + 800 ms from the first timeout; with an RTO near 200 ms
+    // three timeouts fit in it, one more than the books' count.
+    let rto = number(&obs(&r, "before")["rto_us"]);
+    if rto < 230_000 {
+        assert_eq!(timeouts.len(), 3, "{events:?}");
+    }
+    let read = obs(&r, "read");
+    assert_eq!(read["result"], "ETIMEDOUT");
+    assert!(number(&read["after_ms"]) >= 1400, "{read}");
+    let user = obs(&r, "user_timeout_read");
+    assert_eq!(user["result"], "ETIMEDOUT");
+    // Not before TCP_USER_TIMEOUT, and before tcp_retries2 gave up on the other connection.
+    assert!(number(&user["after_ms"]) >= 1000, "{user}");
+    assert!(
+        number(&user["after_ms"]) < number(&read["after_ms"]),
+        "{user} {read}"
+    );
+    let c = obs(&r, "counters");
+    let all_events = events.len()
+        + obs(&r, "user_timeout_retransmissions")
+            .as_array()
+            .expect("events")
+            .len();
+    assert_eq!(counter(c, "Tcp.RetransSegs"), all_events as u64);
+    assert_eq!(counter(c, "TcpExt.TCPAbortOnTimeout"), 2);
+    // The two requests and every retransmission, discarded by the host that vanished.
+    assert_eq!(
+        number(obs(&r, "discarded")),
+        counter(c, "Tcp.RetransSegs") + 2
+    );
+    assert_eq!(obs(&r, "server_state"), "ESTABLISHED");
+    assert_eq!(obs(&r, "client_state"), "gone");
+
+    assert_eq!(obs(&r, "crashed_server_state"), "gone");
+    let crash = obs(&r, "crash_server_counters");
+    assert_eq!(counter(crash, "Tcp.OutRsts"), 1);
+    assert_eq!(counter(crash, "TcpExt.TCPAbortOnData"), 1);
+    assert_eq!(obs(&r, "stale_write"), 5);
+    assert!(has_flag(obs(&r, "stale_poll"), "POLLERR"));
+    assert_eq!(obs(&r, "stale_read"), "ECONNRESET");
+    assert_eq!(obs(&r, "stale_read_again"), 0);
+    assert_eq!(obs(&r, "stale_write_after"), "EPIPE");
+    assert_eq!(counter(obs(&r, "reboot_server_counters"), "Tcp.OutRsts"), 1);
+    assert_eq!(
+        counter(obs(&r, "reboot_client_counters"), "Tcp.EstabResets"),
+        1
+    );
+    assert_eq!(r["held"], false, "tcp_retries2 is a time, not a count");
+}
+
+/// RST: ECONNREFUSED at once. Silence: ETIMEDOUT when tcp_syn_retries' time is up, with
+/// tcp_syn_linear_timeouts adding SYNs to it. ICMP host unreachable: EHOSTUNREACH at the first
+/// ICMP the kernel can act on. No route: ENETUNREACH, nothing sent.
+#[test]
+fn connect_errors() {
+    let Some(r) = netns_lab("connect-errors") else {
+        return;
+    };
+    let settings = obs(&r, "settings");
+    assert_eq!(settings["tcp_syn_retries"], "1");
+
+    assert_eq!(obs(&r, "refused")["result"], "ECONNREFUSED");
+    assert_eq!(
+        counter(obs(&r, "refused_client_counters"), "Tcp.AttemptFails"),
+        1
+    );
+    assert_eq!(
+        counter(obs(&r, "refused_server_counters"), "Tcp.OutRsts"),
+        1
+    );
+
+    // (2^(1+1) - 1) × 1 s after the SYN, whatever the count.
+    let silent = obs(&r, "silent");
+    assert_eq!(silent["result"], "ETIMEDOUT");
+    assert!(number(&silent["after_ms"]) >= 2900, "{silent}");
+    let linear: u64 = settings["tcp_syn_linear_timeouts"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let c = obs(&r, "silent_client_counters");
+    assert_eq!(
+        counter(c, "TcpExt.TCPSynRetrans"),
+        if linear > 0 { 2 } else { 1 },
+        "{c}"
+    );
+    assert_eq!(counter(c, "Tcp.AttemptFails"), 1);
+    if linear > 0 {
+        let exp = obs(&r, "silent_exponential");
+        assert_eq!(exp["result"], "ETIMEDOUT");
+        assert!(number(&exp["after_ms"]) >= 2900, "{exp}");
+        assert_eq!(
+            counter(
+                obs(&r, "silent_exponential_client_counters"),
+                "TcpExt.TCPSynRetrans"
+            ),
+            1
+        );
+    }
+
+    let unreachable = obs(&r, "unreachable");
+    assert_eq!(unreachable["result"], "EHOSTUNREACH");
+    let u = obs(&r, "unreachable_client_counters");
+    // An ICMP that came while connect() held the socket is only noted, and the SYN is sent
+    // again; the first one the kernel can act on ends the attempt, long before the retries do.
+    let noted = counter(u, "TcpExt.LockDroppedIcmps");
+    assert_eq!(counter(u, "TcpExt.TCPSynRetrans"), noted, "{u}");
+    assert_eq!(counter(u, "Icmp.InDestUnreachs"), noted + 1, "{u}");
+    assert_eq!(
+        counter(
+            obs(&r, "unreachable_server_counters"),
+            "Icmp.OutDestUnreachs"
+        ),
+        noted + 1
+    );
+    assert!(number(&unreachable["after_ms"]) < 2900, "{unreachable}");
+
+    assert_eq!(obs(&r, "no_route")["result"], "ENETUNREACH");
+    let n = obs(&r, "no_route_client_counters");
+    assert_eq!(counter(n, "Ip.OutNoRoutes"), 1);
+    assert_eq!(counter(n, "Tcp.ActiveOpens"), 0);
+    assert_eq!(
+        r["held"], false,
+        "ICMP unreachable is a hard error in SYN_SENT"
+    );
+}
+
+/// Eight ephemeral ports, eight connections closed first by the client, eight TIME_WAIT
+/// sockets and EADDRNOTAVAIL; past the reuse delay tcp_tw_reuse 1 takes a TIME_WAIT port for
+/// any destination, 2 only for loopback, 0 never.
+#[test]
+fn ports() {
+    let Some(r) = netns_lab("ports") else {
+        return;
+    };
+    let range: Vec<u64> = (40000..=40007).collect();
+    for key in ["reuse0", "reuse2_veth", "reuse2_loopback", "reuse1"] {
+        let e = obs(&r, &format!("{key}_exhaust"));
+        assert_eq!(e["connections"], 8, "{e}");
+        assert_eq!(e["then"], "EADDRNOTAVAIL", "{e}");
+        let mut ports: Vec<u64> = e["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(number)
+            .collect();
+        ports.sort_unstable();
+        assert_eq!(ports, range, "every port of the range, once");
+        let tw = obs(&r, &format!("{key}_time_wait"));
+        assert_eq!(tw["count"], 8, "{tw}");
+        let expires = number(&tw["expires_ms"]);
+        assert!(expires > 50_000 && expires <= 60_000, "{tw}");
+    }
+    for (key, taken) in [
+        ("reuse0", false),
+        ("reuse2_veth", false),
+        ("reuse2_loopback", true),
+        ("reuse1", true),
+    ] {
+        let retry = obs(&r, &format!("{key}_retry"));
+        assert_eq!(
+            retry["result"],
+            if taken { "ok" } else { "EADDRNOTAVAIL" },
+            "{key}: {retry}"
+        );
+        assert_eq!(retry["was_time_wait"], taken, "{key}: {retry}");
+        assert_eq!(
+            number(obs(&r, &format!("{key}_recycled"))),
+            u64::from(taken)
+        );
+    }
+    assert_eq!(r["held"], true);
+}

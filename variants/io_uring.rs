@@ -4,9 +4,11 @@
 //!
 //! Syscalls, in order: `io_uring_setup` (with SINGLE_ISSUER and DEFER_TASKRUN: completions are
 //! processed only when this thread asks), `io_uring_register` of a ring of provided buffers
-//! ([`crate::server::uring::BufRing`]) and of a sparse table of registered files; then one loop around `io_uring_enter` (`submit_and_wait`), which
-//! submits everything queued since the last turn and sleeps until at least one completion.
-//! There are no `accept4`, `recv` or `send` calls: those are operations in the ring —
+//! ([`BufRing`](crate::server::uring::BufRing)) and of a sparse table of registered files; then
+//! one loop around `io_uring_enter` (`submit_and_wait`, [`Uring::turn`]), which submits
+//! everything queued since the last turn and sleeps until at least one completion. There are no
+//! `accept4`, `recv` or `send` calls: those are operations in the ring, each named by an `Op`
+//! in its `user_data` —
 //! - one *multishot* accept on the listener: submitted once, it completes once per connection;
 //! - one multishot receive per connection, taking buffers from the shared pool: an idle
 //!   connection holds no buffer, and a completion says which buffer holds its bytes;
@@ -14,22 +16,35 @@
 //! - each accepted socket is put in the registered file table (one `io_uring_register`, and one
 //!   more before its close), and its receives and sends name it by slot (IOSQE_FIXED_FILE): the
 //!   kernel then skips the descriptor lookup and the file reference count on every operation;
-//! - a poll on the shutdown eventfd, and a timeout for the idle sweep — operations like the rest.
+//! - a poll on the shutdown eventfd, and timeouts for the sweep (idle connections, overdue
+//!   request heads), the accept back-off and the shutdown deadline — operations like the rest.
 //!
-//! The bytes are the same as every model's: completions feed the same sans-IO session through
-//! [`conn::feed`](crate::server::conn::feed). Backpressure: while a connection's unsent output is past
-//! `Config::out_cap`, its receive is cancelled and not re-armed until the peer drains it. Out
-//! of descriptors, the accept completes with EMFILE and ends; it is re-armed when a connection
-//! closes (or after a back-off), never at once — an accept re-armed at once would fail again,
-//! a spin.
+//! When to arm, cancel and close is one function, [`RingConn::settle`]. The bytes are the same
+//! as every model's: completions feed the same sans-IO session through
+//! [`conn::feed`](crate::server::conn::feed).
+//!
+//! Backpressure is where completions differ most from readiness: a multishot receive keeps
+//! delivering as long as bytes arrive, and cancelling it does not stop the completions already
+//! under way — a client that pipelines and never reads once grew this model by about a
+//! megabyte per connection whatever the cap. So each receive is capped at the room left under
+//! `Config::out_cap` (a byte count in the submission, Linux 6.17: the kernel ends the receive
+//! there, [`RecvMode::CappedMultishot`]), and re-armed only once the peer has drained its
+//! replies below the cap. An older kernel refuses the cap (EINVAL) and the model falls back, with
+//! a log line, to uncapped multishot receives (6.0) and then to single ones ([`RecvMode`]).
+//! Out of descriptors, the accept completes with EMFILE and ends; it is re-armed when a
+//! connection closes (or after a back-off), never at once — an accept re-armed at once would
+//! fail again, a spin.
+//!
+//! Shutdown: the server's own operations are cancelled, every connection stops receiving, sends
+//! what it owes and closes with a FIN; one whose peer will not take its replies is aborted at
+//! the shutdown deadline (`STOP_DEADLINE`, 2 s).
 //!
 //! Costs: one `io_uring_enter` per loop turn for any number of operations and completions,
 //! where `epoll-lt` pays `epoll_wait` plus a `read` and a `write` per ready connection. The
 //! buffer pool is fixed (1 024 × 4 KiB) whatever the number of connections. Where it breaks:
 //! the reply buffer must not move while its send is in flight, so a connection keeps two
 //! (the one in flight and the one filling); a kernel older than 5.19 has no buffer rings (the
-//! model refuses to start, saying so), older than 6.0 no multishot receive (it falls back to one
-//! receive at a time, with a log line). io_uring is often disabled by container seccomp
+//! model refuses to start, saying so). io_uring is often disabled by container seccomp
 //! profiles. Compare with `epoll-lt` (readiness, one loop) and `tokio`. Notes:
 //! `notes/io-uring.md`.
 
@@ -303,9 +318,10 @@ impl Server {
                 // The connection's id is also its slot in the registered file table.
                 let id = self.conns.next_id();
                 let file_slot = self.uring.register_file(id.0, fd.as_raw_fd());
-                let id =
-                    self.conns
-                        .insert(RingConn::new(TcpStream::from(fd), self.protocol, file_slot));
+                let session = self.protocol.session_for(&self.config);
+                let id = self
+                    .conns
+                    .insert(RingConn::new(TcpStream::from(fd), session, file_slot));
                 self.settle(id);
             }
         } else {

@@ -192,7 +192,7 @@ async fn serve(
     config: &Config,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let mut session = protocol.session();
+    let mut session = protocol.session_for(config);
     let (mut pending, mut out) = (Vec::new(), Vec::new());
     let mut buf = vec![0u8; config.read_chunk.max(1)];
     // The deadline of the incomplete request head in `pending`, from its first byte.

@@ -3,7 +3,8 @@
 //!
 //! Tests, benches and `compare` all run servers this way: in a process of their own, so that a
 //! forking model never forks a multi-threaded harness and the server's CPU and memory can be
-//! measured apart from the client's.
+//! measured apart from the client's. `check` runs any other server the same way
+//! ([`ServerProcess::start_on`]): told its port, ready once a connection succeeds.
 //!
 //! The server runs in a process group of its own (its pid is the group id). Stopping sends
 //! SIGTERM and waits; if the server has not exited within the grace period, or left children
@@ -68,7 +69,54 @@ impl ServerProcess {
     /// Starts any command that prints `... listening on ADDR ...` on stderr (a `serve` wrapped
     /// in `taskset`, say). Stdin and stdout are null; stderr is read by a thread that keeps the
     /// last lines, so a chatty server never blocks on a full pipe.
-    pub fn start_command(mut cmd: Command) -> io::Result<ServerProcess> {
+    pub fn start_command(cmd: Command) -> io::Result<ServerProcess> {
+        let (mut server, listening) = ServerProcess::spawn(cmd)?;
+        match listening.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => {
+                server.addr = addr;
+                Ok(server)
+            }
+            Err(e) => {
+                let why = match e {
+                    mpsc::RecvTimeoutError::Timeout => {
+                        format!("no 'listening on' line within {START_TIMEOUT:?}")
+                    }
+                    mpsc::RecvTimeoutError::Disconnected => {
+                        "it exited before listening".to_string()
+                    }
+                };
+                Err(server.failed_to_start(&why))
+            }
+        }
+    }
+
+    /// Starts a command that was told to listen on `addr` (any server: nginx, a C program, a
+    /// student's own) and waits until a connection to `addr` succeeds. The probe connection is
+    /// closed at once; a server that exits first, or is not accepting within
+    /// [`START_TIMEOUT`], is an error carrying its stderr.
+    pub fn start_on(cmd: Command, addr: SocketAddr) -> io::Result<ServerProcess> {
+        let (mut server, _) = ServerProcess::spawn(cmd)?;
+        server.addr = addr;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if server.has_exited() {
+                return Err(server.failed_to_start("it exited before accepting connections"));
+            }
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                let why =
+                    format!("nothing accepted connections on {addr} within {START_TIMEOUT:?}");
+                return Err(server.failed_to_start(&why));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Spawns `cmd` in a process group of its own, its stderr read by a thread that keeps the
+    /// last lines and sends the address of the first `listening on` line.
+    fn spawn(mut cmd: Command) -> io::Result<(ServerProcess, mpsc::Receiver<SocketAddr>)> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -81,6 +129,12 @@ impl ServerProcess {
         let log = Arc::new(Mutex::new(Log::default()));
         let (tx, rx) = mpsc::channel();
         let keep = Arc::clone(&log);
+        let server = ServerProcess {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            status: None,
+        };
         std::thread::Builder::new()
             .name("server-stderr".into())
             .spawn(move || {
@@ -101,33 +155,18 @@ impl ServerProcess {
                 }
                 keep.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
             })?;
-        let mut server = ServerProcess {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-            status: None,
-        };
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => {
-                server.addr = addr;
-                Ok(server)
-            }
-            Err(e) => {
-                let why = match e {
-                    mpsc::RecvTimeoutError::Timeout => {
-                        format!("no 'listening on' line within {START_TIMEOUT:?}")
-                    }
-                    mpsc::RecvTimeoutError::Disconnected => {
-                        "it exited before listening".to_string()
-                    }
-                };
-                let _ = server.stop();
-                Err(io::Error::other(format!(
-                    "server did not start: {why}; its stderr:\n{}",
-                    server.log_tail()
-                )))
-            }
-        }
+        Ok((server, rx))
+    }
+
+    /// Stops and reaps a server that did not come up, and says why with its stderr.
+    fn failed_to_start(&mut self, why: &str) -> io::Error {
+        let _ = self.stop();
+        // The reader thread may still be taking the last lines off the pipe.
+        std::thread::sleep(Duration::from_millis(20));
+        io::Error::other(format!(
+            "server did not start: {why}; its stderr:\n{}",
+            self.log_tail()
+        ))
     }
 
     /// The address the server listens on.
@@ -175,6 +214,19 @@ impl ServerProcess {
         self.status.is_some() || !matches!(self.peek_exit(), Ok(WaitStatus::StillAlive))
     }
 
+    /// The signal that ended the server, if one did (it stays unreaped, as with
+    /// [`has_exited`](Self::has_exited)).
+    pub fn killed_by(&self) -> Option<Signal> {
+        if let Some(status) = self.status {
+            return std::os::unix::process::ExitStatusExt::signal(&status)
+                .and_then(|n| Signal::try_from(n).ok());
+        }
+        match self.peek_exit() {
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(sig),
+            _ => None,
+        }
+    }
+
     /// Sends SIGTERM and waits up to `within` for the server to exit by itself, without
     /// reaping it and without touching anything it forked — so that a caller can check that
     /// its children went too. Returns its exit code; `None` if it was killed by a signal or is
@@ -209,6 +261,18 @@ impl ServerProcess {
         let status = self.child.wait()?;
         self.status = Some(status);
         Ok(status)
+    }
+
+    /// Sends `sig` to the server's whole process group — the server and everything it forked
+    /// — as SIGSTOP and SIGCONT need to freeze a preforked server entire. Only while the
+    /// leader is unreaped (the group id is then still this server's); after
+    /// [`stop`](Self::stop) it does nothing.
+    pub fn signal_group(&self, sig: Signal) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        signal::killpg(self.nix_pid(), sig)?;
+        Ok(())
     }
 
     fn nix_pid(&self) -> Pid {

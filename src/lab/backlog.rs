@@ -71,8 +71,8 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     }
     // Read before any SYN is retransmitted (the first retransmission comes after 1 s).
     let after_connects = Counters::read()?;
-    let overflows = after_connects.delta(&before, "TcpExt.ListenOverflows");
-    let drops = after_connects.delta(&before, "TcpExt.ListenDrops");
+    let overflows = after_connects.since(&before, "TcpExt.ListenOverflows");
+    let drops = after_connects.since(&before, "TcpExt.ListenDrops");
     rec.saw(
         "dropped_syns",
         "counters after the six connects: SYNs dropped for a full accept queue",
@@ -152,7 +152,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let since_syn = got_in
         .and_then(|i| pending.get(i))
         .map(|(_, at)| millis(at.elapsed()));
-    let retransmitted = Counters::read()?.delta(&before_retry, "TcpExt.TCPSynRetrans");
+    let retransmitted = Counters::read()?.since(&before_retry, "TcpExt.TCPSynRetrans");
     let mut now_established = 0;
     for fd in &pending_fds {
         if diag::state(local_addr(*fd)?, server)? == "ESTABLISHED" {

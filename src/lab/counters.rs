@@ -1,64 +1,96 @@
-//! The kernel's own protocol counters, read the way `nstat` reads them: `/proc/net/netstat`
-//! (`TcpExt`, `IpExt`, ...) and `/proc/net/snmp` (`Ip`, `Icmp`, `Tcp`, `Udp`, ...), each a
-//! line of names followed by a line of values.
+//! The kernel's own counters, read as `nstat` reads them: /proc/net/netstat (`TcpExt`,
+//! `IpExt`, ...) and /proc/net/snmp (`Ip`, `Icmp`, `Tcp`, `Udp`, ...).
 //!
-//! A lab reads them before and after the step it judges and takes the difference:
-//! `after.delta(&before, "TcpExt.ListenOverflows")`. The counters belong to a network
-//! namespace, not to a socket, so in a shared namespace every other connection on the machine
-//! adds to them; a lab that wants exact counts runs in a namespace of its own.
+//! Both files come in pairs of lines, a header naming the fields and a line of values, each
+//! prefixed with the group (`TcpExt: SyncookiesSent SyncookiesRecv ...` then
+//! `TcpExt: 0 0 ...`). [`Counters::read`] turns them into one map keyed `Group.Field`
+//! (`TcpExt.SyncookiesSent`, `Tcp.OutRsts`). A lab reads them before and after what it stages
+//! and reports the [`Counters::delta`]: the counters are per network namespace, so inside a
+//! namespace a lab made, the delta is exactly what its own sockets did.
+//!
+//! The files are read through /proc/thread-self, not /proc/self: a thread that moved into a
+//! namespace with setns(2) sees that namespace's counters there, while /proc/self/net (and
+//! /proc/net) follow the process's first thread.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
 
-/// One reading of every counter, by `Group.Name` (`"TcpExt.DelayedACKs"`, `"Tcp.OutRsts"`).
-#[derive(Clone, Debug, Default)]
+use serde_json::{Map, Value};
+
+/// The files read, each a sequence of header/value line pairs.
+const FILES: [&str; 2] = [
+    "/proc/thread-self/net/netstat",
+    "/proc/thread-self/net/snmp",
+];
+
+/// A snapshot of every counter of this thread's network namespace, `Group.Field` → value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    values: HashMap<String, u64>,
+    values: BTreeMap<String, u64>,
 }
 
 impl Counters {
-    /// Reads every counter of the network namespace this thread is in (through
-    /// `/proc/thread-self/net`, so a thread moved by setns(2) reads its new namespace).
-    pub fn read() -> io::Result<Counters> {
-        let mut counters = Counters::default();
-        for file in ["netstat", "snmp"] {
-            let text = std::fs::read_to_string(format!("/proc/thread-self/net/{file}"))?;
-            counters.parse(&text);
-        }
-        Ok(counters)
-    }
-
-    /// Adds the counters of one file: pairs of lines `Group: names...` / `Group: values...`.
-    /// Negative values (`Tcp.MaxConn` is -1, "no limit") are not counters and are skipped.
-    fn parse(&mut self, text: &str) {
-        let mut lines = text.lines();
-        while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
-            let (Some((group, names)), Some((_, values))) =
-                (names.split_once(':'), values.split_once(':'))
-            else {
-                continue;
-            };
-            for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
-                if let Ok(value) = value.parse::<u64>() {
-                    self.values.insert(format!("{group}.{name}"), value);
-                }
-            }
-        }
-    }
-
-    /// The counter `Group.Name`, or `None` when this kernel does not count it.
-    pub fn get(&self, name: &str) -> Option<u64> {
-        self.values.get(name).copied()
-    }
-
-    /// How much `name` grew since `before`; 0 when either reading lacks it (use [`get`] to
-    /// tell a kernel without the counter from a count of zero).
+    /// Reads /proc/net/netstat and /proc/net/snmp of this thread's network namespace.
     ///
-    /// [`get`]: Counters::get
-    pub fn delta(&self, before: &Counters, name: &str) -> u64 {
-        match (self.get(name), before.get(name)) {
-            (Some(after), Some(before)) => after.saturating_sub(before),
-            _ => 0,
+    /// Fields that are not counters and can be negative (`Tcp.MaxConn` is -1) are left out.
+    pub fn read() -> io::Result<Counters> {
+        let mut values = BTreeMap::new();
+        for file in FILES {
+            parse_into(&std::fs::read_to_string(file)?, &mut values);
+        }
+        Ok(Counters { values })
+    }
+
+    /// One counter (`"TcpExt.SyncookiesSent"`); 0 when this kernel does not have it.
+    pub fn get(&self, key: &str) -> u64 {
+        self.values.get(key).copied().unwrap_or(0)
+    }
+
+    /// Whether this kernel reports the counter at all.
+    pub fn has(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
+    /// What each counter went up by from `before` to `after`. A gauge that went down
+    /// (`Tcp.CurrEstab`) shows 0: the delta is for counters, which only rise.
+    pub fn delta(before: &Counters, after: &Counters) -> Counters {
+        let values = after
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.saturating_sub(before.get(k))))
+            .collect();
+        Counters { values }
+    }
+
+    /// How much counter `key` grew since `before` (this is the later reading): the one-counter
+    /// form of [`Counters::delta`].
+    pub fn since(&self, before: &Counters, key: &str) -> u64 {
+        self.get(key).saturating_sub(before.get(key))
+    }
+
+    /// The named counters as a JSON object, for an observation: `{"TcpExt.ListenDrops": 3}`.
+    pub fn pick(&self, keys: &[&str]) -> Value {
+        let mut map = Map::new();
+        for key in keys {
+            map.insert((*key).to_string(), Value::from(self.get(key)));
+        }
+        Value::Object(map)
+    }
+}
+
+/// Adds the counters of one file's text to `values`.
+fn parse_into(text: &str, values: &mut BTreeMap<String, u64>) {
+    let mut lines = text.lines();
+    while let (Some(names), Some(numbers)) = (lines.next(), lines.next()) {
+        let (Some((group, names)), Some((_, numbers))) =
+            (names.split_once(':'), numbers.split_once(':'))
+        else {
+            continue;
+        };
+        for (name, number) in names.split_whitespace().zip(numbers.split_whitespace()) {
+            if let Ok(n) = number.parse::<u64>() {
+                values.insert(format!("{group}.{name}"), n);
+            }
         }
     }
 }
@@ -67,37 +99,37 @@ impl Counters {
 mod tests {
     use super::*;
 
-    /// The name line and the value line pair up per group, in both files' format.
+    /// Header and value lines pair up by group; negative fields are dropped.
     #[test]
-    fn parses_name_and_value_lines() {
-        let mut c = Counters::default();
-        c.parse(
-            "TcpExt: SyncookiesSent ListenOverflows\nTcpExt: 3 7\n\
-             IpExt: InOctets\nIpExt: 99\n",
-        );
-        c.parse("Tcp: RtoAlgorithm MaxConn OutRsts\nTcp: 1 -1 12\n");
-        assert_eq!(c.get("TcpExt.ListenOverflows"), Some(7));
-        assert_eq!(c.get("IpExt.InOctets"), Some(99));
-        assert_eq!(c.get("Tcp.OutRsts"), Some(12));
-        assert_eq!(c.get("Tcp.MaxConn"), None, "-1 is not a count");
-        let mut later = c.clone();
-        later.parse("Tcp: OutRsts\nTcp: 15\n");
-        assert_eq!(later.delta(&c, "Tcp.OutRsts"), 3);
-        assert_eq!(later.delta(&c, "Tcp.NoSuchCounter"), 0);
+    fn parses_pairs_of_lines() {
+        let text = "Tcp: RtoAlgorithm MaxConn ActiveOpens\nTcp: 1 -1 7\n\
+                    TcpExt: SyncookiesSent ListenDrops\nTcpExt: 3 4\n";
+        let mut values = BTreeMap::new();
+        parse_into(text, &mut values);
+        let c = Counters { values };
+        assert_eq!(c.get("Tcp.ActiveOpens"), 7);
+        assert_eq!(c.get("TcpExt.SyncookiesSent"), 3);
+        assert_eq!(c.get("TcpExt.ListenDrops"), 4);
+        assert!(!c.has("Tcp.MaxConn"), "a negative field is not a counter");
+        assert_eq!(c.get("TcpExt.NoSuchCounter"), 0);
     }
 
-    /// This machine's kernel counts what the labs read.
+    /// The delta of this process's own namespace after a loopback connection shows it.
     #[test]
-    fn reads_this_kernel() {
-        let c = Counters::read().expect("read /proc/net counters");
-        for name in [
-            "TcpExt.ListenOverflows",
-            "TcpExt.DelayedACKs",
-            "TcpExt.TCPAbortOnClose",
-            "Tcp.OutRsts",
-            "Tcp.PassiveOpens",
-        ] {
-            assert!(c.get(name).is_some(), "{name} missing");
-        }
+    fn delta_sees_a_connection() {
+        let before = Counters::read().expect("read counters");
+        assert!(before.has("TcpExt.ListenDrops") && before.has("Tcp.ActiveOpens"));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let _client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let after = Counters::read().expect("read counters");
+        let delta = Counters::delta(&before, &after);
+        // Other tests run beside this one in the same namespace: at least ours is counted.
+        assert!(delta.get("Tcp.ActiveOpens") >= 1, "{delta:?}");
+        assert!(delta.get("Tcp.PassiveOpens") >= 1, "{delta:?}");
+        assert_eq!(
+            after.since(&before, "Tcp.ActiveOpens"),
+            delta.get("Tcp.ActiveOpens")
+        );
     }
 }

@@ -7,7 +7,11 @@
 //! probes it has sent. The request is one dump of every TCP socket of a family in the caller's
 //! network namespace; the labs filter by address.
 //!
-//! The structures are built and parsed by hand from `linux/inet_diag.h` and
+//! Asked for it, the dump also carries each socket's `struct tcp_info` (the INET_DIAG_INFO
+//! attribute, what `ss -ti` prints): the retransmission count, the backoff and the current
+//! retransmission timeout (RTO) of a connection whose segments go unanswered.
+//!
+//! The structures are built and parsed by hand from `linux/inet_diag.h`, `linux/tcp.h` and
 //! `linux/netlink.h`, so no `unsafe` is needed.
 
 use std::io;
@@ -29,6 +33,11 @@ const NLMSG_HDRLEN: usize = 16;
 const REQ_LEN: usize = 56;
 /// `struct inet_diag_msg`: family, state, timer, retrans, the socket id, then five u32.
 const MSG_LEN: usize = 72;
+/// The attribute carrying `struct tcp_info`, and the request bit that asks for it.
+const INET_DIAG_INFO: u16 = 2;
+const EXT_INFO: u8 = 1 << (INET_DIAG_INFO - 1);
+/// The part of `struct tcp_info` read here: up to and including `tcpi_total_retrans`.
+const TCP_INFO_LEN: usize = 104;
 
 /// One TCP socket, as the kernel reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +63,24 @@ pub struct TcpSocket {
     pub inode: u32,
 }
 
+/// Part of a connection's `struct tcp_info` (`linux/tcp.h`), as `getsockopt(TCP_INFO)` or
+/// `ss -ti` show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// Retransmission timeouts in a row without an ACK (`icsk_retransmits`): reset by an ACK.
+    pub retransmits: u8,
+    /// How many times the retransmission timer has been doubled (`icsk_backoff`).
+    pub backoff: u8,
+    /// The retransmission timeout in force, in microseconds (already backed off).
+    pub rto_us: u32,
+    /// The smoothed round-trip time, in microseconds.
+    pub rtt_us: u32,
+    /// Segments sent and not yet acknowledged.
+    pub unacked: u32,
+    /// Segments retransmitted over the connection's life (`tcpi_total_retrans`).
+    pub total_retrans: u32,
+}
+
 /// The TCP state names, indexed by the kernel's state number (`include/net/tcp_states.h`).
 const STATES: [&str; 13] = [
     "UNKNOWN",
@@ -76,6 +103,13 @@ const TIMERS: [&str; 5] = ["none", "retransmit", "keepalive", "time-wait", "prob
 
 /// Every TCP socket of `family` (Inet or Inet6) in this thread's network namespace.
 pub fn tcp_sockets(family: AddressFamily) -> io::Result<Vec<TcpSocket>> {
+    Ok(dump(family, false)?.into_iter().map(|(s, _)| s).collect())
+}
+
+/// One dump of every TCP socket of `family`, each with its `tcp_info` when `with_info` asks
+/// for it and the kernel has one (a request socket in SYN_RECV, a TIME_WAIT socket and a
+/// listener carry none).
+fn dump(family: AddressFamily, with_info: bool) -> io::Result<Vec<(TcpSocket, Option<TcpInfo>)>> {
     let fd = socket::socket(
         AddressFamily::Netlink,
         SockType::Datagram,
@@ -94,7 +128,7 @@ pub fn tcp_sockets(family: AddressFamily) -> io::Result<Vec<TcpSocket>> {
     request.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
     request.push(family as u8);
     request.push(nix::libc::IPPROTO_TCP as u8);
-    request.push(0); // no extensions
+    request.push(if with_info { EXT_INFO } else { 0 });
     request.push(0);
     request.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
     request.extend_from_slice(&[0u8; 48]); // socket id: ignored by a dump
@@ -130,7 +164,8 @@ pub fn tcp_sockets(family: AddressFamily) -> io::Result<Vec<TcpSocket>> {
                     return Err(io::Error::from_raw_os_error(-code));
                 }
                 SOCK_DIAG_BY_FAMILY if len >= NLMSG_HDRLEN + MSG_LEN => {
-                    sockets.push(parse(&buf[at + NLMSG_HDRLEN..at + len]));
+                    let msg = &buf[at + NLMSG_HDRLEN..at + len];
+                    sockets.push((parse(msg), parse_info(&msg[MSG_LEN..])));
                 }
                 _ => {}
             }
@@ -176,6 +211,31 @@ fn parse(msg: &[u8]) -> TcpSocket {
     }
 }
 
+/// Finds the INET_DIAG_INFO attribute among the netlink attributes that follow the message,
+/// and reads the fields of [`TcpInfo`] from it.
+fn parse_info(mut attrs: &[u8]) -> Option<TcpInfo> {
+    while attrs.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        let info = &attrs[4..len];
+        if kind == INET_DIAG_INFO && info.len() >= TCP_INFO_LEN {
+            return Some(TcpInfo {
+                retransmits: info[2],
+                backoff: info[4],
+                rto_us: u32_at(info, 8),
+                unacked: u32_at(info, 24),
+                rtt_us: u32_at(info, 68),
+                total_retrans: u32_at(info, 100),
+            });
+        }
+        attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
+    }
+    None
+}
+
 fn u32_at(buf: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
 }
@@ -189,6 +249,15 @@ pub fn find(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<TcpSocke
     Ok(tcp_sockets(crate::server::net::family(local))?
         .into_iter()
         .find(|s| s.local == local && s.remote == remote))
+}
+
+/// The `tcp_info` of the connection with this local and remote address, if the kernel still
+/// has it as a full socket.
+pub fn tcp_info(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<TcpInfo>> {
+    Ok(dump(crate::server::net::family(local), true)?
+        .into_iter()
+        .find(|(s, _)| s.local == local && s.remote == remote)
+        .and_then(|(_, info)| info))
 }
 
 /// The state of the socket with this local and remote address, or `"gone"` when the kernel
@@ -229,5 +298,31 @@ mod tests {
         assert_eq!(l.send_q, 7, "Send-Q is the backlog asked for");
         assert_eq!(state(client_addr, addr).expect("dump"), "ESTABLISHED");
         assert_eq!(state(addr, client_addr).expect("dump"), "ESTABLISHED");
+    }
+
+    /// An idle loopback connection's tcp_info: nothing unacknowledged, nothing retransmitted,
+    /// an RTO no smaller than the kernel's 200 ms minimum.
+    #[test]
+    fn reads_tcp_info() {
+        let listener = listen(
+            "127.0.0.1:0".parse().expect("addr"),
+            &ListenOptions::default(),
+        )
+        .expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).expect("connect");
+        let client_addr = client.local_addr().expect("client addr");
+        let info = tcp_info(client_addr, addr)
+            .expect("dump")
+            .expect("a full socket has tcp_info");
+        assert_eq!(info.unacked, 0);
+        assert_eq!(info.retransmits, 0);
+        assert_eq!(info.total_retrans, 0);
+        assert!(info.rto_us >= 200_000, "{info:?}");
+        assert!(
+            tcp_info(addr, "127.0.0.1:1".parse().expect("addr"))
+                .expect("dump")
+                .is_none()
+        );
     }
 }

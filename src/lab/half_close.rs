@@ -103,7 +103,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let rsts_one = rec.saw(
         "part_one_rsts",
         "RSTs sent during part one (Tcp.OutRsts)",
-        Counters::read()?.delta(&before, "Tcp.OutRsts"),
+        Counters::read()?.since(&before, "Tcp.OutRsts"),
     );
 
     rec.say("part two: the server closes with unread bytes in its receive queue");
@@ -136,8 +136,8 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
         diag::state(server_addr, client_addr)?,
     );
     let after = Counters::read()?;
-    let aborts = after.delta(&before, "TcpExt.TCPAbortOnClose");
-    let rsts = after.delta(&before, "Tcp.OutRsts");
+    let aborts = after.since(&before, "TcpExt.TCPAbortOnClose");
+    let rsts = after.since(&before, "Tcp.OutRsts");
     rec.saw(
         "close_counters",
         "counters around that close: aborts for unread data, RSTs sent",

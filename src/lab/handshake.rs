@@ -91,7 +91,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let opened = rec.saw(
         "passive_opens",
         "server-side sockets made by completed handshakes (Tcp.PassiveOpens)",
-        Counters::read()?.delta(&before, "Tcp.PassiveOpens"),
+        Counters::read()?.since(&before, "Tcp.PassiveOpens"),
     );
 
     let client = TcpStream::from(client);
@@ -144,15 +144,15 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let deadline = std::time::Instant::now() + WAIT;
     let counted = loop {
         let now = Counters::read()?;
-        if now.delta(&before, "TcpExt.TCPDeferAcceptDrop") > 0
+        if now.since(&before, "TcpExt.TCPDeferAcceptDrop") > 0
             || std::time::Instant::now() >= deadline
         {
             break now;
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let dropped = counted.delta(&before, "TcpExt.TCPDeferAcceptDrop");
-    let opened_early = counted.delta(&before, "Tcp.PassiveOpens");
+    let dropped = counted.since(&before, "TcpExt.TCPDeferAcceptDrop");
+    let opened_early = counted.since(&before, "Tcp.PassiveOpens");
     rec.saw(
         "deferred_counters",
         "the bare ACK dropped (TCPDeferAcceptDrop); server sockets made (PassiveOpens)",
@@ -180,7 +180,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let opened_late = rec.saw(
         "deferred_passive_opens",
         "server sockets made since the connect, now (Tcp.PassiveOpens)",
-        Counters::read()?.delta(&before, "Tcp.PassiveOpens"),
+        Counters::read()?.since(&before, "Tcp.PassiveOpens"),
     );
 
     let part_one = result == "0"

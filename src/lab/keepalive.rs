@@ -114,9 +114,13 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
 /// The kernel's count of keepalive probes sent (TcpExt TCPKeepAlive) in this thread's
 /// namespace.
 fn keepalive_probes_sent() -> io::Result<u64> {
-    Counters::read()?
-        .get("TcpExt.TCPKeepAlive")
-        .ok_or_else(|| io::Error::other("no TCPKeepAlive counter in /proc/net/netstat"))
+    let counters = Counters::read()?;
+    if !counters.has("TcpExt.TCPKeepAlive") {
+        return Err(io::Error::other(
+            "no TCPKeepAlive counter in /proc/net/netstat",
+        ));
+    }
+    Ok(counters.get("TcpExt.TCPKeepAlive"))
 }
 
 /// SO_KEEPALIVE with the short settings; returns them as the kernel reads them back.

@@ -136,8 +136,8 @@ fn abortive(
     wait_for(&server, PollFlags::POLLIN, WAIT)?;
     let after = Counters::read()?;
     let counted = json!({
-        "TcpExt.TCPAbortOnData": after.delta(&before, "TcpExt.TCPAbortOnData"),
-        "Tcp.OutRsts": after.delta(&before, "Tcp.OutRsts"),
+        "TcpExt.TCPAbortOnData": after.since(&before, "TcpExt.TCPAbortOnData"),
+        "Tcp.OutRsts": after.since(&before, "Tcp.OutRsts"),
     });
     rec.saw(
         "abort_counters",
@@ -169,7 +169,7 @@ fn abortive(
     let plain_rsts = rec.saw(
         "plain_rsts",
         "RSTs sent around the plain close (OutRsts)",
-        Counters::read()?.delta(&before, "Tcp.OutRsts"),
+        Counters::read()?.since(&before, "Tcp.OutRsts"),
     );
 
     let aborts = counted["TcpExt.TCPAbortOnData"].as_u64().unwrap_or(0);
@@ -296,7 +296,7 @@ fn close_and_watch(stuck: Stuck) -> io::Result<(Closed, &'static str)> {
     let state_after = orphan.as_ref().map_or("gone", |s| s.state);
     let queued_after = orphan.map_or(0, |s| s.send_q);
     let (delivered, eof) = drain(&server)?;
-    let rsts = Counters::read()?.delta(&before, "Tcp.OutRsts");
+    let rsts = Counters::read()?.since(&before, "Tcp.OutRsts");
     Ok((
         Closed {
             written,

@@ -2,13 +2,16 @@
 //!
 //! Readers learned sockets from sentences such as "accept returns after the third handshake
 //! segment" or "close only drops a reference". A lab turns one such sentence into real sockets
-//! on loopback, prints each call and what the kernel answered (return values, errno names, TCP
+//! on loopback, or between two network namespaces (`netns`) when it needs a second host,
+//! prints each call and what the kernel answered (return values, errno names, TCP
 //! states and queue lengths read through [`diag`], the interface `ss` uses), and ends with
 //! whether the claim held here. Where Linux differs from the books, the lab shows what Linux
 //! does.
 //!
 //! A lab records [`Observation`]s under stable keys, so that `server-models lab NAME --json`
-//! gives tests the values to assert on, not only the verdict.
+//! gives tests the values to assert on, not only the verdict. Where the kernel counts what a
+//! lab shows, the lab reads the counters before and after ([`counters`]) and its verdict rests
+//! on them.
 //!
 //! Where the kernel counts what a lab claims — an RST sent, a SYN dropped, a delayed ACK — the
 //! verdict rests on the counter ([`counters`], read before and after as `nstat` does), not on
@@ -19,7 +22,8 @@
 //! Every wait in a lab is bounded, and every socket, process and namespace a lab makes is gone
 //! when it returns. The labs that fork (`fork-close`, `sigpipe`, `accept-reset`) refuse to run in
 //! a process with more than one thread, since after `fork` in a threaded process the child may
-//! only call async-signal-safe functions.
+//! only call async-signal-safe functions; `peer-gone` and `connect-errors` block in a second
+//! thread while the first watches, and join it before they return.
 
 pub mod counters;
 pub mod diag;
@@ -31,12 +35,16 @@ pub use forked::{Forked, Orders, ensure_single_threaded};
 mod accept_reset;
 mod backlog;
 mod buffers;
+mod connect_errors;
 mod fork_close;
 mod half_close;
 mod handshake;
 mod keepalive;
 mod nonblocking_connect;
+mod peer_gone;
+mod ports;
 mod sigpipe;
+mod syn_flood;
 mod time_wait;
 
 mod herd;
@@ -92,6 +100,10 @@ pub fn all() -> &'static [Lab] {
         linger::LAB,
         herd::LAB,
         io_models::LAB,
+        syn_flood::LAB,
+        peer_gone::LAB,
+        connect_errors::LAB,
+        ports::LAB,
     ]
 }
 

@@ -305,7 +305,7 @@ fn one_round(client: &TcpStream, way: Way) -> io::Result<(f64, u64, u32)> {
     let after = Counters::read()?;
     let segments = tcp_info(client)?.tcpi_data_segs_out - segs_before;
     let ms = (elapsed.as_micros() as f64 / 100.0).round() / 10.0;
-    Ok((ms, after.delta(&before, "TcpExt.DelayedACKs"), segments))
+    Ok((ms, after.since(&before, "TcpExt.DelayedACKs"), segments))
 }
 
 /// The median of some durations (0 for none).

@@ -1,27 +1,42 @@
-//! Two network namespaces joined by a veth pair, for the `keepalive` lab: a peer that can be
-//! made to vanish without a FIN by setting its link down. And [`Private`]: one fresh namespace
-//! with only loopback, for the labs whose verdicts rest on the kernel's counters.
+//! Two network namespaces joined by a veth pair, for the labs that need a second host: a peer
+//! that can vanish without a FIN (its link set down), a server whose sysctls are set low
+//! without touching the machine's, forged SYNs, routes that drop or refuse. And [`Private`]:
+//! one fresh namespace with only loopback, for the labs whose verdicts rest on the kernel's
+//! counters.
 //!
 //! The namespaces and their private /30 exist only while the lab runs: nothing is added to the
 //! namespace the lab started in, and [`Namespaces`] removes both on drop — on an error, a panic,
 //! or after SIGINT turned into an error by the lab. Namespaces left by a run that was killed
 //! outright are removed by the next run (their names carry the dead process's id).
+//!
+//! Most `net.*` sysctls are per namespace (tcp_syncookies, tcp_retries2, ip_local_port_range,
+//! ...): [`Namespaces::set_sysctl`] writes one inside a namespace, where only the lab's own
+//! sockets see it, and [`Namespaces::counters`] reads that namespace's counters.
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nix::sched::{CloneFlags, setns};
 
+use super::counters::Counters;
 use super::{Recorder, wait_child};
+use crate::server::shutdown::Shutdown;
 
 /// The server's address, inside its namespace.
-pub const SERVER_IP: &str = "10.200.77.1";
+pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 77, 1);
 /// The client's address, inside its namespace.
-pub const CLIENT_IP: &str = "10.200.77.2";
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 77, 2);
 /// The client's end of the veth pair, in the client's namespace.
 pub const CLIENT_LINK: &str = "ka1";
+/// The server's end of the veth pair, in the server's namespace.
+pub const SERVER_LINK: &str = "ka0";
+/// The links' hardware addresses, fixed (locally administered) so that neighbour entries can
+/// be pinned: see [`Namespaces::pin_neighbours`].
+const SERVER_MAC: &str = "02:00:0a:c8:4d:01";
+const CLIENT_MAC: &str = "02:00:0a:c8:4d:02";
 const PREFIX: &str = "smlab-";
 
 /// Why the namespaces cannot be made here, or `None` if they can be tried.
@@ -36,6 +51,43 @@ pub fn unavailable() -> Option<String> {
     match ip(&["-V"]) {
         Ok(()) => None,
         Err(_) => Some("`ip` from iproute2 is not installed".to_string()),
+    }
+}
+
+/// Fails with the reason when the namespaces cannot be made here, for the labs that have
+/// nothing to show without them.
+pub fn needed() -> io::Result<()> {
+    match unavailable() {
+        None => Ok(()),
+        Some(reason) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "this lab stages its network in two network namespaces, which needs root and \
+                 `ip` from iproute2: {reason}"
+            ),
+        )),
+    }
+}
+
+/// Fails if SIGINT or SIGTERM arrived, so that the namespaces are removed on the way out.
+pub fn check(shutdown: &Shutdown) -> io::Result<()> {
+    if shutdown.requested() {
+        Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Sleeps for `d` in short steps, failing as soon as SIGINT or SIGTERM arrives.
+pub fn pause(shutdown: &Shutdown, d: Duration) -> io::Result<()> {
+    let end = std::time::Instant::now() + d;
+    loop {
+        check(shutdown)?;
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
     }
 }
 
@@ -100,12 +152,16 @@ impl Namespaces {
             srv,
             "link",
             "add",
-            "ka0",
+            SERVER_LINK,
+            "address",
+            SERVER_MAC,
             "type",
             "veth",
             "peer",
             "name",
             CLIENT_LINK,
+            "address",
+            CLIENT_MAC,
             "netns",
             cli,
         ])?;
@@ -116,7 +172,7 @@ impl Namespaces {
             "add",
             &format!("{SERVER_IP}/30"),
             "dev",
-            "ka0",
+            SERVER_LINK,
         ])?;
         ip(&[
             "-n",
@@ -125,10 +181,13 @@ impl Namespaces {
             "add",
             &format!("{CLIENT_IP}/30"),
             "dev",
-            "ka1",
+            CLIENT_LINK,
         ])?;
-        ip(&["-n", srv, "link", "set", "ka0", "up"])?;
+        ip(&["-n", srv, "link", "set", SERVER_LINK, "up"])?;
         ip(&["-n", cli, "link", "set", CLIENT_LINK, "up"])?;
+        // Loopback comes down in a new namespace; some labs use 127.0.0.1 inside one.
+        ip(&["-n", srv, "link", "set", "lo", "up"])?;
+        ip(&["-n", cli, "link", "set", "lo", "up"])?;
         rec.say(format!(
             "namespaces {srv} ({SERVER_IP}) and {cli} ({CLIENT_IP}), joined by a veth pair"
         ));
@@ -154,6 +213,79 @@ impl Namespaces {
         let result = f();
         self.leave()?;
         result
+    }
+
+    /// A listener on the server's address, on a port the kernel picks, made as every model's is
+    /// (`net::listen`: SO_REUSEADDR, the default backlog).
+    pub fn listen(&self) -> io::Result<TcpListener> {
+        let at = SocketAddr::V4(SocketAddrV4::new(SERVER_IP, 0));
+        self.inside(&self.server, || {
+            crate::server::net::listen(at, &crate::server::net::ListenOptions::default())
+        })
+    }
+
+    /// Runs `ip ARGS` on namespace `name` (`ip -n NAME ARGS`).
+    pub fn ip(&self, name: &str, args: &[&str]) -> io::Result<()> {
+        let mut all = vec!["-n", name];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// Makes each side's neighbour entry for the other permanent, so that a host that stops
+    /// answering ARP (its address gone) means silence and nothing more. An entry that fails to
+    /// resolve reports a link failure for the packets waiting on it (`arp_error_report` calls
+    /// `dst_link_failure`, net/ipv4/arp.c), which reaches the sockets as "host unreachable" —
+    /// a second effect on top of the silence a lab wants to show.
+    pub fn pin_neighbours(&self) -> io::Result<()> {
+        self.ip(
+            &self.client,
+            &[
+                "neigh",
+                "replace",
+                &SERVER_IP.to_string(),
+                "lladdr",
+                SERVER_MAC,
+                "dev",
+                CLIENT_LINK,
+                "nud",
+                "permanent",
+            ],
+        )?;
+        self.ip(
+            &self.server,
+            &[
+                "neigh",
+                "replace",
+                &CLIENT_IP.to_string(),
+                "lladdr",
+                CLIENT_MAC,
+                "dev",
+                SERVER_LINK,
+                "nud",
+                "permanent",
+            ],
+        )
+    }
+
+    /// Sets a sysctl (`net/ipv4/tcp_syncookies`) inside namespace `name` and returns the
+    /// value read back. A sysctl opened from a thread inside a namespace is that namespace's.
+    pub fn set_sysctl(&self, name: &str, sysctl: &str, value: &str) -> io::Result<String> {
+        self.inside(name, || {
+            let path = format!("/proc/sys/{sysctl}");
+            std::fs::write(&path, value)
+                .map_err(|e| io::Error::new(e.kind(), format!("write {value} to {path}: {e}")))?;
+            super::sysctl(sysctl)
+        })
+    }
+
+    /// Reads a sysctl inside namespace `name`.
+    pub fn sysctl(&self, name: &str, sysctl: &str) -> io::Result<String> {
+        self.inside(name, || super::sysctl(sysctl))
+    }
+
+    /// The counters of namespace `name` (/proc/net/netstat and /proc/net/snmp).
+    pub fn counters(&self, name: &str) -> io::Result<Counters> {
+        self.inside(name, Counters::read)
     }
 }
 

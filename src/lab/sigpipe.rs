@@ -158,7 +158,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     let rsts = rec.saw(
         "rst_sent",
         "RSTs the peer's kernel sent in answer (Tcp.OutRsts)",
-        Counters::read()?.delta(&before, "Tcp.OutRsts"),
+        Counters::read()?.since(&before, "Tcp.OutRsts"),
     );
     rec.saw(
         "server_state_after_rst",
@@ -200,7 +200,7 @@ fn run(rec: &mut Recorder) -> io::Result<Verdict> {
     rec.say("part two: the client resets (SO_LINGER {on, 0}) while the server is ESTABLISHED");
     let before = Counters::read()?;
     let (server, state_before) = reset_by_peer(&listener)?;
-    let reset_rsts = Counters::read()?.delta(&before, "Tcp.OutRsts");
+    let reset_rsts = Counters::read()?.since(&before, "Tcp.OutRsts");
     rec.saw(
         "reset_server_state",
         "server socket when the RST came",

@@ -58,7 +58,7 @@ pub fn serve_blocking(
     }
     let mut read_timeout = ReadTimeout::new(stream, config.idle_timeout)?;
     buf.resize(config.read_chunk.max(1), 0);
-    let mut session = protocol.session();
+    let mut session = protocol.session_for(config);
     let mut pending: Vec<u8> = Vec::new();
     let mut out: Vec<u8> = Vec::new();
     // When the incomplete request head in `pending` began.
@@ -325,11 +325,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Wraps an accepted, nonblocking socket.
-    pub fn new(stream: TcpStream, protocol: Protocol) -> Conn {
+    /// Wraps an accepted, nonblocking socket and the session it speaks.
+    pub fn new(stream: TcpStream, session: AnySession) -> Conn {
         Conn {
             stream,
-            session: protocol.session(),
+            session,
             pending: Vec::new(),
             out: Vec::new(),
             sent: 0,
@@ -455,6 +455,7 @@ impl Conn {
     /// Sends a reply the session just made: straight from the scratch buffer when nothing is
     /// queued before it, so that the common case copies nothing and allocates nothing; whatever
     /// the socket does not take is kept, in order, behind what is already queued.
+    #[inline]
     fn reply(&mut self, output: &mut Vec<u8>) -> io::Result<()> {
         let sent = if self.out.is_empty() {
             write_some(&self.stream, output)
@@ -552,7 +553,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         ours.set_nonblocking(true).expect("nonblocking");
-        (Conn::new(ours, Protocol::Echo), peer)
+        (Conn::new(ours, Protocol::Echo.session()), peer)
     }
 
     fn config(read_chunk: usize, out_cap: usize) -> Config {

@@ -236,8 +236,11 @@ impl EventLoop {
                 continue;
             }
             self.counter.served();
-            self.conns
-                .insert(fd, Conn::new(stream, self.protocol), Interest::READ);
+            self.conns.insert(
+                fd,
+                Conn::new(stream, self.protocol.session_for(&self.config)),
+                Interest::READ,
+            );
         }
         Ok(AcceptEnd::Budget)
     }
@@ -681,7 +684,7 @@ mod tests {
         for _ in 0..n {
             peers.push(TcpStream::connect(addr).expect("connect"));
             let (s, _) = listener.accept().expect("accept");
-            ours.push(Conn::new(s, Protocol::Echo));
+            ours.push(Conn::new(s, Protocol::Echo.session()));
         }
         (ours, peers, listener)
     }

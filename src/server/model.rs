@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::server::accept_lock::AcceptLock;
 use crate::server::meter::WorkerCounter;
-use crate::server::protocol::Protocol;
+use crate::server::protocol::{DEFAULT_MAX_BODY, Protocol};
 use crate::server::shutdown::Shutdown;
 
 /// A way of serving many TCP connections: iterative, a thread per connection, epoll, ...
@@ -96,6 +96,9 @@ pub struct Config {
     pub header_timeout: Option<Duration>,
     /// How preforked children serialize `accept` (Stevens' accept strategies).
     pub accept_lock: AcceptLock,
+    /// The largest request body the HTTP protocol accepts; a `Content-Length` past it is
+    /// answered `413` and the connection closed as soon as the request head is in.
+    pub max_body: u64,
 }
 
 impl Default for Config {
@@ -107,6 +110,7 @@ impl Default for Config {
             idle_timeout: None,
             header_timeout: Some(DEFAULT_HEADER_TIMEOUT),
             accept_lock: AcceptLock::None,
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 }

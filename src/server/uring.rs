@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::server::conn::{self, KEEP_CAPACITY};
 use crate::server::net;
-use crate::server::protocol::{AnySession, Protocol, Session};
+use crate::server::protocol::{AnySession, Session};
 use io_uring::types::BufRingEntry;
 use io_uring::{IoUring, Submitter, cqueue, opcode, squeue, types};
 use nix::errno::Errno;
@@ -492,10 +492,10 @@ pub struct RingConn {
 impl RingConn {
     /// A connection just accepted, nothing in flight, named by `file_slot` in the registered
     /// file table if it has one there.
-    pub fn new(stream: TcpStream, protocol: Protocol, file_slot: Option<u32>) -> RingConn {
+    pub fn new(stream: TcpStream, session: AnySession, file_slot: Option<u32>) -> RingConn {
         RingConn {
             stream,
-            session: protocol.session(),
+            session,
             pending: Vec::new(),
             out: Vec::new(),
             sending: Vec::new(),
@@ -818,6 +818,7 @@ impl RingConns {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::protocol::Protocol;
     use std::net::TcpListener;
 
     /// When the kernel refuses every submission (a ring set up disabled: io_uring_enter fails
@@ -864,7 +865,7 @@ mod tests {
         let conn = || {
             RingConn::new(
                 TcpStream::connect(addr).expect("connect"),
-                Protocol::Echo,
+                Protocol::Echo.session(),
                 None,
             )
         };

@@ -77,6 +77,10 @@ pub struct CompareArgs {
     /// Do not pin the server and the load generator to CPUs of their own.
     #[arg(long)]
     pub no_pin: bool,
+    /// Do not count syscalls (by default each loaded point runs once more with the kernel's
+    /// syscall tracepoints counted, where root and tracefs allow it).
+    #[arg(long)]
+    pub no_syscalls: bool,
     /// The CPUs the server runs on (0-3, 4-7, 0,2): the models with a worker per CPU get one
     /// per CPU [default: the first allowed CPU, or those --load-cpus leaves].
     #[arg(long, value_name = "LIST")]
@@ -251,6 +255,7 @@ impl CompareArgs {
             preset: self.preset.clone(),
             out: self.out.clone(),
             pin: !self.no_pin,
+            syscalls: !self.no_syscalls,
             server_cpus: self.server_cpus,
             load_cpus: self.load_cpus,
             server_cores: self.server_cores.clone(),

@@ -5,6 +5,10 @@
 //! round trip before it is left idle, so the server has accepted it and set up whatever a
 //! connection costs in this model — a thread and its stack, a process, buffers — and the figure
 //! is what a keep-alive client costs while it thinks.
+//!
+//! Beside PSS, what the kernel holds for the same connections ([`kernel_mem`]): the slab caches,
+//! kernel stacks and page tables read before and after, with the harness's own client sockets
+//! taken off.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,6 +19,7 @@ use super::point::{NotMeasured, start_server};
 use super::{Point, Setup};
 use crate::harness::load::{Reply, ReplyCheck};
 use crate::harness::measure::TreeWatch;
+use crate::harness::measure::kernel_mem;
 use crate::harness::report::row::{Row, Status, Tasks};
 use crate::server::model::Model;
 use crate::server::protocol::Protocol;
@@ -28,16 +33,46 @@ const BATCH: usize = 64;
 /// How long one connect or reply may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Measures memory per idle connection for one model at `point.connections`.
+/// Runs of an idle point at most, while the kernel's reading is disturbed (see
+/// [`kernel_mem::PerConnection::disturbed`]): other processes on the machine allocate from the
+/// same caches, and a run in a quieter moment reads true.
+const KERNEL_TRIES: usize = 3;
+
+/// Measures memory per idle connection for one model at `point.connections`: once, or again
+/// (up to [`KERNEL_TRIES`] runs) while the kernel's reading is disturbed, keeping the least
+/// disturbed run.
 pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
-    let mut row = point.row(model);
-    row.server_cpus =
-        super::layout::server_cpus(setup.placement.server, point.cpus).map(|c| c.list());
-    match measure_once(setup, model, point, &mut row) {
-        Ok(()) => row,
-        Err(NotMeasured::Unreachable(why)) => row.with_status(Status::Unreachable, why),
-        Err(NotMeasured::Failed(why)) => row.with_status(Status::Failed, why),
+    let mut best: Option<(f64, Row)> = None;
+    for attempt in 1..=KERNEL_TRIES {
+        let mut row = point.row(model);
+        row.server_cpus =
+            super::layout::server_cpus(setup.placement.server, point.cpus).map(|c| c.list());
+        match measure_once(setup, model, point, &mut row) {
+            Ok(()) => {}
+            Err(NotMeasured::Unreachable(why)) => return row.with_status(Status::Unreachable, why),
+            Err(NotMeasured::Failed(why)) => return row.with_status(Status::Failed, why),
+        }
+        let off = kernel_deviation(&row);
+        if attempt > 1 {
+            row.add_note(format!("kernel memory: run {attempt} of {KERNEL_TRIES}"));
+        }
+        if best.as_ref().is_none_or(|(b, _)| off < *b) {
+            best = Some((off, row));
+        }
+        if off <= kernel_mem::DISTURBED || (setup.interrupted)() {
+            break;
+        }
     }
+    best.map_or_else(|| point.row(model), |(_, row)| row)
+}
+
+/// How far the server's TCP objects per connection are from one (0 when not read: a run
+/// without the kernel's figures is not retried for them).
+fn kernel_deviation(row: &Row) -> f64 {
+    row.kernel_caches
+        .as_ref()
+        .and_then(|c| c.get("TCP")?.objects_per_connection)
+        .map_or(0.0, |tcp| (tcp - 1.0).abs())
 }
 
 fn measure_once(
@@ -54,6 +89,7 @@ fn measure_once(
     drop(connect_and_ask(addr, point.protocol, point.size)?);
     thread::sleep(SETTLE);
     let base = watch.sample()?;
+    let kernel_base = kernel_mem::snapshot_of(watch.root());
 
     let deadline = Instant::now()
         + Duration::from_secs(10)
@@ -93,6 +129,9 @@ fn measure_once(
         }
     }
     thread::sleep(SETTLE);
+    // The kernel first: reading a large tree's /proc files leaves dentries and inodes of their
+    // own in the caches.
+    let kernel_loaded = kernel_mem::snapshot_of(watch.root());
     let loaded = watch.sample()?;
     if server.has_exited() {
         let status = server.stop()?;
@@ -110,6 +149,17 @@ fn measure_once(
         threads: loaded.threads,
         processes: loaded.processes,
     });
+    match (kernel_base, kernel_loaded) {
+        (Ok(before), Ok(after)) => {
+            let kernel = kernel_mem::per_connection(&before, &after, point.connections);
+            if let Some(why) = kernel.disturbed() {
+                row.add_note(why);
+            }
+            row.kernel_bytes_per_connection = Some(kernel.total);
+            row.kernel_caches = Some(kernel.caches);
+        }
+        (Err(e), _) | (_, Err(e)) => row.add_note(format!("kernel memory not read: {e}")),
+    }
     Ok(())
 }
 
@@ -125,9 +175,8 @@ fn connect_and_send(
     protocol: Protocol,
     size: usize,
 ) -> io::Result<(TcpStream, Vec<u8>)> {
-    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_nodelay(true)?;
+    // A socket whose kernel objects are known, so that they can be taken off the kernel's growth.
+    let mut stream = kernel_mem::client_socket(addr, IO_TIMEOUT)?;
     let request = match protocol {
         Protocol::Echo => (0..size.max(1)).map(|i| b'a' + (i % 26) as u8).collect(),
         Protocol::Http => format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes(),

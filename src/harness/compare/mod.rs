@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::harness::measure::placement::{self, Cpus, Placement};
+use crate::harness::measure::syscalls::Counting;
 use crate::harness::report::Settings;
 use crate::harness::report::row::{Mode, Row, Status};
 use crate::server::accept_lock::AcceptLock;
@@ -86,6 +87,8 @@ pub struct Options {
     pub listen: IpAddr,
     /// The load run through prefixes on other hosts (`--load-via`), if asked for.
     pub via: Option<client::Via>,
+    /// Count each loaded point's syscalls, in a run of its own.
+    pub syscalls: bool,
 }
 
 /// One point of the sweep.
@@ -146,6 +149,8 @@ pub struct Setup<'a> {
     pub listen: IpAddr,
     /// The load through prefixes on other hosts, if asked for.
     pub via: Option<client::Via>,
+    /// Whether syscalls are counted, and with what.
+    pub syscalls: &'a Counting,
 }
 
 /// What a whole run produced.
@@ -332,6 +337,11 @@ pub fn run(
 ) -> io::Result<SweepOutcome> {
     let began = Instant::now();
     let fd_limit = placement::raise_fd_limit()?;
+    let counting = if opts.syscalls {
+        Counting::standard()
+    } else {
+        Counting::Off
+    };
     let setup = Setup {
         placement,
         workers: opts.workers,
@@ -343,6 +353,7 @@ pub fn run(
         interrupted,
         listen: opts.listen,
         via: opts.via.clone(),
+        syscalls: &counting,
     };
     let plan = plan(opts);
     let mut rows = Vec::with_capacity(plan.len());
@@ -405,6 +416,14 @@ pub fn run(
                 .unwrap_or_default(),
             addr: opts.via.as_ref().map(|v| v.addr.to_string()),
             baseline: None,
+            syscalls: match &counting {
+                Counting::Off => "not asked for (--no-syscalls)".into(),
+                Counting::Unavailable(why) => format!("not counted: {why}"),
+                Counting::Ready(plan) => format!(
+                    "counted in a run of their own per point, {} inherited tracepoint counters",
+                    plan.counters()
+                ),
+            },
         },
         wall: began.elapsed(),
         interrupted: stopped,

@@ -1,13 +1,18 @@
 //! One model at one point under load: a fresh server, the load generator against it, the
-//! server's tree sampled throughout; repeated and reduced to medians.
+//! server's tree sampled throughout; repeated and reduced to medians. Then, where the kernel
+//! allows it, one run more with the syscall counters attached ([`syscalls`]): the tracepoints
+//! slow every syscall down, so they are never on in the runs whose CPU and latency are reported.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::client::{self, LoadPlan};
 use super::{Point, Setup, layout, unreachable};
 use crate::harness::load::LoadReport;
+use crate::harness::measure::syscalls::{self, CountPlan, Counting, Window};
 use crate::harness::measure::tree::{self, Peaks, Sample, TreeUsage};
 use crate::harness::measure::{Sampler, placement};
 use crate::harness::report::diff;
@@ -50,6 +55,17 @@ pub fn start_server(
     point: &Point,
     announced: &mut Option<usize>,
 ) -> Result<(ServerProcess, usize), NotMeasured> {
+    start_server_with(setup, model, point, announced, &mut |_| Ok(()))
+}
+
+/// [`start_server`], with `prepare` given the command before it is spawned (to attach counters).
+pub fn start_server_with(
+    setup: &Setup,
+    model: &dyn Model,
+    point: &Point,
+    announced: &mut Option<usize>,
+    prepare: &mut dyn FnMut(&mut Command) -> io::Result<()>,
+) -> Result<(ServerProcess, usize), NotMeasured> {
     let cpus = layout::server_cpus(setup.placement.server, point.cpus);
     let workers = layout::workers(model, setup.workers, setup.pool_workers, cpus);
     let workers_arg = workers.map(|w| w.to_string());
@@ -70,6 +86,7 @@ pub fn start_server(
     if let Some(cpus) = cpus {
         placement::pin_command(&mut command, cpus)?;
     }
+    prepare(&mut command)?;
     let server = ServerProcess::start_command(command)?;
     // The listening line says `workers N`; a server that does not say it runs the default,
     // one per CPU it may use.
@@ -155,7 +172,28 @@ fn measure_once(
     point: &Point,
     announced: &mut Option<usize>,
 ) -> Result<Measured, NotMeasured> {
-    let (mut server, workers) = start_server(setup, model, point, announced)?;
+    run_once(setup, model, point, announced, None).map(|(m, _)| m)
+}
+
+/// Runs the point once; with `counting`, the server gets the syscall counters and the second
+/// result is what they counted over the window (or why nothing was).
+fn run_once(
+    setup: &Setup,
+    model: &dyn Model,
+    point: &Point,
+    announced: &mut Option<usize>,
+    counting: Option<&CountPlan>,
+) -> Result<(Measured, Option<Result<Window, String>>), NotMeasured> {
+    let mut handoff = None;
+    let (mut server, workers) =
+        start_server_with(setup, model, point, announced, &mut |command| {
+            if let Some(plan) = counting {
+                handoff = Some(plan.attach(command)?);
+            }
+            Ok(())
+        })?;
+    let counters = handoff.map(|h| h.receive().map(Arc::new));
+    let readings = Mutex::new(None);
     let sampler = Sampler::start(server.pid() as i32, SAMPLE_EVERY)?;
     let plan = LoadPlan {
         addr: connect_to(server.addr()),
@@ -170,8 +208,13 @@ fn measure_once(
     };
     // Readings at the very edges of the window, whatever the regular interval has grown to.
     let window_edges = |start: Instant| {
-        sampler.sample_at(start + setup.warmup);
-        sampler.sample_at(start + setup.warmup + setup.duration);
+        let (from, to) = (start + setup.warmup, start + setup.warmup + setup.duration);
+        sampler.sample_at(from);
+        sampler.sample_at(to);
+        if let Some(Ok(c)) = &counters {
+            let reader = c.read_at(vec![from, to]);
+            *readings.lock().unwrap_or_else(|p| p.into_inner()) = Some(reader);
+        }
     };
     let load = match &setup.via {
         None => client::run_load(
@@ -251,8 +294,23 @@ fn measure_once(
             e.refused, e.reset, e.timed_out, e.mismatch, e.other
         )));
     }
-    Ok(Measured {
-        load: load.result.clone(),
+    let counted = counters.map(|c| {
+        let c = c?;
+        let reader = readings
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .ok_or("the window's readings were never asked for")?;
+        let r = reader
+            .join()
+            .map_err(|_| "the counter reader panicked".to_string())?
+            .map_err(|e| format!("reading the counters: {e}"))?;
+        match r.as_slice() {
+            [from, to] => Ok(c.between(from, to)),
+            _ => Err("the counters were not read at both edges".to_string()),
+        }
+    });
+    let measured = Measured {
+        load: load.result,
         window,
         peaks: tree::peaks(&series.samples),
         workers,
@@ -260,7 +318,43 @@ fn measure_once(
         requests_in_window: load.requests_in_window,
         parts: load.parts,
         load_threads: plan.threads.max(1),
-    })
+    };
+    Ok((measured, counted))
+}
+
+/// The counting run: the point once more, with the syscall counters attached; fills the row's
+/// syscall figures, or notes why there are none.
+fn count_syscalls(
+    setup: &Setup,
+    model: &dyn Model,
+    point: &Point,
+    plan: &CountPlan,
+    row: &mut Row,
+) {
+    let mut announced = row.workers;
+    let counted = match run_once(setup, model, point, &mut announced, Some(plan)) {
+        Ok((m, Some(Ok(w)))) => w
+            .per_request(m.load.requests_per_sec)
+            .ok_or_else(|| "syscalls: no requests in the counting run".to_string()),
+        Ok((_, Some(Err(why)))) => Err(format!("syscalls not counted: {why}")),
+        Ok((_, None)) => Err("syscalls not counted".to_string()),
+        Err(NotMeasured::Unreachable(why) | NotMeasured::Failed(why)) => Err(format!(
+            "syscalls not counted: the counting run failed: {why}"
+        )),
+    };
+    match counted {
+        Ok(p) => {
+            row.syscalls_per_request = Some(p.total);
+            row.syscalls = Some(p.by_name);
+            match p.events_per_wait {
+                Ok(e) => row.events_per_wait = Some(e),
+                // A model that never waits needs no word; anything else is said.
+                Err(why) if why == syscalls::NO_WAITS => {}
+                Err(why) => row.add_note(format!("events/wait unknown: {why}")),
+            }
+        }
+        Err(why) => row.add_note(why),
+    }
 }
 
 /// Runs the point `setup.repeat` times, each on a fresh server, and reduces the runs to one row:
@@ -291,6 +385,11 @@ pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
         })
         .collect();
     row.spread = diff::spread(&per_run);
+    if let Counting::Ready(plan) = setup.syscalls
+        && !(setup.interrupted)()
+    {
+        count_syscalls(setup, model, point, plan, &mut row);
+    }
     row
 }
 

@@ -8,11 +8,17 @@
 //!   instant.
 //! - [`placement`]: pinning the server and the client to CPUs of their own; descriptor limits.
 //! - [`probe`]: processes with a known answer, to test all of the above against.
+//! - [`syscalls`]: syscalls per request and events per wait, counted by the kernel's
+//!   tracepoints through perf counters inherited by the whole tree.
+//! - [`kernel_mem`]: what the kernel holds per connection: slab caches, kernel stacks, page
+//!   tables, TCP buffer memory.
 
+pub mod kernel_mem;
 pub mod placement;
 pub mod probe;
 pub mod procfs;
 pub mod sampler;
+pub mod syscalls;
 pub mod tree;
 
 pub use sampler::{Sampler, Series};

@@ -87,6 +87,19 @@ pub fn memory(pid: i32) -> io::Result<Memory> {
         .ok_or_else(|| invalid(format!("/proc/{pid}/smaps_rollup: unexpected format")))
 }
 
+/// The anonymous part of a process's PSS, in bytes: `Pss_Anon` of `/proc/PID/smaps_rollup`
+/// (Linux 5.3) — its heap, stacks and other private memory, shared only with processes it
+/// forked. The file-backed part (the binary's text, the C library) moves whenever another
+/// process mapping the same files starts or exits, whatever this one does.
+pub fn anon_pss(pid: i32) -> io::Result<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss_Anon:"))
+        .and_then(|v| v.split_ascii_whitespace().next()?.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| invalid(format!("/proc/{pid}/smaps_rollup: no Pss_Anon line")))
+}
+
 /// Context switches of one task (thread).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Switches {
@@ -159,6 +172,32 @@ pub fn tree(root: i32) -> io::Result<Vec<i32>> {
         next += 1;
     }
     Ok(pids)
+}
+
+/// The open descriptors of a process: the entries of `/proc/PID/fd`.
+pub fn descriptor_count(pid: i32) -> io::Result<usize> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+/// The inodes of the sockets a process holds open: the `socket:[INODE]` links of
+/// `/proc/PID/fd` (proc(5)), the numbers sock_diag reports as each socket's inode.
+pub fn socket_inodes(pid: i32) -> io::Result<Vec<u64>> {
+    let mut inodes = Vec::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fd"))? {
+        // A descriptor closed since the directory was listed has no link to read.
+        let Ok(link) = fs::read_link(entry?.path()) else {
+            continue;
+        };
+        if let Some(inode) = link
+            .to_str()
+            .and_then(|l| l.strip_prefix("socket:["))
+            .and_then(|l| l.strip_suffix(']'))
+            .and_then(|n| n.parse().ok())
+        {
+            inodes.push(inode);
+        }
+    }
+    Ok(inodes)
 }
 
 /// Whether an error reading /proc means the process or thread is gone (it exited, or exited
@@ -254,6 +293,22 @@ mod tests {
         assert_eq!(tree(me).expect("tree")[0], me);
         assert!(stat(me).expect("stat").num_threads >= 1);
         assert!(memory(me).expect("memory").pss > 0);
+        let anon = anon_pss(me).expect("anonymous PSS");
+        assert!(anon > 0 && anon <= memory(me).expect("memory").pss);
         assert!(!tasks(me).expect("tasks").is_empty());
+    }
+
+    /// A socket this process opens is among its descriptors, by the inode its link names.
+    #[test]
+    fn finds_this_process_sockets() {
+        use std::os::unix::fs::MetadataExt;
+        let me = std::process::id() as i32;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+        let inode = fs::metadata(format!("/proc/self/fd/{fd}"))
+            .expect("stat the socket")
+            .ino();
+        assert!(socket_inodes(me).expect("sockets").contains(&inode));
+        assert!(descriptor_count(me).expect("fd") >= 1);
     }
 }

@@ -1,5 +1,6 @@
 //! results.json (one object per row) and results.csv (one line per row, nested figures
-//! flattened into columns).
+//! flattened into columns; the two maps, syscalls by name and kernel memory by cache, each in
+//! one cell as `name=value;name=value`).
 
 use std::fs;
 use std::io;
@@ -14,7 +15,7 @@ pub fn write_json(path: &Path, rows: &[Row]) -> io::Result<()> {
 }
 
 /// The CSV columns, in order.
-pub const CSV_HEADERS: [&str; 37] = [
+pub const CSV_HEADERS: [&str; 42] = [
     "model",
     "protocol",
     "mode",
@@ -45,6 +46,11 @@ pub const CSV_HEADERS: [&str; 37] = [
     "peak_processes",
     "voluntary_switches_per_request",
     "involuntary_switches_per_request",
+    "syscalls_per_request",
+    "events_per_wait",
+    "syscalls",
+    "kernel_bytes_per_connection",
+    "kernel_caches",
     "errors_refused",
     "errors_reset",
     "errors_timed_out",
@@ -53,6 +59,14 @@ pub const CSV_HEADERS: [&str; 37] = [
     "client_cpu_percent",
     "client_bound",
 ];
+
+/// A map in one cell: `name=value;name=value`, values with three decimals.
+fn pairs<'a>(items: impl Iterator<Item = (&'a String, f64)>) -> String {
+    items
+        .map(|(k, v)| format!("{k}={v:.3}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
 
 /// Writes the rows as CSV; absent figures are empty cells.
 pub fn write_csv(path: &Path, rows: &[Row]) -> io::Result<()> {
@@ -93,6 +107,16 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> io::Result<()> {
             u(r.peak_tasks.map(|t| t.processes)),
             f(r.context_switches_per_request.map(|s| s.voluntary)),
             f(r.context_switches_per_request.map(|s| s.involuntary)),
+            f(r.syscalls_per_request),
+            f(r.events_per_wait),
+            pairs(r.syscalls.iter().flatten().map(|(k, v)| (k, *v))),
+            f(r.kernel_bytes_per_connection),
+            pairs(
+                r.kernel_caches
+                    .iter()
+                    .flatten()
+                    .map(|(k, c)| (k, c.bytes_per_connection)),
+            ),
             r.errors.refused.to_string(),
             r.errors.reset.to_string(),
             r.errors.timed_out.to_string(),

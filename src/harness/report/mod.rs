@@ -31,10 +31,11 @@ use serde::{Deserialize, Serialize};
 
 use doc::{Block, Doc};
 use machine::Machine;
-use plots::{CpuBars, Line, MemoryBar, Panel, XAxis, YScale};
+use plots::{CpuBars, Line, MemoryBar, Panel, SyscallBars, XAxis, YScale};
 
 use crate::harness::family::{self, Family};
 use crate::harness::measure::placement::Cpus;
+use crate::harness::measure::syscalls;
 use row::{Mode, Row, Status};
 
 /// The settings a run used, as the report records them (run.json). A setting an older
@@ -74,6 +75,8 @@ pub struct Settings {
     pub server_cpu: Option<usize>,
     /// The load generator's first CPU, if pinned (`load_cpus` holds them all).
     pub client_cpu: Option<usize>,
+    /// How syscalls were counted, or why they were not.
+    pub syscalls: String,
     /// The server's CPUs, if pinned.
     pub server_cpus: Option<Vec<usize>>,
     /// The load generator's CPUs, if pinned: one load thread each.
@@ -171,6 +174,12 @@ impl Section<'_> {
         table
     }
 
+    /// The syscall breakdown of a loaded or churn section, when anything was counted.
+    fn syscall_table(&self) -> Option<table::Table> {
+        let counted = self.rows.iter().any(|r| r.syscalls.is_some());
+        (self.mode != Mode::Idle && counted).then(|| table::syscall_table(&self.rows))
+    }
+
     fn stem(&self) -> String {
         match self.key {
             0 => self.protocol.to_string(),
@@ -265,6 +274,14 @@ pub fn terminal(rows: &[Row]) -> String {
     }
     for s in sections(rows) {
         let _ = writeln!(out, "\n{}\n{}", s.title(), s.table().to_text());
+        if let Some(t) = s.syscall_table() {
+            let _ = writeln!(
+                out,
+                "\nSyscalls per request — {}\n{}",
+                s.title(),
+                t.to_text()
+            );
+        }
     }
     out
 }
@@ -316,6 +333,18 @@ pub fn render(dir: &Path, report: &Report) -> io::Result<Vec<PathBuf>> {
             table: s.table(),
             rows,
         });
+        if let Some(t) = s.syscall_table() {
+            doc.heading(3, format!("Syscalls per request — {}", s.title()));
+            doc.text(SYSCALL_NOTE);
+            // The syscall table shows the measured rows only.
+            let rows = s
+                .rows
+                .iter()
+                .filter(|r| r.status == Status::Ok)
+                .map(|r| index_of(r))
+                .collect();
+            doc.push(Block::Table { table: t, rows });
+        }
         for (file, alt) in section_plots(dir, &s)? {
             written.push(dir.join(&file));
             doc.push(Block::Plot { file, alt });
@@ -549,6 +578,15 @@ fn header(doc: &mut Doc, report: &Report) {
          user+sys apart; PSS counts a page shared by forked processes once (RSS, beside it, once per \
          process); a row marked client-bound measured the load generator more than the server.",
     );
+    // An older run.json says nothing of syscalls: nor does its report.
+    if !s.syscalls.is_empty() {
+        doc.text(format!(
+        "Syscalls: {}. Kernel memory per idle connection (kernel/conn) is the growth of the slab \
+         caches, kernel stacks, page tables and TCP memory, less the harness's own client sockets; \
+         total/conn is it plus mem/conn.",
+        s.syscalls
+    ));
+    }
 }
 
 /// The columns' definitions and the files of the folder, after the tables.
@@ -569,6 +607,14 @@ fn footer(doc: &mut Doc) {
         "`index.md`, `index.html`: this report (`server-models report DIR` renders both again from results.json and run.json).".into(),
     ]));
 }
+
+const SYSCALL_NOTE: &str = "Counted by the kernel's syscall tracepoints (perf counters inherited \
+by the server's every thread and child), in a run of its own at each point, so that the tracepoints' \
+cost is in none of the other figures. Per request (churn: per connection), by family: recv = read, \
+readv, recvfrom, recvmsg; send = write, writev, sendto, sendmsg; wait = epoll_wait, epoll_pwait, \
+select, pselect6, poll, ppoll, io_uring_enter; close = close, shutdown; futex = futex, sched_yield; \
+task = clone, clone3, fork, vfork, exit, exit_group, wait4, waitid. ev/wait: readiness reports \
+returned per wait call, or io_uring completions per io_uring_enter.";
 
 const CLASSIC_NOTE: &str = "Stevens' experiment (UNP ch. 30): each client slot connects, sends one \
 request, reads the whole reply and closes (SO_LINGER 0), again and again. CPU µs/conn is the \
@@ -653,6 +699,9 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
             let title = format!("Server CPU per request — {}", s.title());
             plots::cpu(&dir.join(&file), &title, &bars, &counts)?;
             out.push((file, title));
+            if let Some(plot) = syscall_plot(dir, s, &ok, &models)? {
+                out.push(plot);
+            }
         }
         Mode::Idle => {
             let bars: Vec<MemoryBar> = s
@@ -675,7 +724,11 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
             plots::memory(&dir.join(&file), &title, &bars)?;
             out.push((file, title));
         }
-        Mode::Churn => {}
+        Mode::Churn => {
+            if let Some(plot) = syscall_plot(dir, s, &ok, &models)? {
+                out.push(plot);
+            }
+        }
     }
     Ok(out)
 }
@@ -713,6 +766,43 @@ fn family_panels(rows: &[&Row], lines: Vec<Line>, y_desc: &str) -> Vec<Panel> {
     }
     panels.sort_by_key(|p| p.0);
     panels.into_iter().map(|p| p.1).collect()
+}
+
+/// The syscalls plot of a section, when any row has its syscalls counted.
+fn syscall_plot(
+    dir: &Path,
+    s: &Section,
+    ok: &[&Row],
+    models: &[String],
+) -> io::Result<Option<(String, String)>> {
+    let bars: Vec<SyscallBars> = models
+        .iter()
+        .map(|m| SyscallBars {
+            label: m.clone(),
+            bars: ok
+                .iter()
+                .filter(|r| r.label() == *m)
+                .filter_map(|r| {
+                    let by_family = syscalls::by_family(r.syscalls.as_ref()?);
+                    Some((r.connections, by_family.into_iter().map(|f| f.1).collect()))
+                })
+                .collect(),
+        })
+        .filter(|b| !b.bars.is_empty())
+        .collect();
+    if bars.is_empty() {
+        return Ok(None);
+    }
+    let mut families: Vec<&str> = syscalls::FAMILIES.iter().map(|f| f.0).collect();
+    families.push("other");
+    let file = format!(
+        "syscalls_{}{}.svg",
+        s.stem(),
+        if s.mode == Mode::Churn { "_churn" } else { "" }
+    );
+    let title = format!("Syscalls per request — {}", s.title());
+    plots::syscalls(&dir.join(&file), &title, &bars, &families)?;
+    Ok(Some((file, title)))
 }
 
 /// The models of a section (with their accept lock), in their first-appearance order.

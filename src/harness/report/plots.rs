@@ -1,11 +1,13 @@
 //! The SVG plots: throughput and p99 latency against connections (one line per model), server
-//! CPU per request by model (user and sys stacked, one bar per connection count), and memory
-//! per idle connection by model.
+//! CPU per request by model (user and sys stacked, one bar per connection count), syscalls per
+//! request by model (stacked by family, one bar per connection count), and memory per idle
+//! connection by model.
 
 use std::io;
 use std::path::Path;
 
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::table;
@@ -24,6 +26,15 @@ pub struct CpuBars {
     pub label: String,
     /// One bar per connection count.
     pub bars: Vec<(usize, f64, f64)>,
+}
+
+/// One model's syscall bars: for each connection count it reached, calls per request in each
+/// family (in the order of the plot's family names).
+pub struct SyscallBars {
+    /// The model.
+    pub label: String,
+    /// (connections, calls per request by family).
+    pub bars: Vec<(usize, Vec<f64>)>,
 }
 
 /// One model's memory bar, or why it has none.
@@ -388,72 +399,161 @@ fn category_name(names: &[&str], y: f64) -> String {
 /// Server CPU per request by model: for each model a group of horizontal bars, one per
 /// connection count (a colour each), user CPU solid and sys CPU lighter after it.
 pub fn cpu(path: &Path, title: &str, models: &[CpuBars], counts: &[usize]) -> io::Result<()> {
-    let k = counts.len().max(1);
-    let n = models.len().max(1);
     let top = models
         .iter()
         .flat_map(|m| m.bars.iter().map(|b| b.1 + b.2))
         .fold(0.0, f64::max);
-    let height = (110 + n * (k * 14 + 10)) as u32;
-    let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let (plot, legend) = root.split_horizontally(WIDTH - LEGEND);
     let names: Vec<&str> = models.iter().map(|m| m.label.as_str()).collect();
-    let name_at = |y: &f64| category_name(&names, *y);
-    let mut chart = ChartBuilder::on(&plot)
-        .caption(title, (FONT, 20))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(130)
-        .build_cartesian_2d(0.0..(top * 1.18).max(1.0), -0.5..(n as f64 - 0.5))
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(n)
-        .y_label_formatter(&name_at)
-        .x_desc("server CPU per request, µs (user solid, sys light)")
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 14))
-        .max_light_lines(0)
-        .bold_line_style(RGBColor(225, 225, 225))
-        .draw()
-        .map_err(err)?;
-    let band = 0.8 / k as f64;
-    for (i, model) in models.iter().enumerate() {
-        let centre = (n - 1 - i) as f64;
-        for &(conns, user, sys) in &model.bars {
-            let Some(j) = counts.iter().position(|&c| c == conns) else {
-                continue;
-            };
-            let y0 = centre + 0.4 - (j + 1) as f64 * band;
-            let y1 = y0 + band * 0.85;
-            let c = color(j);
-            chart
-                .draw_series([Rectangle::new([(0.0, y0), (user, y1)], c.filled())])
-                .map_err(err)?;
-            chart
-                .draw_series([Rectangle::new(
-                    [(user, y0), (user + sys, y1)],
-                    lighter(c).filled(),
-                )])
-                .map_err(err)?;
-            let label = format!("{:.1}", user + sys);
-            chart
-                .draw_series([Text::new(
-                    label,
-                    (user + sys + top * 0.01, y1),
-                    (FONT, 11).into_font(),
-                )])
-                .map_err(err)?;
-        }
-    }
     let labels: Vec<String> = counts
         .iter()
         .map(|c| format!("{c} conn{}", if *c == 1 { "" } else { "s" }))
         .collect();
-    draw_legend(&legend, labels.iter().map(String::as_str), 40)?;
-    root.present().map_err(err)
+    let frame = GroupedBars {
+        title,
+        names: &names,
+        per_group: counts.len(),
+        x_max: top * 1.18,
+        x_desc: "server CPU per request, µs (user solid, sys light)",
+        legend: &labels.iter().map(String::as_str).collect::<Vec<_>>(),
+    };
+    frame.draw(path, &mut |chart, band| {
+        for (i, model) in models.iter().enumerate() {
+            for &(conns, user, sys) in &model.bars {
+                let Some(j) = counts.iter().position(|&c| c == conns) else {
+                    continue;
+                };
+                let (y0, y1) = band(i, j);
+                let c = color(j);
+                chart
+                    .draw_series([Rectangle::new([(0.0, y0), (user, y1)], c.filled())])
+                    .map_err(err)?;
+                chart
+                    .draw_series([Rectangle::new(
+                        [(user, y0), (user + sys, y1)],
+                        lighter(c).filled(),
+                    )])
+                    .map_err(err)?;
+                let label = format!("{:.1}", user + sys);
+                chart
+                    .draw_series([Text::new(
+                        label,
+                        (user + sys + top * 0.01, y1),
+                        (FONT, 11).into_font(),
+                    )])
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A chart of horizontal bars drawn on a linear x axis from 0.
+type BarChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Where bar j of group i lies: (y0, y1).
+type BarExtent<'a> = &'a dyn Fn(usize, usize) -> (f64, f64);
+
+/// The frame of a grouped horizontal bar chart: a group per model (named on the y axis, the
+/// first on top), `per_group` bars in each, a legend beside it.
+struct GroupedBars<'a> {
+    title: &'a str,
+    names: &'a [&'a str],
+    per_group: usize,
+    x_max: f64,
+    x_desc: &'a str,
+    legend: &'a [&'a str],
+}
+
+impl GroupedBars<'_> {
+    /// Draws the frame into `path`, then the bars through `bars`, which is given the chart and
+    /// the vertical extent (y0, y1) of bar j of group i.
+    fn draw(
+        &self,
+        path: &Path,
+        bars: &mut dyn FnMut(&mut BarChart, BarExtent) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let k = self.per_group.max(1);
+        let n = self.names.len().max(1);
+        // Tall enough for the bars and for the legend beside them.
+        let height = (110 + n * (k * 14 + 10)).max(60 + 20 * self.legend.len()) as u32;
+        let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (plot, legend) = root.split_horizontally(WIDTH - LEGEND);
+        let name_at = |y: &f64| category_name(self.names, *y);
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(self.title, (FONT, 20))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(130)
+            .build_cartesian_2d(0.0..self.x_max.max(1.0), -0.5..(n as f64 - 0.5))
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&name_at)
+            .x_desc(self.x_desc)
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .max_light_lines(0)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .draw()
+            .map_err(err)?;
+        let band = 0.8 / k as f64;
+        let extent = |i: usize, j: usize| {
+            let y0 = (n - 1 - i) as f64 + 0.4 - (j + 1) as f64 * band;
+            (y0, y0 + band * 0.85)
+        };
+        bars(&mut chart, &extent)?;
+        draw_legend(&legend, self.legend.iter().copied(), 40)?;
+        root.present().map_err(err)
+    }
+}
+
+/// Syscalls per request by model: for each model a group of horizontal bars, one per
+/// connection count (labelled at its end), each bar stacked by syscall family (a colour each).
+pub fn syscalls(
+    path: &Path,
+    title: &str,
+    models: &[SyscallBars],
+    families: &[&str],
+) -> io::Result<()> {
+    let top = models
+        .iter()
+        .flat_map(|m| m.bars.iter().map(|b| b.1.iter().sum::<f64>()))
+        .fold(0.0, f64::max);
+    let names: Vec<&str> = models.iter().map(|m| m.label.as_str()).collect();
+    let frame = GroupedBars {
+        title,
+        names: &names,
+        per_group: models.iter().map(|m| m.bars.len()).max().unwrap_or(1),
+        x_max: top * 1.25,
+        x_desc: "syscalls per request (one bar per connection count)",
+        legend: families,
+    };
+    frame.draw(path, &mut |chart, band| {
+        for (i, model) in models.iter().enumerate() {
+            for (j, (conns, parts)) in model.bars.iter().enumerate() {
+                let (y0, y1) = band(i, j);
+                let mut x = 0.0;
+                for (f, &v) in parts.iter().enumerate() {
+                    chart
+                        .draw_series([Rectangle::new([(x, y0), (x + v, y1)], color(f).filled())])
+                        .map_err(err)?;
+                    x += v;
+                }
+                chart
+                    .draw_series([Text::new(
+                        format!("{conns}: {x:.2}"),
+                        (x + top * 0.01, y1),
+                        (FONT, 11).into_font(),
+                    )])
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Memory per idle connection by model: one horizontal bar each, on a log scale (the models

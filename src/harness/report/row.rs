@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use super::diff::Spread;
+pub use crate::harness::measure::kernel_mem::CacheShare;
 
 /// How the load drove the server at this point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -126,6 +127,25 @@ pub struct Row {
     pub peak_tasks: Option<Tasks>,
     /// Context switches per request.
     pub context_switches_per_request: Option<SwitchRates>,
+    /// Every syscall of the server's tree per request, counted by the kernel's tracepoints in
+    /// a run of its own at the same point (`null` where the kernel refused: the note says why).
+    #[serde(default)]
+    pub syscalls_per_request: Option<f64>,
+    /// The same by syscall: each one called, and `other` for the rest (a syscall not listed was
+    /// not called).
+    #[serde(default)]
+    pub syscalls: Option<BTreeMap<String, f64>>,
+    /// Readiness reports returned per wait call (epoll_wait, poll, select), or io_uring
+    /// completions per io_uring_enter; `null` for a model that never waits.
+    #[serde(default)]
+    pub events_per_wait: Option<f64>,
+    /// Idle rows: what the kernel holds per connection for the server (slab caches, kernel
+    /// stacks, page tables, TCP memory; the clients' sockets taken off), bytes.
+    #[serde(default)]
+    pub kernel_bytes_per_connection: Option<f64>,
+    /// Idle rows: that figure by cache, named as /proc/slabinfo names it.
+    #[serde(default)]
+    pub kernel_caches: Option<BTreeMap<String, CacheShare>>,
     /// Failed connects and requests, by kind.
     pub errors: Errors,
     /// The load generator's CPU over the window, % of one core.
@@ -203,6 +223,11 @@ impl Row {
             pss_base_bytes: None,
             peak_tasks: None,
             context_switches_per_request: None,
+            syscalls_per_request: None,
+            syscalls: None,
+            events_per_wait: None,
+            kernel_bytes_per_connection: None,
+            kernel_caches: None,
             errors: Errors::default(),
             client_cpu_percent: None,
             client_bound: false,
@@ -220,6 +245,19 @@ impl Row {
             Some(lock) => format!("{} ({lock})", self.model),
             None => self.model.clone(),
         }
+    }
+
+    /// PSS and kernel memory per connection together, when both are known.
+    pub fn total_bytes_per_connection(&self) -> Option<f64> {
+        Some(self.bytes_per_connection? + self.kernel_bytes_per_connection?)
+    }
+
+    /// Adds a clause to the note.
+    pub fn add_note(&mut self, clause: impl AsRef<str>) {
+        if !self.note.is_empty() {
+            self.note.push_str("; ");
+        }
+        self.note.push_str(clause.as_ref());
     }
 
     /// Marks the row as not measured, for `reason`.

@@ -2,6 +2,7 @@
 //! (markdown), one table for loaded runs, one for churn, one for idle memory.
 
 use super::row::{Mode, Row, Status};
+use crate::harness::measure::syscalls;
 
 /// A table of text cells.
 #[derive(Clone, Debug, Default)]
@@ -194,6 +195,48 @@ pub const COLUMNS: &[(&str, &str)] = &[
         "churn: voluntary / involuntary context switches per connection, over every task of the tree",
     ),
     (
+        "sys/req",
+        "every syscall of the server's whole tree per request, counted by the kernel's tracepoints in a run of its own; n/a where the kernel refuses (the header says why)",
+    ),
+    (
+        "sys/conn",
+        "churn: every syscall of the server's whole tree per connection, counted by the kernel's tracepoints in a run of its own",
+    ),
+    (
+        "ev/wait",
+        "events per wait: readiness reports returned per wait call (epoll_wait, poll, select), or io_uring completions per io_uring_enter; - for a model that never waits",
+    ),
+    (
+        "kernel/conn",
+        "idle: what the kernel holds per connection for the server (slab caches, kernel stacks, page tables, TCP memory), the harness's own client sockets taken off",
+    ),
+    ("total/conn", "idle: kernel/conn plus bytes/conn"),
+    (
+        "kernel, largest",
+        "idle: the three largest kernel shares of a connection, by cache",
+    ),
+    (
+        "recv",
+        "syscalls per request: read, readv, recvfrom, recvmsg",
+    ),
+    (
+        "send",
+        "syscalls per request: write, writev, sendto, sendmsg",
+    ),
+    (
+        "wait",
+        "syscalls per request: epoll_wait, epoll_pwait, epoll_pwait2, select, pselect6, poll, ppoll, io_uring_enter",
+    ),
+    ("epoll_ctl", "syscalls per request: epoll_ctl"),
+    ("accept", "syscalls per request: accept, accept4"),
+    ("close", "syscalls per request: close, shutdown"),
+    ("futex", "syscalls per request: futex, sched_yield"),
+    (
+        "task",
+        "syscalls per request: clone, clone3, fork, vfork, exit, exit_group, wait4, waitid",
+    ),
+    ("other", "syscalls per request: every other syscall"),
+    (
         "served per worker",
         "connections each worker accepted, as the server's meter printed them at shutdown (summed over the repeats)",
     ),
@@ -258,6 +301,8 @@ pub fn load_table(rows: &[&Row]) -> Table {
         "mem/conn",
         "thr/proc",
         "csw/req",
+        "sys/req",
+        "ev/wait",
         "errors",
         "note",
     ];
@@ -301,6 +346,8 @@ pub fn churn_table(rows: &[&Row]) -> Table {
         "mem/conn",
         "thr/proc",
         "csw/conn",
+        "sys/conn",
+        "ev/wait",
         "errors",
         "note",
     ];
@@ -360,6 +407,9 @@ pub fn idle_table(rows: &[&Row]) -> Table {
         "PSS idle",
         "RSS idle",
         "bytes/conn",
+        "kernel/conn",
+        "total/conn",
+        "kernel, largest",
         "thr/proc",
         "note",
     ];
@@ -375,6 +425,9 @@ pub fn idle_table(rows: &[&Row]) -> Table {
                 opt(ok, r.pss_peak_bytes.map(|b| bytes(b as f64))),
                 opt(ok, r.rss_peak_bytes.map(|b| bytes(b as f64))),
                 opt(ok, r.bytes_per_connection.map(bytes)),
+                opt(ok, r.kernel_bytes_per_connection.map(bytes)),
+                opt(ok, r.total_bytes_per_connection().map(bytes)),
+                opt(ok, r.kernel_caches.as_ref().map(largest_caches)),
                 opt(
                     ok,
                     r.peak_tasks
@@ -385,6 +438,23 @@ pub fn idle_table(rows: &[&Row]) -> Table {
         })
         .collect();
     Table::new(&headers, body)
+}
+
+/// The three largest kernel shares of a connection in the total (sockstat's machine-wide TCP
+/// memory is not): `TCP 2.3 KiB, KernelStack 16.0 KiB, ...`.
+fn largest_caches(caches: &std::collections::BTreeMap<String, super::row::CacheShare>) -> String {
+    let mut v: Vec<(&String, f64)> = caches
+        .iter()
+        .filter(|(n, _)| n.as_str() != crate::harness::measure::kernel_mem::TCP_MEM)
+        .map(|(n, c)| (n, c.bytes_per_connection))
+        .collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v.iter()
+        .take(3)
+        .filter(|(_, b)| *b >= 1.0)
+        .map(|(n, b)| format!("{n} {}", bytes(*b)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The note of a classic row: a design cannot do less than the iterative server, so a
@@ -407,7 +477,7 @@ mod cell {
     pub const USR_SYS: usize = 5;
     pub const TASKS: usize = 9;
     pub const SWITCHES: usize = 10;
-    pub const ERRORS: usize = 11;
+    pub const ERRORS: usize = 13;
 }
 
 /// The measured cells of a loaded row, blank when not measured.
@@ -439,8 +509,50 @@ fn measured(r: &Row) -> Vec<String> {
             r.context_switches_per_request
                 .map(|s| format!("{:.2}/{:.2}", s.voluntary, s.involuntary)),
         ),
+        opt(
+            ok,
+            Some(
+                r.syscalls_per_request
+                    .map_or("n/a".into(), |v| format!("{v:.2}")),
+            ),
+        ),
+        opt(
+            ok,
+            Some(r.events_per_wait.map_or("-".into(), |v| format!("{v:.2}"))),
+        ),
         opt(ok, Some(r.errors.total().to_string())),
     ]
+}
+
+/// The syscall table of loaded or churn rows: calls per request by family (see
+/// [`syscalls::FAMILIES`]) and events per wait.
+pub fn syscall_table(rows: &[&Row]) -> Table {
+    let mut headers = vec!["model", "conns", "sys/req"];
+    headers.extend(syscalls::FAMILIES.iter().map(|f| f.0));
+    headers.extend(["other", "ev/wait"]);
+    let body = rows
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .map(|r| {
+            let mut cells = vec![r.label(), r.connections.to_string()];
+            match (&r.syscalls, r.syscalls_per_request) {
+                (Some(by_name), Some(total)) => {
+                    cells.push(format!("{total:.2}"));
+                    cells.extend(syscalls::by_family(by_name).into_iter().map(|(_, v)| {
+                        if v == 0.0 {
+                            "0".into()
+                        } else {
+                            format!("{v:.3}")
+                        }
+                    }));
+                }
+                _ => cells.extend((0..syscalls::FAMILIES.len() + 2).map(|_| "n/a".to_string())),
+            }
+            cells.push(r.events_per_wait.map_or("-".into(), |v| format!("{v:.2}")));
+            cells
+        })
+        .collect();
+    Table::new(&headers, body)
 }
 
 fn opt(ok: bool, cell: Option<String>) -> String {
@@ -559,6 +671,41 @@ mod tests {
         assert!(t.rows[1][9].contains("disturbed baseline"));
     }
 
+    /// Syscalls not counted read `n/a`; a model that never waits shows `-` for events per wait;
+    /// the syscall table breaks the total down by family, `other` last.
+    #[test]
+    fn syscall_cells() {
+        let plain = Row::new("epoll-lt", "echo", Mode::Closed, 10, 64);
+        let t = load_table(&[&plain]);
+        let at = |name: &str| t.headers.iter().position(|h| h == name).expect(name);
+        assert_eq!(t.rows[0][at("sys/req")], "n/a");
+        assert_eq!(t.rows[0][at("ev/wait")], "-");
+        let mut counted = plain.clone();
+        counted.syscalls_per_request = Some(2.5);
+        counted.events_per_wait = Some(12.0);
+        counted.syscalls = Some(
+            [
+                ("recvfrom", 1.0),
+                ("sendto", 1.0),
+                ("epoll_wait", 0.25),
+                ("mmap", 0.25),
+            ]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect(),
+        );
+        let t = syscall_table(&[&counted]);
+        let cells = &t.rows[0];
+        assert_eq!(cells[2], "2.50");
+        assert_eq!(
+            (cells[3].as_str(), cells[4].as_str(), cells[5].as_str()),
+            ("1.000", "1.000", "0.250")
+        );
+        assert_eq!(t.headers[t.headers.len() - 2], "other");
+        assert_eq!(cells[cells.len() - 2], "0.250");
+        assert_eq!(cells.last().map(String::as_str), Some("12.00"));
+    }
+
     /// Every column of every table has a definition to show on hover and list in index.md.
     #[test]
     fn every_column_is_defined() {
@@ -568,6 +715,7 @@ mod tests {
             churn_table(&[&r]),
             classic_table(&[&r]),
             idle_table(&[&r]),
+            syscall_table(&[&r]),
         ] {
             for h in &t.headers {
                 assert!(definition(h).is_some(), "no definition for column '{h}'");

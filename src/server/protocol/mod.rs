@@ -6,7 +6,9 @@ mod echo;
 mod http;
 
 pub use echo::Echo;
-pub use http::{Http, MAX_HEADER_BYTES};
+pub use http::{DEFAULT_MAX_BODY, Http, MAX_HEADER_BYTES};
+
+use crate::server::model::Config;
 
 /// What a session did with the input it was fed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +50,16 @@ impl Protocol {
     /// Every protocol, for command-line help and loops in tests.
     pub const ALL: [Protocol; 2] = [Protocol::Echo, Protocol::Http];
 
-    /// A fresh session for a new connection.
+    /// A fresh session for a new connection, with the limits `config` sets (`max_body`).
+    pub fn session_for(self, config: &Config) -> AnySession {
+        match self {
+            Protocol::Echo => AnySession::Echo(Echo),
+            Protocol::Http => AnySession::Http(Http::new(config.max_body)),
+        }
+    }
+
+    /// A fresh session with the default limits (those of [`Config::default`]), for a caller that
+    /// has no configuration at hand.
     pub fn session(self) -> AnySession {
         match self {
             Protocol::Echo => AnySession::Echo(Echo),
