@@ -142,12 +142,18 @@ pub fn table_html(table: &Table, rows: &[usize], classes: &[Vec<&str>]) -> Strin
         }
         for (j, cell) in cells.iter().enumerate() {
             out.push_str("<td");
-            if let Some(class) = classes
+            let mark = classes
                 .get(i)
                 .and_then(|c| c.get(j))
-                .filter(|c| !c.is_empty())
-            {
-                let _ = write!(out, " class=\"{class}\"");
+                .filter(|c| !c.is_empty());
+            // The note column is prose: it wraps, left-aligned.
+            let note = table.headers.get(j).is_some_and(|h| h == "note");
+            match (mark, note) {
+                (Some(class), _) => {
+                    let _ = write!(out, " class=\"{class}\"");
+                }
+                (None, true) => out.push_str(" class=\"note\""),
+                (None, false) => {}
             }
             if let Some(v) = sort_key(cell) {
                 let _ = write!(out, " data-v=\"{v}\"");
@@ -287,7 +293,7 @@ th:first-child { background: var(--head); z-index: 1; }
 th.defined { text-decoration: underline dotted #8a93a0; text-underline-offset: 3px; cursor: help; }
 th[aria-sort="ascending"]::after { content: " ▲"; font-size: 10px; }
 th[aria-sort="descending"]::after { content: " ▼"; font-size: 10px; }
-td:last-child { white-space: normal; text-align: left; min-width: 18em; max-width: 44em; color: #333; }
+td.note { white-space: normal; text-align: left; min-width: 18em; max-width: 44em; color: #333; }
 tbody tr:hover td { background: #f7f9fc; }
 td.up { background: #e5f4e8; } td.down { background: #fbe6e4; }
 figure { margin: 10px 0 22px; }
