@@ -17,8 +17,11 @@
 //! - a poll on the shutdown eventfd, and a timeout for the idle sweep — operations like the rest.
 //!
 //! The bytes are the same as every model's: completions feed the same sans-IO session through
-//! [`conn::feed`](crate::server::conn::feed). Backpressure: while a connection's unsent output is past
-//! `Config::out_cap`, its receive is cancelled and not re-armed until the peer drains it. Out
+//! [`conn::feed`](crate::server::conn::feed). Backpressure: a connection's receive is armed only
+//! while its unsent output is under `Config::out_cap`, with a byte cap of the room left (a
+//! multishot receive capped in `sqe->optlen`, Linux 6.17: the kernel ends it at the cap), and is
+//! not re-armed until the peer drains the output; where the cap is refused, an uncapped receive
+//! is cancelled once past it ([`RecvMode`]). Out
 //! of descriptors, the accept completes with EMFILE and ends; it is re-armed when a connection
 //! closes (or after a back-off), never at once — an accept re-armed at once would fail again,
 //! a spin.
@@ -28,8 +31,9 @@
 //! buffer pool is fixed (1 024 × 4 KiB) whatever the number of connections. Where it breaks:
 //! the reply buffer must not move while its send is in flight, so a connection keeps two
 //! (the one in flight and the one filling); a kernel older than 5.19 has no buffer rings (the
-//! model refuses to start, saying so), older than 6.0 no multishot receive (it falls back to one
-//! receive at a time, with a log line). io_uring is often disabled by container seccomp
+//! model refuses to start, saying so), older than 6.17 no byte cap on a multishot receive, older
+//! than 6.0 no multishot receive (it falls back to an uncapped receive, then to one receive at a
+//! time, with a log line each). io_uring is often disabled by container seccomp
 //! profiles. Compare with `epoll-lt` (readiness, one loop) and `tokio`. Notes:
 //! `notes/io-uring.md`.
 
