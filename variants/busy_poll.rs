@@ -18,8 +18,10 @@
 //! hand the same walk to the kernel and sleep until something is ready, and with `epoll-lt`,
 //! which does not walk at all.
 //!
-//! (Busy polling is a real technique where a core is dedicated to it — DPDK, SO_BUSY_POLL — but
-//! there the point is to never give the core away; here it is the cautionary baseline.)
+//! (Busy polling is a real technique where latency matters more than a core — DPDK's poll-mode
+//! drivers never give theirs away, and the kernel's SO_BUSY_POLL spins on a device queue for a
+//! bounded number of microseconds before sleeping, socket(7) — but here it is the cautionary
+//! baseline.)
 //!
 //! The note, with the idle CPU measured: notes/busy-poll.md.
 
