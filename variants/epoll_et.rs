@@ -12,7 +12,7 @@
 //!   EPOLLET)` — once, never MOD;
 //! - `close` of a finished connection removes it from the interest list.
 //!
-//! Edge-triggered (边沿触发) means a descriptor is reported when it *becomes* ready — a packet
+//! Edge-triggered (边缘触发) means a descriptor is reported when it *becomes* ready — a packet
 //! arrived, buffer space freed — and not again until the next change. The rule that follows:
 //! every report must be drained to EAGAIN, reads, writes and accepts alike; input left in the
 //! socket after a report will never be reported again unless more arrives. In return, no

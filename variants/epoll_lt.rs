@@ -20,8 +20,8 @@
 //! a `read` returns 0. (EPOLLHUP and EPOLLERR are reported without being asked for; the `read`
 //! then meets the end or the error.) The price: watching EPOLLOUT on a socket that is writable
 //! but has nothing to send would wake the loop on every turn, which is why the interest is
-//! switched off again once output drains. Out of descriptors the listener stays readable just
-//! as forever, so it is switched off too (`epoll_ctl(DEL)`, and ADD again) until a connection
+//! switched off again once output drains. Out of descriptors the listener stays readable for
+//! as long as a connection waits in its queue, so it is switched off too (`epoll_ctl(DEL)`, and ADD again) until a connection
 //! closes or [`EXHAUSTED_BACKOFF`] passes.
 //!
 //! Cost: one `epoll_wait` per turn, O(ready) rather than O(watched) — the kernel's wait queue

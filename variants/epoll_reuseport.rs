@@ -14,8 +14,10 @@
 //! herd (惊群): a connection wakes exactly the thread that owns its listener. The price of
 //! hashing blind: the kernel does not know which thread is busy, so a thread stuck on slow work
 //! still gets its share of new connections, and they wait in its queue while other threads
-//! idle; and when a listener closes, the connections waiting in its queue are reset. Compare
-//! `epoll-exclusive`, where the threads share one queue and the kernel wakes one *idle* waiter.
+//! idle; and when a listener closes, the connections waiting in its queue are reset — by
+//! default: with `net.ipv4.tcp_migrate_req=1` (Linux 5.14) the kernel moves them to another
+//! listener of the group instead (`reuseport_migrate_sock`, counted in `TCPMigrateReqSuccess`).
+//! Compare `epoll-exclusive`, where the threads share one queue and the kernel wakes one *idle* waiter.
 //!
 //! Cost: per connection, what `epoll-lt` costs; per worker, a thread, an epoll instance and a
 //! listener ([`one_loop_per_thread`]). The extra listeners take the default backlog

@@ -16,8 +16,9 @@
 //! different: it acts on the socket itself, whoever else holds it, and sends FIN at once.) The
 //! child closes the listener so that a shutdown of the server is not held up by children.
 //!
-//! Cost: a `fork` per connection (the child gets a copy of the parent's page tables; the pages
-//! themselves are shared copy-on-write until written), an `exit` and a `waitpid`: 234.5 µs of
+//! Cost: a `fork` per connection (the child gets copies of the page tables of the parent's
+//! anonymous mappings — file-backed ones it faults in afresh, `vma_needs_copy` in mm/memory.c —
+//! and the pages themselves are shared copy-on-write until written), an `exit` and a `waitpid`: 234.5 µs of
 //! server CPU per connection more than the iterative server's, in the churn run of
 //! notes/classic-table.md. Memory is shared copy-on-write, which is why PSS, not RSS, is the
 //! honest figure. Where it breaks: connection churn, where the fork dominates. Compare with

@@ -1,7 +1,7 @@
 //! `iterative` — one client at a time: accept, serve that client to EOF, accept the next.
 //! See notes/iterative.md.
 //!
-//! The baseline every concurrent model is measured against (Stevens, UNP ch. 30.2).
+//! The baseline every concurrent model is measured against (Stevens, UNP ch. 30.4).
 //!
 //! Syscalls, in order: `accept` blocks until the handshake of the next client has completed
 //! and its connection waits in the accept queue (已完成连接队列); then `read`/`write` on that

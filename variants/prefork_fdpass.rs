@@ -14,8 +14,9 @@
 //! `write`s its one byte back.
 //!
 //! Cost: per connection, on top of `prefork`'s, a `sendmsg`, a `recvmsg`, a `write`, a `read` and
-//! a `poll` round — Stevens measured this design the slowest of the preforked ones, and so will
-//! we. What it buys: the parent chooses the child (it could balance load, or drain a child for a
+//! a `poll` round — Stevens measured this design the slowest of the preforked ones (UNP Figure
+//! 30.1); here it costs about what the locked `prefork` variants cost (notes/classic-table.md).
+//! What it buys: the parent chooses the child (it could balance load, or drain a child for a
 //! restart), and no child ever blocks in `accept`, so there is no herd and no lock. Which child:
 //! like Stevens' parent, the first idle one in array order, so the per-child meter printed at
 //! shutdown leans towards the low-numbered children when the load is light. Where it breaks: at

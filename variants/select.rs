@@ -10,17 +10,20 @@
 //! connections ([`EventLoop::accept`]); `close` of each finished connection.
 //!
 //! FD_SETSIZE: an `fd_set` is a fixed bitmap of 1024 bits, so `select` cannot watch descriptor
-//! 1024 or above — `FD_SET` past it writes beyond the bitmap in C, and nix's `FdSet::insert`
-//! panics. The descriptor number is what counts, not how many are watched: a process with 1 020
-//! connections open has no number below 1024 left. So a connection whose descriptor is 1024 or
+//! 1024 or above — `FD_SET` past it is undefined behaviour in C (a write beyond the bitmap, or
+//! an abort under `_FORTIFY_SOURCE`), and nix's `FdSet::insert` panics. The descriptor number is what counts, not how many are watched: a process holding
+//! stdio, the eventfd, the listener and 1 019 connections has no number below 1024 left (every
+//! other descriptor it holds takes one too). So a connection whose descriptor is 1024 or
 //! more is closed as soon as it is accepted, with one log line per episode
 //! ([`Model::fd_limit`]); the server goes on serving the others, and accepts again once one of
-//! them closes and frees a low number. (glibc's FD_SETSIZE cannot be raised without rebuilding
-//! it; the real fix is `poll`.)
+//! them closes and frees a low number. (The limit is glibc's, fixed at 1024 in its headers and
+//! its `_FORTIFY_SOURCE` checks; the kernel has none, select(2) BUGS. The real fix is `poll`.)
 //!
-//! Cost: each turn builds two 128-byte bitmaps and walks every connection to do so; the kernel
-//! copies them in, walks every bit up to the highest descriptor (registering on each socket's
-//! wait queue), and copies them out; the loop then tests every connection's bit again. O(watched)
+//! Cost: each turn builds two bitmaps and walks every connection to do so; the kernel copies in
+//! and back out `nfds` bits of each, rounded up to 8-byte words (8 bytes while every descriptor
+//! is below 64, 128 only near 1023: `core_sys_select` in fs/select.c), scans the bits up to the
+//! highest descriptor, polls each socket whose bit is set and, until one is ready, registers on
+//! its wait queue (`do_select`); the loop then tests every connection's bit again. O(watched)
 //! three times per turn, however few are ready. Compare with `poll` (no ceiling, the same walk)
 //! and `epoll-lt` (O(ready)).
 //!

@@ -11,7 +11,8 @@
 //! Syscalls, in order (under mio): `epoll_create1`, the listener and every connection
 //! registered once, edge-triggered (`epoll_ctl` ADD); then the runtime's loop: `epoll_wait`,
 //! wake the tasks whose sockets are ready, each task `accept4` / `recvfrom` / `sendto` until
-//! EAGAIN, park. With N workers, an idle worker steals tasks from the others, and a wake-up of a
+//! EAGAIN — or, for a read, until a short read, after which tokio clears the readiness itself
+//! (`PollEvented::poll_read`: with epoll a partial read shows the socket drained) — park. With N workers, an idle worker steals tasks from the others, and a wake-up of a
 //! parked worker is a futex call (or a write to mio's eventfd).
 //!
 //! Why it is only the reference: everything the workbook teaches — readiness, buffers,

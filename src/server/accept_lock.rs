@@ -4,8 +4,9 @@
 //! Why lock at all: on some kernels N processes blocked in `accept` on one listener were all
 //! woken by each connection (the thundering herd, 惊群), and on some systems `accept` from
 //! several processes at once was not even safe. A lock around `accept` lets one child wait in it
-//! while the others wait for the lock. Linux has woken a single `accept` waiter since 2.6, so
-//! here the lock only adds cost — which is the measurement worth making.
+//! while the others wait for the lock. Linux has woken a single `accept` waiter since 2.4
+//! (`server-models lab herd` counts it), so here the lock only adds cost — which is the
+//! measurement worth making.
 //!
 //! - `fcntl`: a POSIX record lock (`F_SETLKW`) on a temporary file. Record locks belong to the
 //!   *process*, so one descriptor inherited through `fork` serves every child. Two syscalls per

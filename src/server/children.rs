@@ -3,8 +3,11 @@
 //! ([`Supervisor`], for the preforked models).
 //!
 //! The parent keeps the pid of every live child. A SIGCHLD handler installed without
-//! `SA_RESTART` makes the parent's blocking call (`accept`, `waitpid`) return EINTR when a child
-//! exits, so the parent reaps at once and no zombie (僵尸进程) waits for the next connection.
+//! `SA_RESTART` makes a parent blocked in `accept` (`fork-per-conn`) return EINTR when a child
+//! exits, and writes an eventfd that a parent blocked in `poll` ([`Supervisor`]) wakes on —
+//! `poll` would return EINTR with or without `SA_RESTART` (signal(7)), but a signal arriving just
+//! before it blocks would be missed, and a readable eventfd is not. Either way the parent reaps at
+//! once and no zombie (僵尸进程) waits for the next connection.
 
 use std::collections::HashSet;
 use std::io;

@@ -3,9 +3,10 @@
 //!
 //! With readiness (epoll) the program picks the buffer when it calls `read`. With completions it
 //! must name the buffer when it *submits* the receive, long before any byte arrives — one buffer
-//! per waiting connection, 10 000 idle connections, 10 000 idle buffers. Provided buffers turn
-//! that around: the program hands the kernel a pool (a "buffer ring", Linux 5.19), every receive
-//! says "take one from group G", and the completion says which buffer (its id) holds the bytes.
+//! per waiting connection, 10 000 idle connections, 10 000 idle buffers. Provided buffers (Linux
+//! 5.7) turn that around: the program hands the kernel a pool (here the ring-mapped kind, a
+//! "buffer ring", Linux 5.19), every receive says "take one from group G", and the completion
+//! says which buffer (its id) holds the bytes.
 //! The program reads them and gives the buffer back by writing its entry at the ring's tail.
 //! Memory is then one pool per ring, whatever the number of connections.
 //!
