@@ -39,7 +39,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const KERNEL_TRIES: usize = 3;
 
 /// Measures memory per idle connection for one model at `point.connections`: once, or again
-/// (up to [`KERNEL_TRIES`] runs) while the kernel's reading is disturbed, keeping the least
+/// (up to `KERNEL_TRIES` runs) while the kernel's reading is disturbed, keeping the least
 /// disturbed run.
 pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
     let mut best: Option<(f64, Row)> = None;

@@ -9,7 +9,7 @@ use super::table::Table;
 pub enum Block {
     /// A heading: level 1 is the page's title, 2 a section, 3 a part of one.
     Heading(u8, String),
-    /// A paragraph. Inline markup: `code`, *emphasis*, [text](link).
+    /// A paragraph. Inline markup: `code`, *emphasis*, `[text](link)`.
     Text(String),
     /// A table; `rows[i]` is the index in results.json of the row that body row `i` shows
     /// (empty for a table that shows no rows of results.json).

@@ -233,7 +233,7 @@ fn plain(s: &str) -> String {
     s.replace(['`', '*'], "")
 }
 
-/// Inline markup as HTML: `code`, *emphasis*, [text](link); everything else escaped.
+/// Inline markup as HTML: `code`, *emphasis*, `[text](link)`; everything else escaped.
 pub fn inline(s: &str) -> String {
     let mut out = String::new();
     let mut rest = s;
