@@ -39,7 +39,7 @@ enum Command {
     /// throughput, errors and the client's own CPU.
     Load(LoadArgs),
     /// Compare the models: the same sweep against each, a table, and a report with plots.
-    Compare(server_models::harness::compare::cli::CompareArgs),
+    Compare(Box<server_models::harness::compare::cli::CompareArgs>),
     /// A process with a known footprint, for the measurement tests.
     #[command(subcommand, hide = true)]
     Probe(server_models::harness::measure::probe::Probe),
@@ -89,6 +89,10 @@ struct LoadArgs {
     /// Stop after this many requests (no warm-up; --duration still bounds the run).
     #[arg(long)]
     requests: Option<u64>,
+    /// Requests in flight per connection, sent back to back, replies checked in order
+    /// (closed loop only).
+    #[arg(long, default_value_t = 1, conflicts_with_all = ["churn", "rate"])]
+    pipeline: usize,
     /// Print one JSON object (schema in README.md) instead of the summary.
     #[arg(long)]
     json: bool,
@@ -212,6 +216,7 @@ fn load(args: LoadArgs) -> ExitCode {
         churn: args.churn,
         timeout: args.timeout,
         requests: args.requests,
+        pipeline: args.pipeline,
         ..server_models::harness::load::LoadOptions::new(
             args.addr,
             protocol,
