@@ -26,6 +26,8 @@ pub struct LoadPlan {
     pub rate: Option<f64>,
     /// Connect, one request, close.
     pub churn: bool,
+    /// Requests in flight per connection (closed loop).
+    pub pipeline: usize,
     /// Before the measured window.
     pub warmup: Duration,
     /// The measured window.
@@ -77,6 +79,9 @@ impl LoadPlan {
         if self.churn {
             args.push("--churn".into());
         }
+        if self.pipeline > 1 {
+            args.extend(["--pipeline".into(), self.pipeline.to_string()]);
+        }
         args
     }
 }
@@ -100,8 +105,11 @@ pub fn run_load(
     if let Some(cpu) = cpu {
         placement::pin_command(&mut command, cpu)?;
     }
-    let mut child = command.spawn()?;
+    // The instant is taken before the spawn: the child, pinned beside this thread, may run and
+    // start its own clock before `spawn` returns here, and its window must not end before the
+    // one estimated from this instant (the last sample would then miss it).
     let start = Instant::now();
+    let mut child = command.spawn()?;
     started(start);
     let stdout = drain(child.stdout.take())?;
     let stderr = drain(child.stderr.take())?;

@@ -8,16 +8,22 @@
 //!
 //! - [`client`]: the load generator as a child process.
 //! - [`point`]: one model at one point under load, repeated, reduced to medians.
-//! - [`idle`]: memory per idle connection.
+//! - [`idle`]: memory per idle connection, and holding idle connections open for [`beside`].
+//! - [`beside`]: busy beside idle — a few busy connections beside K idle ones, each figure
+//!   against the same model with none.
+//! - [`rates`]: latency against offered load — open loop at given rates or at rates searched
+//!   for (doubling, then bisecting), each model's knee, and the coordinated-omission run.
 //! - [`classic`]: the `classic` preset, Stevens' UNP ch. 30 table: process-control CPU per
 //!   connection, each design less the iterative server.
 //! - [`cli`]: the command line.
 
+pub mod beside;
 pub mod classic;
 pub mod cli;
 pub mod client;
 pub mod idle;
 pub mod point;
+pub mod rates;
 
 use std::io;
 use std::path::PathBuf;
@@ -51,6 +57,19 @@ pub struct Options {
     pub churn: Vec<usize>,
     /// Idle connection counts for memory per connection; empty for none.
     pub idle: Vec<usize>,
+    /// Busy beside idle: the idle connections to hold beside the busy ones, one point per
+    /// count (0 included, the baseline); empty for none.
+    pub idle_beside: Vec<usize>,
+    /// Busy beside idle: the busy connection counts.
+    pub beside_connections: Vec<usize>,
+    /// Requests in flight per connection for the closed-loop points, one point per depth.
+    pub pipeline: Vec<usize>,
+    /// Latency against offered load: the rates to offer, or a search for each model's knee.
+    pub rates: Option<rates::Rates>,
+    /// Latency against offered load: the connections the rates are spread over.
+    pub rate_connections: Vec<usize>,
+    /// The p99 a model must stay under for a rate to count towards its knee.
+    pub slo_p99: Duration,
     /// Warm-up before each measured window.
     pub warmup: Duration,
     /// Each measured window.
@@ -79,7 +98,7 @@ pub struct Point {
     pub protocol: Protocol,
     /// Closed, open, churn or idle.
     pub mode: Mode,
-    /// Connections (churn: slots; idle: connections held).
+    /// Connections (churn: slots; idle: connections held; beside idle: the busy ones).
     pub connections: usize,
     /// Echo message size; 0 for HTTP, whose request is always `GET /`.
     pub size: usize,
@@ -87,9 +106,37 @@ pub struct Point {
     pub rate: Option<f64>,
     /// The accept lock to serve with, for a model that takes one when the run names locks.
     pub accept_lock: Option<AcceptLock>,
+    /// Requests in flight per connection (closed loop).
+    pub pipeline: usize,
+    /// Busy beside idle: this many idle connections are held open beside the busy ones.
+    pub idle_beside: Option<usize>,
+    /// A point of the offered-load sweep (its rate is `rate`).
+    pub offered: bool,
+    /// A stand-in for `--rates auto`: the run searches the rates for this model's knee.
+    pub search: bool,
+    /// The server is stopped (SIGSTOP) this long in the middle of the window.
+    pub stall: Option<Duration>,
 }
 
 impl Point {
+    /// A point with nothing beyond its mode: one request in flight, no idle connection beside,
+    /// no rate.
+    pub fn new(protocol: Protocol, mode: Mode, connections: usize, size: usize) -> Point {
+        Point {
+            protocol,
+            mode,
+            connections,
+            size,
+            rate: None,
+            accept_lock: None,
+            pipeline: 1,
+            idle_beside: None,
+            offered: false,
+            search: false,
+            stall: None,
+        }
+    }
+
     /// An empty row for `model` at this point, named as the tables name it.
     pub fn row(&self, model: &dyn Model) -> Row {
         let mut row = Row::new(
@@ -101,7 +148,17 @@ impl Point {
         );
         row.rate = self.rate;
         row.accept_lock = self.accept_lock.map(|l| l.name().to_string());
+        row.pipeline = self.pipeline;
+        row.idle_beside = self.idle_beside;
+        row.offered_rate = self.rate.filter(|_| self.offered);
+        row.server_stopped_ms = self.stall.map(|d| d.as_secs_f64() * 1e3);
         row
+    }
+
+    /// Every connection the server holds at this point: the loaded ones and any idle ones
+    /// beside them.
+    pub fn held(&self) -> usize {
+        self.connections + self.idle_beside.unwrap_or(0)
     }
 }
 
@@ -150,50 +207,75 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
         } else {
             opts.sizes.clone()
         };
-        for size in sizes {
+        let depths = |mode: Mode| match mode {
+            Mode::Closed => opts.pipeline.clone(),
+            _ => vec![1],
+        };
+        for &size in &sizes {
             let mode = if opts.rate.is_some() {
                 Mode::Open
             } else {
                 Mode::Closed
             };
-            for &connections in &opts.connections {
-                points.push(Point {
-                    protocol,
-                    mode,
-                    connections,
-                    size,
-                    rate: opts.rate,
-                    accept_lock: None,
-                });
+            for pipeline in depths(mode) {
+                for &connections in &opts.connections {
+                    points.push(Point {
+                        rate: opts.rate,
+                        pipeline,
+                        ..Point::new(protocol, mode, connections, size)
+                    });
+                }
             }
         }
+        for &size in &sizes {
+            let mode = if opts.rate.is_some() {
+                Mode::Open
+            } else {
+                Mode::Closed
+            };
+            for pipeline in depths(mode) {
+                for &connections in &opts.beside_connections {
+                    for &k in &opts.idle_beside {
+                        points.push(Point {
+                            rate: opts.rate,
+                            pipeline,
+                            idle_beside: Some(k),
+                            ..Point::new(protocol, mode, connections, size)
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(rates) = &opts.rates {
+            for &size in &sizes {
+                for &connections in &opts.rate_connections {
+                    let open = Point {
+                        offered: true,
+                        ..Point::new(protocol, Mode::Open, connections, size)
+                    };
+                    match rates {
+                        rates::Rates::Auto => points.push(Point {
+                            search: true,
+                            ..open
+                        }),
+                        rates::Rates::List(list) => points.extend(list.iter().map(|&r| Point {
+                            rate: Some(r),
+                            ..open
+                        })),
+                    }
+                }
+            }
+        }
+        let size = if protocol == Protocol::Http {
+            0
+        } else {
+            first_size
+        };
         for &connections in &opts.churn {
-            points.push(Point {
-                protocol,
-                mode: Mode::Churn,
-                connections,
-                size: if protocol == Protocol::Http {
-                    0
-                } else {
-                    first_size
-                },
-                rate: None,
-                accept_lock: None,
-            });
+            points.push(Point::new(protocol, Mode::Churn, connections, size));
         }
         for &connections in &opts.idle {
-            points.push(Point {
-                protocol,
-                mode: Mode::Idle,
-                connections,
-                size: if protocol == Protocol::Http {
-                    0
-                } else {
-                    first_size
-                },
-                rate: None,
-                accept_lock: None,
-            });
+            points.push(Point::new(protocol, Mode::Idle, connections, size));
         }
     }
     // A model that takes an accept lock runs once per lock, unless the run asked for the
@@ -324,6 +406,25 @@ pub fn run(
             model: model.name(),
             point,
         });
+        if point.search {
+            // The rates are chosen as the search goes; each rate tried is a row.
+            let found = rates::search(&setup, *model, point, opts.slo_p99, &mut |p| {
+                progress(SweepEvent::Starting {
+                    index: i,
+                    total: plan.len(),
+                    model: model.name(),
+                    point: p,
+                })
+            });
+            let last = found.len().saturating_sub(1);
+            for (j, row) in found.into_iter().enumerate() {
+                if j == last {
+                    progress(SweepEvent::Done { row: &row });
+                }
+                rows.push(row);
+            }
+            continue;
+        }
         let row = match point.mode {
             Mode::Idle => idle::measure(&setup, *model, point),
             _ => point::measure(&setup, *model, point),
@@ -331,8 +432,27 @@ pub fn run(
         progress(SweepEvent::Done { row: &row });
         rows.push(row);
     }
+    rates::mark_knees(&mut rows, opts.slo_p99);
+    // Coordinated omission, shown once: the first model with a knee, at half of it, with its
+    // server stopped for a moment in the middle of the window.
+    if opts.rates.is_some()
+        && !stopped
+        && !interrupted()
+        && let Some((model, point)) = rates::stall_point(&rows, &opts.models)
+    {
+        progress(SweepEvent::Starting {
+            index: plan.len(),
+            total: plan.len(),
+            model: model.name(),
+            point: &point,
+        });
+        let row = point::measure(&setup, model, &point);
+        progress(SweepEvent::Done { row: &row });
+        rows.push(row);
+    }
     attach_idle_memory(&mut rows);
     classic::attach_process_control(&mut rows);
+    beside::attach_ratios(&mut rows);
     Ok(SweepOutcome {
         rows,
         settings: Settings {
@@ -347,6 +467,12 @@ pub fn run(
             rate: opts.rate,
             churn: opts.churn.clone(),
             idle: opts.idle.clone(),
+            idle_beside: opts.idle_beside.clone(),
+            beside_connections: opts.beside_connections.clone(),
+            pipeline: opts.pipeline.clone(),
+            rates: opts.rates.as_ref().map(|r| r.to_string()),
+            rate_connections: opts.rate_connections.clone(),
+            slo_p99_us: opts.slo_p99.as_secs_f64() * 1e6,
             warmup_s: opts.warmup.as_secs_f64(),
             duration_s: opts.duration.as_secs_f64(),
             repeat: setup.repeat,

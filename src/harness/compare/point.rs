@@ -1,5 +1,9 @@
 //! One model at one point under load: a fresh server, the load generator against it, the
 //! server's tree sampled throughout; repeated and reduced to medians.
+//!
+//! Two experiments add to the run: idle connections held open beside the loaded ones before
+//! the load starts (busy beside idle), and the server's process group stopped for a moment in
+//! the middle of the window (the coordinated-omission demonstration).
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -9,7 +13,9 @@ use super::{Point, Setup, unreachable};
 use crate::harness::load::LoadReport;
 use crate::harness::measure::tree::{self, Peaks, Sample, TreeUsage};
 use crate::harness::measure::{Sampler, placement};
-use crate::harness::report::row::{self, Errors, Latency, Mode, Row, Status, SwitchRates, Tasks};
+use crate::harness::report::row::{
+    self, Errors, Latency, Mode, Row, Spread, Status, SwitchRates, Tasks,
+};
 use crate::harness::spawn::{ServerProcess, serve_command};
 use crate::server::model::{Concurrency, Model};
 
@@ -81,13 +87,7 @@ pub fn start_server(
     };
     let workers = said.or(workers).unwrap_or(default);
     *announced = Some(workers);
-    if let Some(why) = unreachable(
-        model,
-        point.mode,
-        point.connections,
-        workers,
-        setup.fd_limit,
-    ) {
+    if let Some(why) = unreachable(model, point.mode, point.held(), workers, setup.fd_limit) {
         return Err(NotMeasured::Unreachable(why));
     }
     Ok((server, workers))
@@ -121,6 +121,12 @@ fn measure_once(
 ) -> Result<Measured, NotMeasured> {
     let (mut server, workers) = start_server(setup, model, point, announced)?;
     let sampler = Sampler::start(server.pid() as i32, SAMPLE_EVERY)?;
+    // Busy beside idle: the idle connections first, each after one round trip, held (by this
+    // process, where they cost the server nothing but their being watched) until the end.
+    let held = match point.idle_beside {
+        Some(k) if k > 0 => super::idle::hold(server.addr(), point.protocol, point.size, k, setup)?,
+        _ => Vec::new(),
+    };
     let plan = LoadPlan {
         addr: server.addr(),
         protocol: point.protocol,
@@ -128,21 +134,31 @@ fn measure_once(
         size: point.size,
         rate: point.rate,
         churn: point.mode == Mode::Churn,
+        pipeline: point.pipeline,
         warmup: setup.warmup,
         duration: setup.duration,
     };
-    // Readings at the very edges of the window, whatever the regular interval has grown to.
-    let window_edges = |start: Instant| {
-        sampler.sample_at(start + setup.warmup);
-        sampler.sample_at(start + setup.warmup + setup.duration);
-    };
-    let load = client::run_load(
-        &plan,
-        setup.placement.client,
-        &window_edges,
-        setup.interrupted,
-    );
+    let group = server.pid() as i32;
+    let load = std::thread::scope(|scope| {
+        // Readings at the very edges of the window, whatever the regular interval has grown to;
+        // and the stall, centred in the window, on a thread of its own.
+        let window_edges = |start: Instant| {
+            sampler.sample_at(start + setup.warmup);
+            sampler.sample_at(start + setup.warmup + setup.duration);
+            if let Some(stall) = point.stall {
+                let at = start + setup.warmup + (setup.duration.saturating_sub(stall)) / 2;
+                scope.spawn(move || stop_for(group, at, stall));
+            }
+        };
+        client::run_load(
+            &plan,
+            setup.placement.client,
+            &window_edges,
+            setup.interrupted,
+        )
+    });
     let series = sampler.finish();
+    abort_all(held);
     if server.has_exited() {
         let status = server.stop()?;
         let log = server.log_tail();
@@ -186,6 +202,33 @@ fn measure_once(
     })
 }
 
+/// Stops the process group `group` (the server and everything it forked) with SIGSTOP at `at`
+/// for `stall`, then lets it go on with SIGCONT: a server that freezes — a pause of the garbage
+/// collector, a page-in, a host that took the CPU away — as wrk2's demonstration has it.
+fn stop_for(group: i32, at: Instant, stall: Duration) {
+    use nix::sys::signal::{Signal, killpg};
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    let pgid = nix::unistd::Pid::from_raw(group);
+    if killpg(pgid, Signal::SIGSTOP).is_ok() {
+        std::thread::sleep(stall);
+        // The group is ours and still unreaped (the caller stops it only after this thread
+        // ends), so the id cannot name anyone else's processes.
+        let _ = killpg(pgid, Signal::SIGCONT);
+    }
+}
+
+/// Closes the held idle connections with an RST (SO_LINGER 0), so that the client side leaves
+/// no TIME_WAIT behind to run the next point out of local ports.
+fn abort_all(held: Vec<std::net::TcpStream>) {
+    for stream in held {
+        let linger = nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &linger);
+    }
+}
+
 /// Runs the point `setup.repeat` times, each on a fresh server, and reduces the runs to one row:
 /// the median of each figure, errors summed over the runs.
 pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
@@ -213,15 +256,38 @@ fn fill(row: &mut Row, runs: &[Measured]) {
     row.workers = runs.first().map(|m| m.workers);
     row.requests = Some(med(&|m| m.load.requests as f64).round() as u64);
     row.requests_per_sec = Some(med(&|m| m.load.requests_per_sec));
-    row.latency_us = Some(Latency {
-        p50: med(&|m| m.load.latency_us.p50),
-        p90: med(&|m| m.load.latency_us.p90),
-        p99: med(&|m| m.load.latency_us.p99),
-        p999: med(&|m| m.load.latency_us.p999),
-        max: med(&|m| m.load.latency_us.max),
-        mean: med(&|m| m.load.latency_us.mean),
-    });
+    let latency = |of: &dyn Fn(&Measured) -> Option<Latency>| -> Option<Latency> {
+        let all: Vec<Latency> = runs.iter().filter_map(of).collect();
+        if all.len() < runs.len() || all.is_empty() {
+            return None;
+        }
+        let med = |f: &dyn Fn(&Latency) -> f64| median(all.iter().map(f).collect());
+        Some(Latency {
+            p50: med(&|l| l.p50),
+            p90: med(&|l| l.p90),
+            p99: med(&|l| l.p99),
+            p999: med(&|l| l.p999),
+            max: med(&|l| l.max),
+            mean: med(&|l| l.mean),
+        })
+    };
+    row.latency_us = latency(&|m| Some(m.load.latency_us));
+    row.latency_from_send_us = latency(&|m| m.load.latency_from_send_us);
     row.cpu_us_per_request = Some(med(&|m| per_request(m, m.window.cpu)));
+    if runs.len() > 1 {
+        let range = |f: &dyn Fn(&Measured) -> f64| {
+            let v: Vec<f64> = runs.iter().map(f).collect();
+            [
+                v.iter().copied().fold(f64::INFINITY, f64::min),
+                v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            ]
+        };
+        row.spread = Some(Spread {
+            cpu_us_per_request: range(&|m| per_request(m, m.window.cpu)),
+            requests_per_sec: range(&|m| m.load.requests_per_sec),
+            p99: range(&|m| m.load.latency_us.p99),
+        });
+    }
     // The split only where every run knows it.
     if runs.iter().all(|m| m.window.user_share.is_some()) {
         let share = |m: &Measured| m.window.user_share.unwrap_or(0.0);

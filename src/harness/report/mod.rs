@@ -6,10 +6,14 @@
 //! - [`files`]: results.json and results.csv.
 //! - [`plots`]: the SVG plots.
 //! - [`machine`]: the machine the figures were measured on.
+//! - [`beside`]: the busy-beside-idle tables and plots.
+//! - [`rates`]: the offered-load tables, the knees, the coordinated-omission run, the plot.
 
+pub mod beside;
 pub mod files;
 pub mod machine;
 pub mod plots;
+pub mod rates;
 pub mod row;
 pub mod table;
 
@@ -43,6 +47,18 @@ pub struct Settings {
     pub churn: Vec<usize>,
     /// The idle sweep.
     pub idle: Vec<usize>,
+    /// Busy beside idle: the idle connection counts.
+    pub idle_beside: Vec<usize>,
+    /// Busy beside idle: the busy connection counts.
+    pub beside_connections: Vec<usize>,
+    /// Pipelining depths of the closed loop.
+    pub pipeline: Vec<usize>,
+    /// The offered-load sweep's rates (`auto`, or a list), if any.
+    pub rates: Option<String>,
+    /// The offered-load sweep's connection counts.
+    pub rate_connections: Vec<usize>,
+    /// The bound on p99 for a knee, µs.
+    pub slo_p99_us: f64,
     /// Warm-up, seconds.
     pub warmup_s: f64,
     /// Measured window, seconds.
@@ -104,6 +120,8 @@ struct Section<'a> {
     protocol: &'a str,
     /// Message size (closed, open, churn) or connections held (idle).
     key: usize,
+    /// Requests in flight per connection.
+    pipeline: usize,
     rows: Vec<&'a Row>,
 }
 
@@ -113,6 +131,10 @@ impl Section<'_> {
         let what = match self.key {
             0 => self.protocol.to_string(),
             size => format!("{}, {} messages", self.protocol, table::bytes(size as f64)),
+        };
+        let what = match self.pipeline {
+            1 => what,
+            d => format!("{what}, {d} pipelined per connection"),
         };
         match self.mode {
             Mode::Closed => format!("Closed loop — {what}"),
@@ -134,16 +156,21 @@ impl Section<'_> {
     }
 
     fn stem(&self) -> String {
-        match self.key {
+        let stem = match self.key {
             0 => self.protocol.to_string(),
             key => format!("{}_{key}", self.protocol),
+        };
+        match self.pipeline {
+            1 => stem,
+            d => format!("{stem}_p{d}"),
         }
     }
 }
 
 fn sections(rows: &[Row]) -> Vec<Section<'_>> {
     let mut out: Vec<Section> = Vec::new();
-    for r in rows {
+    // The experiments' rows have sections of their own (`beside`, `rates`).
+    for r in rows.iter().filter(|r| !beside::owns(r) && !rates::owns(r)) {
         let key = if r.mode == Mode::Idle {
             r.connections
         } else if r.mode == Mode::Churn {
@@ -151,15 +178,15 @@ fn sections(rows: &[Row]) -> Vec<Section<'_>> {
         } else {
             r.size
         };
-        match out
-            .iter_mut()
-            .find(|s| s.mode == r.mode && s.protocol == r.protocol && s.key == key)
-        {
+        match out.iter_mut().find(|s| {
+            s.mode == r.mode && s.protocol == r.protocol && s.key == key && s.pipeline == r.pipeline
+        }) {
             Some(s) => s.rows.push(r),
             None => out.push(Section {
                 mode: r.mode,
                 protocol: &r.protocol,
                 key,
+                pipeline: r.pipeline,
                 rows: vec![r],
             }),
         }
@@ -222,6 +249,15 @@ pub fn terminal(rows: &[Row]) -> String {
     for s in sections(rows) {
         let _ = writeln!(out, "\n{}\n{}", s.title(), s.table().to_text());
     }
+    for (title, text, table) in beside::sections(rows)
+        .into_iter()
+        .chain(rates::sections(rows))
+    {
+        let _ = writeln!(out, "\n{title}\n{}", table.to_text());
+        if !text.is_empty() {
+            let _ = writeln!(out, "{text}");
+        }
+    }
     out
 }
 
@@ -256,6 +292,21 @@ pub fn write(dir: &Path, report: &Report) -> io::Result<Vec<PathBuf>> {
             let _ = writeln!(md, "![{alt}]({file})\n");
             written.push(dir.join(file));
         }
+    }
+    for (title, text, table) in beside::sections(report.rows) {
+        let _ = writeln!(md, "## {title}\n\n{}\n{text}\n", table.to_markdown());
+    }
+    for (file, alt) in beside::plots(dir, report.rows)? {
+        let _ = writeln!(md, "![{alt}]({file})\n");
+        written.push(dir.join(file));
+    }
+    let slo = Duration::from_secs_f64(report.settings.slo_p99_us / 1e6);
+    for (title, text, table) in rates::sections(report.rows) {
+        let _ = writeln!(md, "## {title}\n\n{}\n{text}\n", table.to_markdown());
+    }
+    for (file, alt) in rates::plots(dir, report.rows, slo)? {
+        let _ = writeln!(md, "![{alt}]({file})\n");
+        written.push(dir.join(file));
     }
     md.push_str(FOOTER);
     let index = dir.join("index.md");

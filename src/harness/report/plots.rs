@@ -1,6 +1,7 @@
 //! The SVG plots: throughput and p99 latency against connections (one line per model), server
-//! CPU per request by model (user and sys stacked, one bar per connection count), and memory
-//! per idle connection by model.
+//! CPU per request by model (user and sys stacked, one bar per connection count), memory per
+//! idle connection by model, and line charts against any other x axis (idle connections
+//! beside the busy ones, offered load).
 
 use std::io;
 use std::path::Path;
@@ -16,6 +17,71 @@ pub struct Line {
     pub label: String,
     /// (connections, value) in increasing connections.
     pub points: Vec<(f64, f64)>,
+}
+
+/// The x axis of a line chart, always on a log scale: what it is, and how a tick reads.
+pub struct Axis<'a> {
+    /// The axis title.
+    pub desc: &'a str,
+    /// A tick's label.
+    pub format: &'a dyn Fn(&f64) -> String,
+}
+
+/// Connections, the x axis of the connection sweep.
+pub const CONNECTIONS: Axis<'static> = Axis {
+    desc: "connections",
+    format: &whole,
+};
+
+fn whole(x: &f64) -> String {
+    format!("{x:.0}")
+}
+
+/// A line chart of `lines` against `x`, with a linear y axis from 0.
+pub fn lines_linear(
+    path: &Path,
+    title: &str,
+    x: &Axis,
+    y_desc: &str,
+    lines: &[Line],
+    y_format: &dyn Fn(&f64) -> String,
+) -> io::Result<()> {
+    let top = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .fold(0.0, f64::max);
+    line_chart(
+        path,
+        title,
+        x,
+        y_desc,
+        lines,
+        0.0..(top * 1.1).max(1.0),
+        y_format,
+    )
+}
+
+/// A line chart of latencies (µs) against `x`, on a log y axis.
+pub fn latency_against(path: &Path, title: &str, x: &Axis, lines: &[Line]) -> io::Result<()> {
+    let values = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .filter(|v| *v > 0.0);
+    let (lo, hi) = values.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = if hi > 0.0 {
+        (decade_below(lo), decade_above(hi))
+    } else {
+        (1.0, 10.0)
+    };
+    line_chart(
+        path,
+        title,
+        x,
+        "p99 latency (log scale)",
+        lines,
+        (lo..hi).log_scale(),
+        &|v| si_micros(*v),
+    )
 }
 
 /// One model's CPU bars: (connections, user µs, sys µs) for each count it reached.
@@ -81,40 +147,14 @@ fn lighter(c: RGBColor) -> RGBColor {
 
 /// Throughput against connections: linear requests/s, log connections.
 pub fn throughput(path: &Path, title: &str, lines: &[Line]) -> io::Result<()> {
-    let top = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .fold(0.0, f64::max);
-    line_chart(
-        path,
-        title,
-        "requests/s",
-        lines,
-        0.0..(top * 1.1).max(1.0),
-        &|v| table::count(*v),
-    )
+    lines_linear(path, title, &CONNECTIONS, "requests/s", lines, &|v| {
+        table::count(*v)
+    })
 }
 
 /// p99 latency against connections: log µs, log connections.
 pub fn latency(path: &Path, title: &str, lines: &[Line]) -> io::Result<()> {
-    let values = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .filter(|v| *v > 0.0);
-    let (lo, hi) = values.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (lo, hi) = if hi > 0.0 {
-        (decade_below(lo), decade_above(hi))
-    } else {
-        (1.0, 10.0)
-    };
-    line_chart(
-        path,
-        title,
-        "p99 latency (log scale)",
-        lines,
-        (lo..hi).log_scale(),
-        &|v| si_micros(*v),
-    )
+    latency_against(path, title, &CONNECTIONS, lines)
 }
 
 /// Microseconds at powers of ten, in the unit that reads best: `100 µs`, `10 ms`, `1 s`.
@@ -147,6 +187,7 @@ fn decade_above(v: f64) -> f64 {
 fn line_chart<Y>(
     path: &Path,
     title: &str,
+    x: &Axis,
     y_desc: &str,
     lines: &[Line],
     y_range: Y,
@@ -176,9 +217,9 @@ where
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("connections")
+        .x_desc(x.desc)
         .y_desc(y_desc)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_label_formatter(x.format)
         .y_label_formatter(y_format)
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 14))

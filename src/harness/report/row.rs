@@ -64,6 +64,45 @@ pub struct SwitchRates {
     pub involuntary: f64,
 }
 
+/// Each figure of a busy-beside-idle row divided by the same figure of the same model with no
+/// idle connection beside the busy ones (K = 0): 1.0 is flat, 2.0 twice the cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ratios {
+    /// Requests per second.
+    pub requests_per_sec: Option<f64>,
+    /// Median latency.
+    pub p50: Option<f64>,
+    /// 99th percentile latency.
+    pub p99: Option<f64>,
+    /// 99.9th percentile latency.
+    pub p999: Option<f64>,
+    /// Server CPU per request.
+    pub cpu_us_per_request: Option<f64>,
+}
+
+/// The lowest and highest value of a figure over a row's repeated runs, `[min, max]`: how far
+/// the median can be trusted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// Server CPU per request, µs.
+    pub cpu_us_per_request: [f64; 2],
+    /// Requests per second.
+    pub requests_per_sec: [f64; 2],
+    /// 99th percentile latency, µs.
+    pub p99: [f64; 2],
+}
+
+impl Spread {
+    /// The widest of the three ranges, as a fraction of its own minimum: 0.1 when the highest
+    /// run is 10% above the lowest.
+    pub fn widest(&self) -> f64 {
+        [self.cpu_us_per_request, self.requests_per_sec, self.p99]
+            .iter()
+            .map(|[lo, hi]| if *lo > 0.0 { hi / lo - 1.0 } else { 0.0 })
+            .fold(0.0, f64::max)
+    }
+}
+
 /// One model at one point of the sweep. Figures are `None` (null in JSON, empty in CSV) when the
 /// point was not measured or the figure does not apply (no requests in an idle row).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -128,6 +167,38 @@ pub struct Row {
     pub client_cpu_percent: Option<f64>,
     /// The load generator's CPU passed 90%: the figures may measure the client, not the server.
     pub client_bound: bool,
+    /// Requests in flight per connection (1: one at a time, no pipelining).
+    #[serde(default = "one")]
+    pub pipeline: usize,
+    /// Busy-beside-idle rows: the idle connections held open beside the busy ones (0 included);
+    /// `None` for every other row.
+    #[serde(default)]
+    pub idle_beside: Option<usize>,
+    /// Busy-beside-idle rows: each figure against the same model's row with no idle connection.
+    #[serde(default)]
+    pub vs_no_idle: Option<Ratios>,
+    /// Offered-load rows: the open-loop rate offered, requests/s; `None` for every other row.
+    #[serde(default)]
+    pub offered_rate: Option<f64>,
+    /// Offered-load rows: this is the highest rate at which the model kept up (achieved ≥ 0.98
+    /// × offered) with p99 under the bound — its knee.
+    #[serde(default)]
+    pub knee: bool,
+    /// Open-loop rows: latency measured from each request's actual send instead of its
+    /// scheduled time, the figure a client with coordinated omission would report.
+    #[serde(default)]
+    pub latency_from_send_us: Option<Latency>,
+    /// The server's whole process group was stopped (SIGSTOP, then SIGCONT) for this many
+    /// milliseconds in the middle of the window: the coordinated-omission demonstration.
+    #[serde(default)]
+    pub server_stopped_ms: Option<f64>,
+    /// With more than one run: the range of the main figures over the runs.
+    #[serde(default)]
+    pub spread: Option<Spread>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Past this share of one core, the load generator is taken to limit the figures.
@@ -164,6 +235,14 @@ impl Row {
             errors: Errors::default(),
             client_cpu_percent: None,
             client_bound: false,
+            pipeline: 1,
+            idle_beside: None,
+            vs_no_idle: None,
+            offered_rate: None,
+            knee: false,
+            latency_from_send_us: None,
+            server_stopped_ms: None,
+            spread: None,
         }
     }
 
