@@ -211,12 +211,12 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
             Mode::Closed => opts.pipeline.clone(),
             _ => vec![1],
         };
+        let mode = if opts.rate.is_some() {
+            Mode::Open
+        } else {
+            Mode::Closed
+        };
         for &size in &sizes {
-            let mode = if opts.rate.is_some() {
-                Mode::Open
-            } else {
-                Mode::Closed
-            };
             for pipeline in depths(mode) {
                 for &connections in &opts.connections {
                     points.push(Point {
@@ -228,11 +228,6 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
             }
         }
         for &size in &sizes {
-            let mode = if opts.rate.is_some() {
-                Mode::Open
-            } else {
-                Mode::Closed
-            };
             for pipeline in depths(mode) {
                 for &connections in &opts.beside_connections {
                     for &k in &opts.idle_beside {

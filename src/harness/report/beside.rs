@@ -6,6 +6,7 @@
 use std::io;
 use std::path::Path;
 
+use super::Group;
 use super::plots::{self, Axis, Line};
 use super::row::{Mode, Row, Status};
 use super::table::{self, Table};
@@ -15,98 +16,70 @@ pub fn owns(r: &Row) -> bool {
     r.idle_beside.is_some()
 }
 
-/// The rows of one series group: everything but the model and K the same.
-struct Group<'a> {
-    rows: Vec<&'a Row>,
+/// Whether two rows of the sweep belong to one group: everything but the model and K alike.
+fn alike(a: &Row, b: &Row) -> bool {
+    a.protocol == b.protocol
+        && a.size == b.size
+        && a.connections == b.connections
+        && a.pipeline == b.pipeline
+        && a.mode == b.mode
+        && a.rate == b.rate
 }
 
-impl Group<'_> {
-    fn first(&self) -> &Row {
-        self.rows[0]
-    }
+fn group_title(g: &Group) -> String {
+    let r = g.first();
+    let what = super::carried(&r.protocol, r.size);
+    let pacing = match (r.mode, r.rate) {
+        (Mode::Open, Some(rate)) => format!("open loop at {} req/s", table::count(rate)),
+        _ => "closed loop".to_string(),
+    };
+    let pipelined = match r.pipeline {
+        1 => String::new(),
+        d => format!(", {d} pipelined per connection"),
+    };
+    format!(
+        "{what}, {} busy connections ({pacing}{pipelined}) beside K idle ones",
+        r.connections
+    )
+}
 
-    fn title(&self) -> String {
-        let r = self.first();
-        let what = match r.size {
-            0 => r.protocol.clone(),
-            size => format!("{}, {} messages", r.protocol, table::bytes(size as f64)),
-        };
-        let pacing = match (r.mode, r.rate) {
-            (Mode::Open, Some(rate)) => format!("open loop at {} req/s", table::count(rate)),
-            _ => "closed loop".to_string(),
-        };
-        let pipelined = match r.pipeline {
-            1 => String::new(),
-            d => format!(", {d} pipelined per connection"),
-        };
-        format!(
-            "{what}, {} busy connections ({pacing}{pipelined}) beside K idle ones",
-            r.connections
-        )
+fn stem(g: &Group) -> String {
+    let r = g.first();
+    let mut stem = match r.size {
+        0 => r.protocol.clone(),
+        size => format!("{}_{size}", r.protocol),
+    };
+    stem.push_str(&format!("_c{}", r.connections));
+    if r.pipeline > 1 {
+        stem.push_str(&format!("_p{}", r.pipeline));
     }
+    if let Some(rate) = r.rate {
+        stem.push_str(&format!("_r{rate:.0}"));
+    }
+    stem
+}
 
-    fn stem(&self) -> String {
-        let r = self.first();
-        let mut stem = match r.size {
-            0 => r.protocol.clone(),
-            size => format!("{}_{size}", r.protocol),
-        };
-        stem.push_str(&format!("_c{}", r.connections));
-        if r.pipeline > 1 {
-            stem.push_str(&format!("_p{}", r.pipeline));
-        }
-        if let Some(rate) = r.rate {
-            stem.push_str(&format!("_r{rate:.0}"));
-        }
-        stem
-    }
-
-    /// The idle counts, in increasing order.
-    fn counts(&self) -> Vec<usize> {
-        let mut ks: Vec<usize> = self.rows.iter().filter_map(|r| r.idle_beside).collect();
-        ks.sort_unstable();
-        ks.dedup();
-        ks
-    }
-
-    /// The models (with their accept lock), in first-appearance order.
-    fn models(&self) -> Vec<String> {
-        let mut models: Vec<String> = Vec::new();
-        for r in &self.rows {
-            if !models.contains(&r.label()) {
-                models.push(r.label());
-            }
-        }
-        models
-    }
+/// The idle counts, in increasing order.
+fn counts(g: &Group) -> Vec<usize> {
+    let mut ks: Vec<usize> = g.rows.iter().filter_map(|r| r.idle_beside).collect();
+    ks.sort_unstable();
+    ks.dedup();
+    ks
 }
 
 fn groups(rows: &[Row]) -> Vec<Group<'_>> {
-    let mut out: Vec<Group> = Vec::new();
-    for r in rows.iter().filter(|r| owns(r)) {
-        let same = |g: &Group| {
-            let f = g.first();
-            f.protocol == r.protocol
-                && f.size == r.size
-                && f.connections == r.connections
-                && f.pipeline == r.pipeline
-                && f.mode == r.mode
-                && f.rate == r.rate
-        };
-        match out.iter_mut().find(|g| same(g)) {
-            Some(g) => g.rows.push(r),
-            None => out.push(Group { rows: vec![r] }),
-        }
-    }
-    for g in &mut out {
-        g.rows.sort_by_key(|r| {
-            (
-                rows.iter().position(|x| x.label() == r.label()),
-                r.idle_beside,
-            )
-        });
-    }
-    out
+    super::group_by(rows.iter().filter(|r| owns(r)), alike)
+        .into_iter()
+        .map(|mut g| {
+            g.rows.sort_by_key(|r| {
+                (
+                    rows.iter().position(|x| x.label() == r.label()),
+                    r.idle_beside,
+                )
+            });
+            g
+        })
+        .collect()
 }
 
 /// A figure with its ratio to K = 0 after it: `12.3 (2.41×)`.
@@ -131,7 +104,7 @@ fn why_not(r: &Row) -> String {
 
 /// The summary table: each model's CPU per request at each K against its own at K = 0.
 fn summary(g: &Group) -> Table {
-    let counts: Vec<usize> = g.counts().into_iter().filter(|&k| k > 0).collect();
+    let counts: Vec<usize> = counts(g).into_iter().filter(|&k| k > 0).collect();
     let headers: Vec<String> = std::iter::once("model".to_string())
         .chain(std::iter::once("CPU µs/req, K = 0".to_string()))
         .chain(counts.iter().map(|k| format!("× at {k} idle")))
@@ -277,7 +250,7 @@ pub fn sections(rows: &[Row]) -> Vec<(String, String, Table)> {
     groups(rows)
         .into_iter()
         .flat_map(|g| {
-            let title = g.title();
+            let title = group_title(&g);
             [
                 (
                     format!("Busy beside idle: CPU per request against K = 0 — {title}"),
@@ -318,8 +291,8 @@ pub fn plots(dir: &Path, rows: &[Row]) -> io::Result<Vec<(String, String)>> {
                 })
                 .collect()
         };
-        let file = format!("cpu_beside_{}.svg", g.stem());
-        let title = format!("Server CPU per request — {}", g.title());
+        let file = format!("cpu_beside_{}.svg", stem(&g));
+        let title = format!("Server CPU per request — {}", group_title(&g));
         plots::lines_linear(
             &dir.join(&file),
             &title,
@@ -329,8 +302,8 @@ pub fn plots(dir: &Path, rows: &[Row]) -> io::Result<Vec<(String, String)>> {
             &|v| format!("{v:.0}"),
         )?;
         out.push((file, title));
-        let file = format!("p99_beside_{}.svg", g.stem());
-        let title = format!("p99 latency — {}", g.title());
+        let file = format!("p99_beside_{}.svg", stem(&g));
+        let title = format!("p99 latency — {}", group_title(&g));
         plots::latency_against(
             &dir.join(&file),
             &title,

@@ -128,10 +128,7 @@ struct Section<'a> {
 impl Section<'_> {
     fn title(&self) -> String {
         // HTTP rows have size 0: the request is always `GET /`.
-        let what = match self.key {
-            0 => self.protocol.to_string(),
-            size => format!("{}, {} messages", self.protocol, table::bytes(size as f64)),
-        };
+        let what = carried(self.protocol, self.key);
         let what = match self.pipeline {
             1 => what,
             d => format!("{what}, {d} pipelined per connection"),
@@ -466,6 +463,47 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
         Mode::Churn => {}
     }
     Ok(out)
+}
+
+/// What the rows carried: `echo, 64 B messages`, or the protocol alone for HTTP (size 0).
+fn carried(protocol: &str, size: usize) -> String {
+    match size {
+        0 => protocol.to_string(),
+        size => format!("{protocol}, {} messages", table::bytes(size as f64)),
+    }
+}
+
+/// Rows that share one table of an experiment: all alike but the model and the one figure
+/// swept (K, the rate).
+struct Group<'a> {
+    rows: Vec<&'a Row>,
+}
+
+impl Group<'_> {
+    /// The first row: what the group has in common.
+    fn first(&self) -> &Row {
+        self.rows[0]
+    }
+
+    /// The models (with their accept lock), in first-appearance order.
+    fn models(&self) -> Vec<String> {
+        model_order(&self.rows)
+    }
+}
+
+/// `rows` in groups of rows that are `alike`, each group in first-appearance order.
+fn group_by<'a>(
+    rows: impl Iterator<Item = &'a Row>,
+    alike: impl Fn(&Row, &Row) -> bool,
+) -> Vec<Group<'a>> {
+    let mut out: Vec<Group> = Vec::new();
+    for r in rows {
+        match out.iter_mut().find(|g| alike(g.first(), r)) {
+            Some(g) => g.rows.push(r),
+            None => out.push(Group { rows: vec![r] }),
+        }
+    }
+    out
 }
 
 /// The models of a section (with their accept lock), in their first-appearance order.

@@ -6,6 +6,7 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
+use super::Group;
 use super::plots::{self, Axis, Line};
 use super::row::{Row, Status};
 use super::table::{self, Table};
@@ -16,70 +17,38 @@ pub fn owns(r: &Row) -> bool {
     r.offered_rate.is_some() || r.server_stopped_ms.is_some()
 }
 
-/// The offered-load rows of one protocol, size and connection count.
-struct Group<'a> {
-    rows: Vec<&'a Row>,
+fn group_title(g: &Group) -> String {
+    let r = g.first();
+    let what = super::carried(&r.protocol, r.size);
+    format!("{what}, open loop over {} connections", r.connections)
 }
 
-impl Group<'_> {
-    fn first(&self) -> &Row {
-        self.rows[0]
-    }
-
-    fn title(&self) -> String {
-        let r = self.first();
-        let what = match r.size {
-            0 => r.protocol.clone(),
-            size => format!("{}, {} messages", r.protocol, table::bytes(size as f64)),
-        };
-        format!("{what}, open loop over {} connections", r.connections)
-    }
-
-    fn stem(&self) -> String {
-        let r = self.first();
-        match r.size {
-            0 => format!("{}_c{}", r.protocol, r.connections),
-            size => format!("{}_{size}_c{}", r.protocol, r.connections),
-        }
-    }
-
-    fn models(&self) -> Vec<String> {
-        let mut models: Vec<String> = Vec::new();
-        for r in &self.rows {
-            if !models.contains(&r.label()) {
-                models.push(r.label());
-            }
-        }
-        models
+fn stem(g: &Group) -> String {
+    let r = g.first();
+    match r.size {
+        0 => format!("{}_c{}", r.protocol, r.connections),
+        size => format!("{}_{size}_c{}", r.protocol, r.connections),
     }
 }
 
 fn groups(rows: &[Row]) -> Vec<Group<'_>> {
-    let mut out: Vec<Group> = Vec::new();
-    for r in rows.iter().filter(|r| r.offered_rate.is_some()) {
-        let same = |g: &Group| {
-            let f = g.first();
-            f.protocol == r.protocol
-                && f.size == r.size
-                && f.connections == r.connections
-                && f.idle_beside == r.idle_beside
-        };
-        match out.iter_mut().find(|g| same(g)) {
-            Some(g) => g.rows.push(r),
-            None => out.push(Group { rows: vec![r] }),
-        }
-    }
-    for g in &mut out {
-        g.rows.sort_by(|a, b| {
-            let at = |r: &Row| rows.iter().position(|x| x.label() == r.label());
-            at(a).cmp(&at(b)).then(
-                a.offered_rate
-                    .unwrap_or(0.0)
-                    .total_cmp(&b.offered_rate.unwrap_or(0.0)),
-            )
-        });
-    }
-    out
+    let alike = |a: &Row, b: &Row| {
+        a.protocol == b.protocol
+            && a.size == b.size
+            && a.connections == b.connections
+            && a.idle_beside == b.idle_beside
+    };
+    super::group_by(rows.iter().filter(|r| r.offered_rate.is_some()), alike)
+        .into_iter()
+        .map(|mut g| {
+            g.rows.sort_by(|a, b| {
+                let at = |r: &Row| rows.iter().position(|x| x.label() == r.label());
+                let rate = |r: &Row| r.offered_rate.unwrap_or(0.0);
+                at(a).cmp(&at(b)).then(rate(a).total_cmp(&rate(b)))
+            });
+            g
+        })
+        .collect()
 }
 
 /// Achieved over offered, as a percentage.
@@ -294,7 +263,7 @@ and the percentiles hide the stall: coordinated omission (Gil Tene; wrk2's demon
 pub fn sections(rows: &[Row]) -> Vec<(String, String, Table)> {
     let mut out = Vec::new();
     for g in groups(rows) {
-        let title = g.title();
+        let title = group_title(&g);
         out.push((
             format!("Knees — {title}"),
             format!(
@@ -355,8 +324,8 @@ pub fn plots(dir: &Path, rows: &[Row], slo: Duration) -> io::Result<Vec<(String,
                 points: vec![(lo, bound), (hi, bound)],
             });
         }
-        let file = format!("p99_offered_{}.svg", g.stem());
-        let title = format!("p99 against offered load — {}", g.title());
+        let file = format!("p99_offered_{}.svg", stem(&g));
+        let title = format!("p99 against offered load — {}", group_title(&g));
         plots::latency_against(&dir.join(&file), &title, &x, &lines)?;
         out.push((file, title));
     }
