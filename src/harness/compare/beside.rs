@@ -16,37 +16,73 @@
 //! blocking family holds a thread or a process per idle connection: its cost per request may not
 //! move, but its threads, processes and memory do.
 
+use super::Point;
 use crate::harness::report::row::{Ratios, Row, Status};
+use crate::server::model::Model;
 
-/// Gives every measured busy-beside-idle row its ratios to the row of the same model, protocol,
-/// size, busy connections, pipelining and pacing with no idle connection beside (K = 0). The
-/// K = 0 row itself gets 1.0 throughout; rows without a measured K = 0 row get none.
+/// Gives every measured row with idle connections beside its busy ones (K > 0) its ratios to
+/// the row of the same model, protocol, size, busy connections, pipelining and pacing with
+/// none (K = 0, which in the default run is the connection sweep's own row); that baseline
+/// gets 1.0 throughout. Rows without a measured baseline get none.
 pub fn attach_ratios(rows: &mut [Row]) {
-    let baselines: Vec<Row> = rows
-        .iter()
-        .filter(|r| r.idle_beside == Some(0) && r.status == Status::Ok)
-        .cloned()
+    let ok = |r: &Row| r.status == Status::Ok;
+    let pairs: Vec<(usize, usize)> = (0..rows.len())
+        .filter(|&i| ok(&rows[i]) && rows[i].idle_beside.is_some_and(|k| k > 0))
+        .filter_map(|i| {
+            let base = (0..rows.len()).find(|&b| {
+                ok(&rows[b]) && rows[b].idle_beside == Some(0) && same_series(&rows[b], &rows[i])
+            })?;
+            Some((i, base))
+        })
         .collect();
-    for row in rows
-        .iter_mut()
-        .filter(|r| r.idle_beside.is_some() && r.status == Status::Ok)
-    {
-        let Some(base) = baselines.iter().find(|b| same_series(b, row)) else {
-            continue;
-        };
-        let ratio = |now: Option<f64>, then: Option<f64>| match (now, then) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-            _ => None,
-        };
-        let p = |r: &Row, f: fn(&crate::harness::load::Latency) -> f64| r.latency_us.map(|l| f(&l));
-        row.vs_no_idle = Some(Ratios {
-            requests_per_sec: ratio(row.requests_per_sec, base.requests_per_sec),
-            p50: ratio(p(row, |l| l.p50), p(base, |l| l.p50)),
-            p99: ratio(p(row, |l| l.p99), p(base, |l| l.p99)),
-            p999: ratio(p(row, |l| l.p999), p(base, |l| l.p999)),
-            cpu_us_per_request: ratio(row.cpu_us_per_request, base.cpu_us_per_request),
-        });
+    for &(i, b) in &pairs {
+        let ratios = ratios(&rows[i], &rows[b]);
+        rows[i].vs_no_idle = Some(ratios);
+        rows[b].vs_no_idle = Some(self::ratios(&rows[b], &rows[b]));
     }
+}
+
+/// Each figure of `row` over the same figure of `base`.
+fn ratios(row: &Row, base: &Row) -> Ratios {
+    let ratio = |now: Option<f64>, then: Option<f64>| match (now, then) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let p = |r: &Row, f: fn(&crate::harness::load::Latency) -> f64| r.latency_us.map(|l| f(&l));
+    Ratios {
+        requests_per_sec: ratio(row.requests_per_sec, base.requests_per_sec),
+        p50: ratio(p(row, |l| l.p50), p(base, |l| l.p50)),
+        p99: ratio(p(row, |l| l.p99), p(base, |l| l.p99)),
+        p999: ratio(p(row, |l| l.p999), p(base, |l| l.p999)),
+        cpu_us_per_request: ratio(row.cpu_us_per_request, base.cpu_us_per_request),
+    }
+}
+
+/// Why `model` need not be run at `point` in a sweep that saves its time: at a smaller K of
+/// the same series (`rows` so far) its server held a thread or a process per idle connection.
+/// `None` when it did not, or when the point holds no idle connections.
+pub fn holds_a_task_per_connection(
+    rows: &[Row],
+    model: &dyn Model,
+    point: &Point,
+) -> Option<String> {
+    if point.idle_beside == 0 {
+        return None;
+    }
+    let this = point.row(model);
+    rows.iter()
+        .filter(|r| r.status == Status::Ok && same_series(r, &this))
+        .filter_map(|r| Some((r.idle_beside?, r.peak_tasks?)))
+        .filter(|&(k, tasks)| k > 0 && k < point.idle_beside && tasks.threads >= k as u64)
+        .map(|(k, tasks)| {
+            format!(
+                "at {k} idle connections the server held {} threads in {} processes, about one per \
+                 connection; {} more take most of ten seconds to start and reap \
+                 (--idle-beside 0,{} runs it)",
+                tasks.threads, tasks.processes, point.idle_beside, point.idle_beside
+            )
+        })
+        .next()
 }
 
 /// Whether two busy-beside-idle rows differ only in K: the same model and load.
@@ -98,10 +134,44 @@ mod tests {
             .iter()
             .map(|r| r.vs_no_idle.and_then(|v| v.cpu_us_per_request))
             .collect();
+        // The plain row (idle_beside null here) is no baseline; rows[0] is.
         assert_eq!(cpu, [Some(1.0), Some(2.0), None, None, None, None]);
         let poll = rows[1].vs_no_idle.expect("ratios");
         assert_eq!(poll.p99, Some(3.0));
         assert_eq!(poll.p999, Some(3.0));
         assert_eq!(poll.requests_per_sec, Some(0.5));
+    }
+
+    /// A model that held a task per idle connection at a smaller K is skipped at the larger
+    /// ones, with the reason; one that did not is not, nor is K = 0.
+    #[test]
+    fn a_task_per_connection_stops_the_thrifty_sweep() {
+        use crate::harness::report::row::Tasks;
+        use crate::server::protocol::Protocol;
+        let threads = crate::server::model::find("thread-per-conn").expect("model");
+        let epoll = crate::server::model::find("epoll-lt").expect("model");
+        let mut blocking = beside("thread-per-conn", 10, 1000, 12.0, 100.0);
+        blocking.peak_tasks = Some(Tasks {
+            threads: 1011,
+            processes: 1,
+        });
+        let mut event = beside("epoll-lt", 10, 1000, 5.0, 100.0);
+        event.peak_tasks = Some(Tasks {
+            threads: 1,
+            processes: 1,
+        });
+        let rows = vec![blocking, event];
+        let at = |k| Point {
+            idle_beside: k,
+            ..Point::new(Protocol::Echo, Mode::Closed, 10, 64)
+        };
+        let why = holds_a_task_per_connection(&rows, threads, &at(5000)).expect("skipped");
+        assert!(
+            why.contains("1011 threads") && why.contains("0,5000"),
+            "{why}"
+        );
+        assert!(holds_a_task_per_connection(&rows, epoll, &at(5000)).is_none());
+        assert!(holds_a_task_per_connection(&rows, threads, &at(0)).is_none());
+        assert!(holds_a_task_per_connection(&rows, threads, &at(500)).is_none());
     }
 }

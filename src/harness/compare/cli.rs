@@ -265,6 +265,7 @@ impl CompareArgs {
             rate: self.rate,
             churn,
             idle,
+            beside_thrifty: self.idle_beside.is_empty() && !experiment && !classic,
             idle_beside,
             beside_connections,
             pipeline,
@@ -320,10 +321,10 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
                 .accept_lock
                 .map(|l| format!(" ({})", l.name()))
                 .unwrap_or_default();
-            let beside = point
-                .idle_beside
-                .map(|k| format!(" + {k} idle"))
-                .unwrap_or_default();
+            let beside = match point.idle_beside {
+                0 => String::new(),
+                k => format!(" + {k} idle"),
+            };
             let rate = point.rate.map(|r| format!(" at {r}/s")).unwrap_or_default();
             bar.set_message(format!(
                 "{model}{lock}: {} {} × {}{beside}{rate}",
@@ -498,9 +499,9 @@ mod tests {
                 .map(|p| (p.mode, p.connections, p.idle_beside))
                 .collect::<Vec<_>>(),
             [
-                (Mode::Closed, 3, Some(0)),
-                (Mode::Closed, 3, Some(5)),
-                (Mode::Churn, 2, None)
+                (Mode::Closed, 3, 0),
+                (Mode::Closed, 3, 5),
+                (Mode::Churn, 2, 0)
             ]
         );
         assert_eq!(points[1].held(), 8);

@@ -62,6 +62,11 @@ pub struct Options {
     pub idle_beside: Vec<usize>,
     /// Busy beside idle: the busy connection counts.
     pub beside_connections: Vec<usize>,
+    /// Busy beside idle: a model that held a thread or a process per idle connection at one K
+    /// is not run at the larger ones (its rows say so). The default sweep's way of staying
+    /// within its time: 5000 threads or processes take ten seconds to start and reap, and the
+    /// cost of one per connection is plain at 1000 already.
+    pub beside_thrifty: bool,
     /// Requests in flight per connection for the closed-loop points, one point per depth.
     pub pipeline: Vec<usize>,
     /// Latency against offered load: the rates to offer, or a search for each model's knee.
@@ -108,8 +113,8 @@ pub struct Point {
     pub accept_lock: Option<AcceptLock>,
     /// Requests in flight per connection (closed loop).
     pub pipeline: usize,
-    /// Busy beside idle: this many idle connections are held open beside the busy ones.
-    pub idle_beside: Option<usize>,
+    /// Busy beside idle: this many idle connections are held open beside the loaded ones.
+    pub idle_beside: usize,
     /// A point of the offered-load sweep (its rate is `rate`).
     pub offered: bool,
     /// A stand-in for `--rates auto`: the run searches the rates for this model's knee.
@@ -130,7 +135,7 @@ impl Point {
             rate: None,
             accept_lock: None,
             pipeline: 1,
-            idle_beside: None,
+            idle_beside: 0,
             offered: false,
             search: false,
             stall: None,
@@ -149,7 +154,9 @@ impl Point {
         row.rate = self.rate;
         row.accept_lock = self.accept_lock.map(|l| l.name().to_string());
         row.pipeline = self.pipeline;
-        row.idle_beside = self.idle_beside;
+        // Every loaded row has K idle connections beside it, most of them none; the idle rows'
+        // connections are the idle ones.
+        row.idle_beside = (self.mode != Mode::Idle).then_some(self.idle_beside);
         row.offered_rate = self.rate.filter(|_| self.offered);
         row.server_stopped_ms = self.stall.map(|d| d.as_secs_f64() * 1e3);
         row
@@ -158,7 +165,7 @@ impl Point {
     /// Every connection the server holds at this point: the loaded ones and any idle ones
     /// beside them.
     pub fn held(&self) -> usize {
-        self.connections + self.idle_beside.unwrap_or(0)
+        self.connections + self.idle_beside
     }
 }
 
@@ -231,12 +238,17 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
             for pipeline in depths(mode) {
                 for &connections in &opts.beside_connections {
                     for &k in &opts.idle_beside {
-                        points.push(Point {
+                        let point = Point {
                             rate: opts.rate,
                             pipeline,
-                            idle_beside: Some(k),
+                            idle_beside: k,
                             ..Point::new(protocol, mode, connections, size)
-                        });
+                        };
+                        // K = 0 is a plain point: when the connection sweep has it, its row is
+                        // the baseline, and it is not run twice.
+                        if !points.contains(&point) {
+                            points.push(point);
+                        }
                     }
                 }
             }
@@ -420,8 +432,14 @@ pub fn run(
             }
             continue;
         }
-        let row = match point.mode {
-            Mode::Idle => idle::measure(&setup, *model, point),
+        let row = match (
+            point.mode,
+            beside::holds_a_task_per_connection(&rows, *model, point),
+        ) {
+            (_, Some(why)) if opts.beside_thrifty => {
+                point.row(*model).with_status(Status::Skipped, why)
+            }
+            (Mode::Idle, _) => idle::measure(&setup, *model, point),
             _ => point::measure(&setup, *model, point),
         };
         progress(SweepEvent::Done { row: &row });

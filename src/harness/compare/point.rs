@@ -124,8 +124,8 @@ fn measure_once(
     // Busy beside idle: the idle connections first, each after one round trip, held (by this
     // process, where they cost the server nothing but their being watched) until the end.
     let held = match point.idle_beside {
-        Some(k) if k > 0 => super::idle::hold(server.addr(), point.protocol, point.size, k, setup)?,
-        _ => Vec::new(),
+        0 => Vec::new(),
+        k => super::idle::hold(server.addr(), point.protocol, point.size, k, setup)?,
     };
     let plan = LoadPlan {
         addr: server.addr(),

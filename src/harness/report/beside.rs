@@ -10,10 +10,12 @@ use super::Group;
 use super::plots::{self, Axis, Line};
 use super::row::{Mode, Row, Status};
 use super::table::{self, Table};
+use crate::harness::compare::beside::same_series;
 
-/// Whether a row belongs to the busy-beside-idle sweep (and so to this part of the report).
+/// Whether a row belongs to the busy-beside-idle sweep alone: it had idle connections beside
+/// its busy ones. (Its K = 0 baseline is a plain row, and stays in the plain tables too.)
 pub fn owns(r: &Row) -> bool {
-    r.idle_beside.is_some()
+    r.idle_beside.is_some_and(|k| k > 0)
 }
 
 /// Whether two rows of the sweep belong to one group: everything but the model and K alike.
@@ -68,7 +70,11 @@ fn counts(g: &Group) -> Vec<usize> {
 }
 
 fn groups(rows: &[Row]) -> Vec<Group<'_>> {
-    super::group_by(rows.iter().filter(|r| owns(r)), alike)
+    // The swept rows, and the K = 0 row of each of their series.
+    let members = rows.iter().filter(|r| {
+        owns(r) || (r.idle_beside == Some(0) && rows.iter().any(|o| owns(o) && same_series(o, r)))
+    });
+    super::group_by(members, alike)
         .into_iter()
         .map(|mut g| {
             g.rows.sort_by_key(|r| {
@@ -99,6 +105,7 @@ fn why_not(r: &Row) -> String {
         Status::Unreachable if r.note.contains("workers") => "unreachable: pool size".into(),
         Status::Unreachable => "unreachable".into(),
         Status::Failed => "failed".into(),
+        Status::Skipped => "skipped".into(),
     }
 }
 

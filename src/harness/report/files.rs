@@ -14,7 +14,7 @@ pub fn write_json(path: &Path, rows: &[Row]) -> io::Result<()> {
 }
 
 /// The CSV columns, in order.
-pub const CSV_HEADERS: [&str; 37] = [
+pub const CSV_HEADERS: [&str; 51] = [
     "model",
     "protocol",
     "mode",
@@ -52,6 +52,20 @@ pub const CSV_HEADERS: [&str; 37] = [
     "errors_other",
     "client_cpu_percent",
     "client_bound",
+    "pipeline",
+    "idle_beside",
+    "vs_no_idle_requests_per_sec",
+    "vs_no_idle_p99",
+    "vs_no_idle_cpu_us_per_request",
+    "offered_rate",
+    "knee",
+    "latency_from_send_p50_us",
+    "latency_from_send_p99_us",
+    "latency_from_send_p999_us",
+    "server_stopped_ms",
+    "spread_cpu_us_per_request_min",
+    "spread_cpu_us_per_request_max",
+    "spread_p99_max_over_min",
 ];
 
 /// Writes the rows as CSV; absent figures are empty cells.
@@ -100,6 +114,20 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> io::Result<()> {
             r.errors.other.to_string(),
             f(r.client_cpu_percent),
             r.client_bound.to_string(),
+            r.pipeline.to_string(),
+            r.idle_beside.map(|k| k.to_string()).unwrap_or_default(),
+            f(r.vs_no_idle.and_then(|v| v.requests_per_sec)),
+            f(r.vs_no_idle.and_then(|v| v.p99)),
+            f(r.vs_no_idle.and_then(|v| v.cpu_us_per_request)),
+            f(r.offered_rate),
+            r.knee.to_string(),
+            f(r.latency_from_send_us.map(|l| l.p50)),
+            f(r.latency_from_send_us.map(|l| l.p99)),
+            f(r.latency_from_send_us.map(|l| l.p999)),
+            f(r.server_stopped_ms),
+            f(r.spread.map(|s| s.cpu_us_per_request[0])),
+            f(r.spread.map(|s| s.cpu_us_per_request[1])),
+            f(r.spread.and_then(|s| (s.p99[0] > 0.0).then(|| s.p99[1] / s.p99[0]))),
         ];
         w.write_record(&record)?;
     }

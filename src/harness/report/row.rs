@@ -41,6 +41,9 @@ pub enum Status {
     /// Run, but it failed: the server died, the load timed out, nothing was answered; `note`
     /// says what happened.
     Failed,
+    /// Reachable, but left out by the run's choice (the default sweep's time); `note` says why
+    /// and how to run it.
+    Skipped,
 }
 
 /// Latency percentiles (µs) and errors by kind, as the load generator reports them.
@@ -90,17 +93,6 @@ pub struct Spread {
     pub requests_per_sec: [f64; 2],
     /// 99th percentile latency, µs.
     pub p99: [f64; 2],
-}
-
-impl Spread {
-    /// The widest of the three ranges, as a fraction of its own minimum: 0.1 when the highest
-    /// run is 10% above the lowest.
-    pub fn widest(&self) -> f64 {
-        [self.cpu_us_per_request, self.requests_per_sec, self.p99]
-            .iter()
-            .map(|[lo, hi]| if *lo > 0.0 { hi / lo - 1.0 } else { 0.0 })
-            .fold(0.0, f64::max)
-    }
 }
 
 /// One model at one point of the sweep. Figures are `None` (null in JSON, empty in CSV) when the
@@ -170,8 +162,9 @@ pub struct Row {
     /// Requests in flight per connection (1: one at a time, no pipelining).
     #[serde(default = "one")]
     pub pipeline: usize,
-    /// Busy-beside-idle rows: the idle connections held open beside the busy ones (0 included);
-    /// `None` for every other row.
+    /// The idle connections held open beside the loaded ones: K in the busy-beside-idle sweep,
+    /// 0 for every other loaded row (none were); `None` for the idle rows, whose connections
+    /// are the idle ones.
     #[serde(default)]
     pub idle_beside: Option<usize>,
     /// Busy-beside-idle rows: each figure against the same model's row with no idle connection.
