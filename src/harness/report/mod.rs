@@ -354,6 +354,26 @@ fn header(report: &Report) -> String {
             ""
         }
     );
+    if !s.idle_beside.is_empty() {
+        let busy: Vec<String> = s.beside_connections.iter().map(|c| c.to_string()).collect();
+        let ks: Vec<String> = s.idle_beside.iter().map(|k| k.to_string()).collect();
+        let _ = writeln!(
+            md,
+            "Busy beside idle: {} busy connection{} beside K = {} idle ones.\n",
+            busy.join(", "),
+            if busy == ["1"] { "" } else { "s" },
+            ks.join(", ")
+        );
+    }
+    if let Some(rates) = &s.rates {
+        let conns: Vec<String> = s.rate_connections.iter().map(|c| c.to_string()).collect();
+        let _ = writeln!(
+            md,
+            "Offered load: rates {rates} (requests/s) over {} connections; a knee needs p99 under {} µs.\n",
+            conns.join(", "),
+            table::micros(s.slo_p99_us)
+        );
+    }
     md.push_str(
         "What every column means: see the `compare` section of the README. In short — CPU is the \
          server's whole process tree (reaped children included), user+sys apart; PSS counts a page \
