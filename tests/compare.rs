@@ -321,17 +321,20 @@ fn offered_load_and_the_stall() {
 }
 
 /// `--pipeline` runs the closed loop with D requests in flight and says so in the row and the
-/// section.
+/// section; with `--repeat 2` the row is the median of two runs, and says how far they spread.
 #[test]
 fn pipelined_compare() {
     let out = scratch("pipeline");
     let args = ["epoll-lt", "--connections", "2", "--pipeline", "4"];
     let rest = ["--churn", "0", "--idle", "0", "--idle-beside", "none"];
-    let quick = ["--duration", "300ms", "--warmup", "100ms"];
+    let quick = ["--duration", "300ms", "--warmup", "100ms", "--repeat", "2"];
     let rows = compare(&[&args[..], &rest, &quick].concat(), &out);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["pipeline"], 4, "{}", rows[0]);
     assert_eq!(rows[0]["status"], "ok", "{}", rows[0]);
+    assert_eq!(rows[0]["runs"], 2, "{}", rows[0]);
+    let [lo, hi] = [0, 1].map(|i| rows[0]["spread"]["cpu_us_per_request"][i].as_f64());
+    assert!(lo.zip(hi).is_some_and(|(lo, hi)| lo <= hi), "{}", rows[0]);
     let md = std::fs::read_to_string(out.join("index.md")).expect("read index.md");
     assert!(md.contains("4 pipelined per connection"), "{md}");
     let _ = std::fs::remove_dir_all(&out);

@@ -303,7 +303,7 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
     let shutdown = Shutdown::install()?;
     let interrupted = move || shutdown.requested();
 
-    let total = super::plan(&opts).len() as u64;
+    let total = (super::plan(&opts).len() * opts.repeat.max(1)) as u64;
     let bar = if io::stderr().is_terminal() {
         ProgressBar::new(total)
     } else {
@@ -316,7 +316,14 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let mut on_progress = |p: SweepEvent| match p {
-        SweepEvent::Starting { model, point, .. } => {
+        SweepEvent::Starting {
+            model,
+            point,
+            index,
+            total,
+        } => {
+            bar.set_length(total as u64);
+            bar.set_position(index as u64);
             let lock = point
                 .accept_lock
                 .map(|l| format!(" ({})", l.name()))
@@ -344,7 +351,6 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
                     row.note
                 ));
             }
-            bar.inc(1);
         }
     };
     let outcome = super::run(&opts, placement, &interrupted, &mut on_progress)?;

@@ -400,51 +400,80 @@ pub fn run(
         interrupted,
     };
     let plan = plan(opts);
-    let mut rows = Vec::with_capacity(plan.len());
+    // With --repeat, the plan runs in rounds, every point once per round: on a shared machine a
+    // burst of someone else's work then falls on runs of different points, where run after run
+    // of one point would put it on every run of that point, median included.
+    let rounds = setup.repeat;
+    let total = plan.len() * rounds;
+    let mut slots: Vec<Option<Slot>> = (0..plan.len()).map(|_| None).collect();
     let mut stopped = false;
-    for (i, (model, point)) in plan.iter().enumerate() {
-        if interrupted() {
-            stopped = true;
-            break;
-        }
-        progress(SweepEvent::Starting {
-            index: i,
-            total: plan.len(),
-            model: model.name(),
-            point,
-        });
-        if point.search {
-            // The rates are chosen as the search goes; each rate tried is a row.
-            let found = rates::search(&setup, *model, point, opts.slo_p99, &mut |p| {
-                progress(SweepEvent::Starting {
-                    index: i,
-                    total: plan.len(),
-                    model: model.name(),
-                    point: p,
-                })
+    'rounds: for round in 0..rounds {
+        for (i, (model, point)) in plan.iter().enumerate() {
+            if interrupted() {
+                stopped = true;
+                break 'rounds;
+            }
+            let live = match &slots[i] {
+                None => true,
+                Some(Slot::Measuring(runs)) => !runs.ended(),
+                Some(Slot::Done(_)) => false,
+            };
+            if !live {
+                continue;
+            }
+            let index = round * plan.len() + i;
+            progress(SweepEvent::Starting {
+                index,
+                total,
+                model: model.name(),
+                point,
             });
-            let last = found.len().saturating_sub(1);
-            for (j, row) in found.into_iter().enumerate() {
-                if j == last {
-                    progress(SweepEvent::Done { row: &row });
+            if slots[i].is_none() {
+                let once = if point.search {
+                    // The rates are chosen as the search goes; each rate tried is a row, and
+                    // each rate is repeated in place.
+                    Some(rates::search(
+                        &setup,
+                        *model,
+                        point,
+                        opts.slo_p99,
+                        &mut |p| {
+                            progress(SweepEvent::Starting {
+                                index,
+                                total,
+                                model: model.name(),
+                                point: p,
+                            })
+                        },
+                    ))
+                } else if let Some(why) =
+                    beside::holds_a_task_per_connection(&rows_so_far(&slots), *model, point)
+                        .filter(|_| opts.beside_thrifty)
+                {
+                    Some(vec![point.row(*model).with_status(Status::Skipped, why)])
+                } else if point.mode == Mode::Idle {
+                    Some(vec![idle::measure(&setup, *model, point)])
+                } else {
+                    None
+                };
+                match once {
+                    Some(found) => {
+                        if let Some(row) = found.last() {
+                            progress(SweepEvent::Done { row });
+                        }
+                        slots[i] = Some(Slot::Done(found));
+                        continue;
+                    }
+                    None => slots[i] = Some(Slot::Measuring(point::Runs::new(*model, point))),
                 }
-                rows.push(row);
             }
-            continue;
+            if let Some(Slot::Measuring(runs)) = &mut slots[i] {
+                runs.run(&setup, *model, point);
+                progress(SweepEvent::Done { row: &runs.row() });
+            }
         }
-        let row = match (
-            point.mode,
-            beside::holds_a_task_per_connection(&rows, *model, point),
-        ) {
-            (_, Some(why)) if opts.beside_thrifty => {
-                point.row(*model).with_status(Status::Skipped, why)
-            }
-            (Mode::Idle, _) => idle::measure(&setup, *model, point),
-            _ => point::measure(&setup, *model, point),
-        };
-        progress(SweepEvent::Done { row: &row });
-        rows.push(row);
     }
+    let mut rows = rows_so_far(&slots);
     rates::mark_knees(&mut rows, opts.slo_p99);
     // Coordinated omission, shown once: the first model with a knee, at half of it, with its
     // server stopped for a moment in the middle of the window.
@@ -454,8 +483,8 @@ pub fn run(
         && let Some((model, point)) = rates::stall_point(&rows, &opts.models)
     {
         progress(SweepEvent::Starting {
-            index: plan.len(),
-            total: plan.len(),
+            index: total,
+            total,
             model: model.name(),
             point: &point,
         });
@@ -505,20 +534,40 @@ pub fn run(
     })
 }
 
+/// One point of the plan as the rounds go: being measured, or done (a search's rows, an idle
+/// reading, a skipped point).
+enum Slot {
+    Measuring(point::Runs),
+    Done(Vec<Row>),
+}
+
+/// The rows of the points reached so far, in plan order: medians of the runs so far.
+fn rows_so_far(slots: &[Option<Slot>]) -> Vec<Row> {
+    slots
+        .iter()
+        .flatten()
+        .flat_map(|s| match s {
+            Slot::Measuring(runs) => vec![runs.row()],
+            Slot::Done(rows) => rows.clone(),
+        })
+        .collect()
+}
+
 /// Where the run is, for a progress display.
 pub enum SweepEvent<'a> {
     /// A point is about to run.
     Starting {
-        /// Its place in the plan, from 0.
+        /// Its place in the plan (counting every round of `--repeat`), from 0.
         index: usize,
-        /// Points in the plan.
+        /// Points in the plan, times the rounds.
         total: usize,
         /// The model.
         model: &'a str,
         /// The point.
         point: &'a Point,
     },
-    /// A point is done.
+    /// A run of a point is done (with `--repeat`, once per round: the row holds the medians
+    /// so far).
     Done {
         /// Its row.
         row: &'a Row,

@@ -232,20 +232,73 @@ fn abort_all(held: Vec<std::net::TcpStream>) {
 /// Runs the point `setup.repeat` times, each on a fresh server, and reduces the runs to one row:
 /// the median of each figure, errors summed over the runs.
 pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
-    let mut row = point.row(model);
-    let mut runs = Vec::new();
+    let mut runs = Runs::new(model, point);
     for _ in 0..setup.repeat.max(1) {
-        if (setup.interrupted)() {
-            return row.with_status(Status::Failed, "interrupted");
-        }
-        match measure_once(setup, model, point, &mut row.workers) {
-            Ok(m) => runs.push(m),
-            Err(NotMeasured::Unreachable(why)) => return row.with_status(Status::Unreachable, why),
-            Err(NotMeasured::Failed(why)) => return row.with_status(Status::Failed, why),
+        if !runs.run(setup, model, point) {
+            break;
         }
     }
-    fill(&mut row, &runs);
-    row
+    runs.row()
+}
+
+/// The runs of one point so far, to be reduced to its row; what lets a sweep repeat its
+/// points in rounds (each point once per round) rather than each point several times in a row.
+pub struct Runs {
+    /// The row without figures: the point's name, and why it ended if it did.
+    row: Row,
+    measured: Vec<Measured>,
+    ended: bool,
+}
+
+impl Runs {
+    /// No run yet.
+    pub fn new(model: &dyn Model, point: &Point) -> Runs {
+        Runs {
+            row: point.row(model),
+            measured: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// Runs the point once more, on a fresh server; says whether it may be run again (not
+    /// unreachable, not failed, not interrupted). A failed run ends the point: its row then
+    /// says why, whatever earlier runs measured.
+    pub fn run(&mut self, setup: &Setup, model: &dyn Model, point: &Point) -> bool {
+        if self.ended {
+            return false;
+        }
+        let ended = |runs: &mut Runs, status: Status, why: String| {
+            runs.row.status = status;
+            runs.row.note = why;
+            runs.ended = true;
+            false
+        };
+        if (setup.interrupted)() {
+            return ended(self, Status::Failed, "interrupted".into());
+        }
+        match measure_once(setup, model, point, &mut self.row.workers) {
+            Ok(m) => {
+                self.measured.push(m);
+                true
+            }
+            Err(NotMeasured::Unreachable(why)) => ended(self, Status::Unreachable, why),
+            Err(NotMeasured::Failed(why)) => ended(self, Status::Failed, why),
+        }
+    }
+
+    /// Whether the point will not be run again.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The row: the medians of the runs so far, or why there are none.
+    pub fn row(&self) -> Row {
+        let mut row = self.row.clone();
+        if row.status == Status::Ok {
+            fill(&mut row, &self.measured);
+        }
+        row
+    }
 }
 
 fn fill(row: &mut Row, runs: &[Measured]) {

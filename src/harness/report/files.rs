@@ -127,7 +127,8 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> io::Result<()> {
             f(r.server_stopped_ms),
             f(r.spread.map(|s| s.cpu_us_per_request[0])),
             f(r.spread.map(|s| s.cpu_us_per_request[1])),
-            f(r.spread.and_then(|s| (s.p99[0] > 0.0).then(|| s.p99[1] / s.p99[0]))),
+            f(r.spread
+                .and_then(|s| (s.p99[0] > 0.0).then(|| s.p99[1] / s.p99[0]))),
         ];
         w.write_record(&record)?;
     }
