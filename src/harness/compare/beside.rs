@@ -27,7 +27,11 @@ use crate::server::model::Model;
 pub fn attach_ratios(rows: &mut [Row]) {
     let ok = |r: &Row| r.status == Status::Ok;
     let pairs: Vec<(usize, usize)> = (0..rows.len())
-        .filter(|&i| ok(&rows[i]) && rows[i].idle_beside.is_some_and(|k| k > 0))
+        .filter(|&i| {
+            ok(&rows[i])
+                && rows[i].idle_beside.is_some_and(|k| k > 0)
+                && rows[i].offered_rate.is_none()
+        })
         .filter_map(|i| {
             let base = (0..rows.len()).find(|&b| {
                 ok(&rows[b]) && rows[b].idle_beside == Some(0) && same_series(&rows[b], &rows[i])

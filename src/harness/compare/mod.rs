@@ -254,10 +254,21 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
             }
         }
         if let Some(rates) = &opts.rates {
-            for &size in &sizes {
-                for &connections in &opts.rate_connections {
+            // With --idle-beside too, each rate series runs beside each K.
+            let ks = if opts.idle_beside.is_empty() {
+                vec![0]
+            } else {
+                opts.idle_beside.clone()
+            };
+            for (&size, &connections, &k) in sizes
+                .iter()
+                .flat_map(|s| opts.rate_connections.iter().map(move |c| (s, c)))
+                .flat_map(|(s, c)| ks.iter().map(move |k| (s, c, k)))
+            {
+                {
                     let open = Point {
                         offered: true,
+                        idle_beside: k,
                         ..Point::new(protocol, Mode::Open, connections, size)
                     };
                     match rates {

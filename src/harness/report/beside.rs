@@ -15,7 +15,7 @@ use crate::harness::compare::beside::same_series;
 /// Whether a row belongs to the busy-beside-idle sweep alone: it had idle connections beside
 /// its busy ones. (Its K = 0 baseline is a plain row, and stays in the plain tables too.)
 pub fn owns(r: &Row) -> bool {
-    r.idle_beside.is_some_and(|k| k > 0)
+    r.idle_beside.is_some_and(|k| k > 0) && !super::rates::owns(r)
 }
 
 /// Whether two rows of the sweep belong to one group: everything but the model and K alike.
@@ -299,18 +299,18 @@ pub fn plots(dir: &Path, rows: &[Row]) -> io::Result<Vec<(String, String)>> {
                 .collect()
         };
         let file = format!("cpu_beside_{}.svg", stem(&g));
-        let title = format!("Server CPU per request — {}", group_title(&g));
-        plots::lines_linear(
+        let what = super::carried(&g.first().protocol, g.first().size);
+        let title = format!("Server CPU per request, {busy} busy beside K idle ({what})");
+        plots::micros_against(
             &dir.join(&file),
             &title,
             &x,
-            "server CPU per request, µs",
+            "server CPU per request, µs (log scale)",
             &lines(&|r| r.cpu_us_per_request),
-            &|v| format!("{v:.0}"),
         )?;
         out.push((file, title));
         let file = format!("p99_beside_{}.svg", stem(&g));
-        let title = format!("p99 latency — {}", group_title(&g));
+        let title = format!("p99 latency, {busy} busy beside K idle ({what})");
         plots::latency_against(
             &dir.join(&file),
             &title,

@@ -63,6 +63,17 @@ pub fn lines_linear(
 
 /// A line chart of latencies (µs) against `x`, on a log y axis.
 pub fn latency_against(path: &Path, title: &str, x: &Axis, lines: &[Line]) -> io::Result<()> {
+    micros_against(path, title, x, "p99 latency (log scale)", lines)
+}
+
+/// A line chart of any figure in microseconds against `x`, on a log y axis.
+pub fn micros_against(
+    path: &Path,
+    title: &str,
+    x: &Axis,
+    y_desc: &str,
+    lines: &[Line],
+) -> io::Result<()> {
     let values = lines
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.1))
@@ -73,15 +84,9 @@ pub fn latency_against(path: &Path, title: &str, x: &Axis, lines: &[Line]) -> io
     } else {
         (1.0, 10.0)
     };
-    line_chart(
-        path,
-        title,
-        x,
-        "p99 latency (log scale)",
-        lines,
-        (lo..hi).log_scale(),
-        &|v| si_micros(*v),
-    )
+    line_chart(path, title, x, y_desc, lines, (lo..hi).log_scale(), &|v| {
+        si_micros(*v)
+    })
 }
 
 /// One model's CPU bars: (connections, user µs, sys µs) for each count it reached.

@@ -20,14 +20,25 @@ pub fn owns(r: &Row) -> bool {
 fn group_title(g: &Group) -> String {
     let r = g.first();
     let what = super::carried(&r.protocol, r.size);
-    format!("{what}, open loop over {} connections", r.connections)
+    let beside = match r.idle_beside {
+        Some(k) if k > 0 => format!(", beside {k} idle"),
+        _ => String::new(),
+    };
+    format!(
+        "{what}, open loop over {} connections{beside}",
+        r.connections
+    )
 }
 
 fn stem(g: &Group) -> String {
     let r = g.first();
-    match r.size {
+    let stem = match r.size {
         0 => format!("{}_c{}", r.protocol, r.connections),
         size => format!("{}_{size}_c{}", r.protocol, r.connections),
+    };
+    match r.idle_beside {
+        Some(k) if k > 0 => format!("{stem}_k{k}"),
+        _ => stem,
     }
 }
 
