@@ -163,7 +163,7 @@ pub fn latency(path: &Path, title: &str, lines: &[Line]) -> io::Result<()> {
 }
 
 /// Microseconds at powers of ten, in the unit that reads best: `100 µs`, `10 ms`, `1 s`.
-fn si_micros(v: f64) -> String {
+pub fn si_micros(v: f64) -> String {
     match v {
         v if v >= 1e6 => format!("{} s", v / 1e6),
         v if v >= 1e3 => format!("{} ms", v / 1e3),

@@ -331,12 +331,21 @@ pub fn plots(dir: &Path, rows: &[Row], slo: Duration) -> io::Result<Vec<(String,
         if hi > 0.0 {
             let bound = slo.as_secs_f64() * 1e6;
             lines.push(Line {
-                label: format!("p99 bound ({})", table::micros(bound)),
+                label: format!("p99 bound ({})", super::plots::si_micros(bound)),
                 points: vec![(lo, bound), (hi, bound)],
             });
         }
         let file = format!("p99_offered_{}.svg", stem(&g));
-        let title = format!("p99 against offered load — {}", group_title(&g));
+        let r = g.first();
+        let beside = match r.idle_beside {
+            Some(k) if k > 0 => format!(" beside {k} idle"),
+            _ => String::new(),
+        };
+        let title = format!(
+            "p99 against offered load, {} conns{beside} ({})",
+            r.connections,
+            super::carried(&r.protocol, r.size)
+        );
         plots::latency_against(&dir.join(&file), &title, &x, &lines)?;
         out.push((file, title));
     }
