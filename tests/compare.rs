@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Every key each row of results.json must have.
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 16] = [
     "model",
     "protocol",
     "connections",
@@ -23,6 +23,8 @@ const KEYS: [&str; 14] = [
     "peak_tasks",
     "errors",
     "client_bound",
+    "pipeline",
+    "idle_beside",
 ];
 
 fn scratch(name: &str) -> PathBuf {

@@ -475,7 +475,9 @@ pub fn run(
                         slots[i] = Some(Slot::Done(found));
                         continue;
                     }
-                    None => slots[i] = Some(Slot::Measuring(point::Runs::new(*model, point))),
+                    None => {
+                        slots[i] = Some(Slot::Measuring(Box::new(point::Runs::new(*model, point))))
+                    }
                 }
             }
             if let Some(Slot::Measuring(runs)) = &mut slots[i] {
@@ -548,7 +550,7 @@ pub fn run(
 /// One point of the plan as the rounds go: being measured, or done (a search's rows, an idle
 /// reading, a skipped point).
 enum Slot {
-    Measuring(point::Runs),
+    Measuring(Box<point::Runs>),
     Done(Vec<Row>),
 }
 

@@ -228,7 +228,11 @@ fn stability(g: &Group) -> String {
         .collect();
     if widths.is_empty() {
         return format!(
-            "Each figure is from {runs} run{} per point: no spread was measured (`--repeat 3` gives one).",
+            "Each figure is from {runs} run{} per point, so no spread was measured: on a shared \
+             machine a single run can land a fifth or more off its median, so a ratio within \
+             about 0.8–1.2× reads as flat, and poll's and select's several-fold growth is the \
+             shape to look at. `--repeat 5` runs the points in interleaved rounds and reports \
+             their spread (notes/c10k.md has such a run).",
             if runs == 1 { "" } else { "s" }
         );
     }
