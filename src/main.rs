@@ -121,6 +121,10 @@ struct LoadArgs {
     /// Stop after this many requests (no warm-up; --duration still bounds the run).
     #[arg(long)]
     requests: Option<u64>,
+    /// Requests in flight per connection, sent back to back, replies checked in order
+    /// (closed loop only).
+    #[arg(long, default_value_t = 1, conflicts_with_all = ["churn", "rate"])]
+    pipeline: usize,
     /// Print one JSON object (schema in README.md) instead of the summary.
     #[arg(long)]
     json: bool,
@@ -314,6 +318,7 @@ fn load(args: LoadArgs) -> ExitCode {
         timeout: args.timeout,
         requests: args.requests,
         mark_window: args.mark_window,
+        pipeline: args.pipeline,
         ..server_models::harness::load::LoadOptions::new(
             args.addr,
             protocol,

@@ -42,6 +42,7 @@ fn every_task_runs_where_it_was_placed() {
         .args(["--server-cpus", &server.to_string()])
         .args(["--load-cpus", &load.to_string()])
         .args(["--connections", "4", "--churn", "0", "--idle", "0"])
+        .args(["--idle-beside", "none"])
         .args(["--duration", "1s", "--warmup", "300ms"])
         .arg("--out")
         .arg(&out)

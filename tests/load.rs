@@ -28,6 +28,8 @@ enum Behaviour {
     Silent,
     /// Echo, but hold reply number `at` (counted from 1) back for `stall`.
     StallOnce { at: u64, stall: Duration },
+    /// Read two messages, echo them in the wrong order.
+    SwapPairs,
 }
 
 const SIZE: usize = 64;
@@ -81,6 +83,16 @@ impl Drop for TestServer {
 /// Serves one connection until the client closes (or resets).
 fn serve(mut stream: TcpStream, behaviour: Behaviour, served: &AtomicU64, corrupted: &AtomicU64) {
     let mut msg = [0u8; SIZE];
+    if let Behaviour::SwapPairs = behaviour {
+        let mut second = [0u8; SIZE];
+        while stream.read_exact(&mut msg).is_ok() && stream.read_exact(&mut second).is_ok() {
+            served.fetch_add(2, Ordering::SeqCst);
+            if stream.write_all(&second).is_err() || stream.write_all(&msg).is_err() {
+                return;
+            }
+        }
+        return;
+    }
     while stream.read_exact(&mut msg).is_ok() {
         match behaviour {
             Behaviour::Reset => {
@@ -253,6 +265,18 @@ fn open_loop_latency_includes_the_stall() {
         "{:?}",
         r.latency_us
     );
+    // Timed from the actual send, only the stalled request itself is slow; the ones that
+    // waited behind it went out late and came back at once, so the percentiles hide the stall.
+    let sent = r
+        .latency_from_send_us
+        .expect("open loop times from the send too");
+    assert!(sent.max >= stall.as_micros() as f64, "{sent:?}");
+    assert!(sent.p99 < sent.max, "{sent:?}");
+    assert!(
+        sent.p99 < r.latency_us.p99,
+        "{sent:?} against {:?}",
+        r.latency_us
+    );
     // Waiting for due times must sleep, not spin: 100 requests/s is nearly idle.
     assert!(
         r.client_cpu_percent < 50.0,
@@ -328,6 +352,7 @@ fn json_output_has_every_key() {
         "size",
         "mode",
         "rate",
+        "pipeline",
         "duration_s",
         "requests",
         "requests_per_sec",
@@ -337,6 +362,7 @@ fn json_output_has_every_key() {
         "client_cpu_sys_s",
         "latency_us",
         "histogram",
+        "latency_from_send_us",
     ];
     let obj = v.as_object().expect("an object");
     assert_eq!(obj.len(), top.len(), "no undocumented keys: {stdout}");
@@ -355,6 +381,11 @@ fn json_output_has_every_key() {
     assert_eq!(v["protocol"], "http");
     assert_eq!(v["mode"], "closed");
     assert!(v["rate"].is_null());
+    assert_eq!(v["pipeline"], 1);
+    assert!(
+        v["latency_from_send_us"].is_null(),
+        "closed loop: no second figure"
+    );
     assert_eq!(v["requests"], 300);
     let report: LoadReport = serde_json::from_str(&stdout).expect("parses back into LoadReport");
     assert_eq!(report.requests, 300);
@@ -363,4 +394,96 @@ fn json_output_has_every_key() {
         .expect("the histogram decodes");
     assert_eq!(h.len(), 300);
     assert_eq!(load::Latency::from_histogram(&h), report.latency_us);
+}
+
+/// Pipelined, with a request count: exactly that many requests complete and the server read
+/// exactly that many messages, D at a time on every connection, across threads.
+#[test]
+fn counts_pipelined_requests_exactly() {
+    let server = TestServer::start(Behaviour::Echo);
+    let o = LoadOptions {
+        requests: Some(1000),
+        threads: 2,
+        pipeline: 8,
+        ..opts(server.addr, 4, 10_000)
+    };
+    let r = run(&o);
+    assert_eq!(r.requests, 1000);
+    assert_eq!(r.pipeline, 8);
+    assert_eq!(server.served.load(Ordering::SeqCst), 1000);
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+}
+
+/// Pipelined replies are checked in order: a server that answers each pair of requests in the
+/// wrong order is caught on every connection (each echo request differs from the next), and
+/// nothing it answers counts.
+#[test]
+fn pipelined_replies_out_of_order_are_mismatches() {
+    let server = TestServer::start(Behaviour::SwapPairs);
+    let r = run(&LoadOptions {
+        pipeline: 2,
+        ..opts(server.addr, 2, 300)
+    });
+    assert_eq!(r.requests, 0, "{r:?}");
+    assert!(r.errors.mismatch >= 2, "{:?}", r.errors);
+    assert_eq!(r.errors.total(), r.errors.mismatch, "{:?}", r.errors);
+}
+
+/// `--pipeline` is for the closed loop: with churn or a rate it is refused before anything
+/// connects.
+#[test]
+fn pipeline_is_closed_loop_only() {
+    let addr: SocketAddr = "127.0.0.1:1".parse().expect("address");
+    for o in [
+        LoadOptions {
+            pipeline: 2,
+            churn: true,
+            ..opts(addr, 1, 100)
+        },
+        LoadOptions {
+            pipeline: 2,
+            rate: Some(100.0),
+            ..opts(addr, 1, 100)
+        },
+        LoadOptions {
+            pipeline: 0,
+            ..opts(addr, 1, 100)
+        },
+    ] {
+        let err = load::run(&o).expect_err("refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    }
+}
+
+/// Pipelined HTTP and echo against real models: every response framed and counted, none lost,
+/// none extra, with 16 requests in flight per connection.
+#[test]
+fn pipelined_against_models() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_server-models"));
+    for (model, protocol) in [
+        ("epoll-lt", Protocol::Http),
+        ("thread-per-conn", Protocol::Echo),
+    ] {
+        let mut server = ServerProcess::start(bin, model, protocol, &[]).expect("server starts");
+        let o = LoadOptions {
+            protocol,
+            requests: Some(5000),
+            pipeline: 16,
+            ..opts(server.addr(), 3, 10_000)
+        };
+        let r = run(&o);
+        assert_eq!(r.requests, 5000, "{model} {protocol}");
+        assert_eq!(
+            r.errors.total(),
+            0,
+            "{model}: {:?}\n{}",
+            r.errors,
+            server.log_tail()
+        );
+        assert!(
+            server.stop().expect("server stops").success(),
+            "{}",
+            server.log_tail()
+        );
+    }
 }

@@ -175,6 +175,8 @@ fn load_through_a_namespace_is_merged_exactly() {
             "0",
             "--idle",
             "0",
+            "--idle-beside",
+            "none",
         ])
         .args(["--duration", "1s", "--warmup", "300ms"])
         .args(["--listen", SERVER_IP, "--addr", SERVER_IP])

@@ -33,6 +33,9 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server may take to shut down after SIGTERM before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a stopped server's orphaned children may take to be gone.
+pub const GROUP_GONE: Duration = Duration::from_secs(30);
+
 /// Lines of the server's stderr kept for error messages.
 const KEEP_LINES: usize = 50;
 
@@ -260,6 +263,7 @@ impl ServerProcess {
         let _ = signal::killpg(self.nix_pid(), Signal::SIGKILL);
         let status = self.child.wait()?;
         self.status = Some(status);
+        self.wait_for_group();
         Ok(status)
     }
 
@@ -273,6 +277,19 @@ impl ServerProcess {
         }
         signal::killpg(self.nix_pid(), sig)?;
         Ok(())
+    }
+
+    /// Waits, up to [`GROUP_GONE`], until no process of the server's group is left: children
+    /// the SIGKILL above orphaned are reaped by init, and ten thousand of them take seconds to
+    /// go — seconds in which a measurement started next would share the CPUs with their exit.
+    /// Signal 0 only asks whether the group exists. While any member lives (or is an unreaped
+    /// zombie) the group id is held and cannot be given to a new process, so the probe reaches
+    /// only what this server started; once it answers ESRCH it is not sent again.
+    fn wait_for_group(&self) {
+        let deadline = Instant::now() + GROUP_GONE;
+        while signal::killpg(self.nix_pid(), None).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn nix_pid(&self) -> Pid {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::client::Via;
+use super::rates::Rates;
 use super::{Options, SweepEvent, classic};
 use crate::harness::load::parse_duration;
 use crate::harness::measure::placement::Cpus;
@@ -36,7 +37,8 @@ pub struct CompareArgs {
     #[arg(long, value_delimiter = ',', default_value = "echo")]
     pub protocol: Vec<String>,
     /// Connection counts of the sweep, comma-separated (C10K: 1,10,100,1000,10000)
-    /// [default: 1,10,100,1000; classic: none].
+    /// [default: 1,10,100,1000; classic: none]. With --idle-beside: the busy connections
+    /// [default 10]; with --rates: the connections the rate is spread over [default 100].
     #[arg(long, value_delimiter = ',')]
     pub connections: Vec<usize>,
     /// Echo message sizes in bytes, comma-separated (64,4096,65536) [default: 64; classic: 4000].
@@ -53,6 +55,27 @@ pub struct CompareArgs {
     /// [default: 1000; classic: none].
     #[arg(long, value_delimiter = ',')]
     pub idle: Vec<usize>,
+    /// Busy beside idle: idle connections to hold beside the busy ones, comma-separated, one
+    /// point per count, 0 the baseline; `none` for none. Given, the run is this experiment (no
+    /// plain connection sweep; churn and idle only if asked for) [default: 0,1000,5000 beside
+    /// 10 busy; classic, --rates: none].
+    #[arg(long, value_delimiter = ',')]
+    pub idle_beside: Vec<String>,
+    /// Requests in flight per connection in the closed loop, sent back to back, comma-separated;
+    /// one point per depth [default: 1].
+    #[arg(long, value_delimiter = ',')]
+    pub pipeline: Vec<usize>,
+    /// Latency against offered load: open loop at these rates (requests/s, comma-separated), or
+    /// `auto` to search each model's knee (doubling from 1000/s, then bisecting). Given, the
+    /// run is this experiment (no plain connection sweep; churn and idle only if asked for).
+    #[arg(long)]
+    pub rates: Option<String>,
+    /// The p99 a model must stay under for an offered rate to count towards its knee. 10 ms:
+    /// on a machine whose cores are shared (a VM), wake-up jitter alone puts p99 near 1 ms far
+    /// below any capacity, while a server past its capacity queues through the whole window and
+    /// its p99 climbs to tens of milliseconds; on a quiet machine of its own, 1ms is stricter.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
+    pub slo_p99: Duration,
     /// How prefork's children take turns at accept, comma-separated: none, fcntl, flock, mutex;
     /// prefork runs once per lock [default: none; classic: all four].
     #[arg(long, value_delimiter = ',')]
@@ -125,6 +148,27 @@ impl CompareArgs {
     pub fn options(&self) -> io::Result<Options> {
         let bad = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
         let classic = self.preset.as_deref() == Some(classic::NAME);
+        let rates: Option<Rates> = self
+            .rates
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(bad)?;
+        let idle_beside: Vec<usize> = self
+            .idle_beside
+            .iter()
+            .filter(|k| k.trim() != "none")
+            .map(|k| {
+                k.trim().parse().map_err(|_| {
+                    bad(format!(
+                        "--idle-beside takes idle connection counts (0,1000,5000) or none, not '{k}'"
+                    ))
+                })
+            })
+            .collect::<io::Result<_>>()?;
+        // Asking for --idle-beside or --rates makes the run that experiment: the other sweeps
+        // run only when asked for too.
+        let experiment = !idle_beside.is_empty() || rates.is_some();
         // A list left out takes the preset's choice, or the plain default.
         let or = |given: &[usize], plain: &[usize], preset: &[usize]| -> Vec<usize> {
             match (given.is_empty(), classic) {
@@ -133,10 +177,61 @@ impl CompareArgs {
                 (true, false) => plain.to_vec(),
             }
         };
-        let connections = or(&self.connections, &[1, 10, 100, 1000], &[]);
+        let (connections, beside_connections, rate_connections) = if experiment {
+            let given = |default: usize| or(&self.connections, &[default], &[default]);
+            (
+                Vec::new(),
+                if idle_beside.is_empty() {
+                    Vec::new()
+                } else {
+                    given(10)
+                },
+                if rates.is_some() {
+                    given(100)
+                } else {
+                    Vec::new()
+                },
+            )
+        } else {
+            (
+                or(&self.connections, &[1, 10, 100, 1000], &[]),
+                if classic { Vec::new() } else { vec![10] },
+                Vec::new(),
+            )
+        };
+        let idle_beside = match (self.idle_beside.is_empty(), classic || experiment) {
+            (false, _) => idle_beside,
+            (true, false) => DEFAULT_IDLE_BESIDE.to_vec(),
+            (true, true) => Vec::new(),
+        };
+        let beside_connections = if idle_beside.is_empty() {
+            Vec::new()
+        } else {
+            beside_connections
+        };
         let sizes = or(&self.sizes, &[64], &[classic::SIZE]);
-        let churn = or(&self.churn, &[10], &[classic::SLOTS]);
-        let idle = or(&self.idle, &[1000], &[]);
+        let (churn, idle) = if experiment {
+            (self.churn.clone(), self.idle.clone())
+        } else {
+            (
+                or(&self.churn, &[10], &[classic::SLOTS]),
+                or(&self.idle, &[1000], &[]),
+            )
+        };
+        let pipeline = if self.pipeline.is_empty() {
+            vec![1]
+        } else {
+            self.pipeline.clone()
+        };
+        if pipeline.contains(&0) {
+            return Err(bad("--pipeline takes depths of 1 or more".into()));
+        }
+        if self.rate.is_some() && pipeline.iter().any(|&d| d > 1) {
+            return Err(bad(
+                "--pipeline is for the closed loop; with --rate each request goes when it is due"
+                    .into(),
+            ));
+        }
         let names: Vec<String> = match (self.models.is_empty(), classic) {
             (false, _) => self.models.clone(),
             (true, true) => classic::MODELS.iter().map(|m| m.to_string()).collect(),
@@ -173,12 +268,27 @@ impl CompareArgs {
             .collect::<io::Result<Vec<_>>>()?;
         let nonzero = |v: &[usize]| v.iter().copied().filter(|&n| n > 0).collect::<Vec<_>>();
         let connections = nonzero(&connections);
+        let beside_connections = nonzero(&beside_connections);
+        let rate_connections = nonzero(&rate_connections);
         let sizes = nonzero(&sizes);
         let churn = nonzero(&churn);
         let idle = nonzero(&idle);
-        if connections.is_empty() && churn.is_empty() && idle.is_empty() {
+        if (!idle_beside.is_empty() && beside_connections.is_empty())
+            || (rates.is_some() && rate_connections.is_empty())
+        {
             return Err(bad(
-                "nothing to run: --connections, --churn and --idle are all empty".into(),
+                "--idle-beside and --rates need at least one --connections count above 0".into(),
+            ));
+        }
+        if connections.is_empty()
+            && churn.is_empty()
+            && idle.is_empty()
+            && idle_beside.is_empty()
+            && rates.is_none()
+        {
+            return Err(bad(
+                "nothing to run: --connections, --churn, --idle, --idle-beside and --rates are all empty"
+                    .into(),
             ));
         }
         if sizes.is_empty() {
@@ -242,6 +352,13 @@ impl CompareArgs {
             rate: self.rate,
             churn,
             idle,
+            beside_thrifty: self.idle_beside.is_empty() && !experiment && !classic,
+            idle_beside,
+            beside_connections,
+            pipeline,
+            rates,
+            rate_connections,
+            slo_p99: self.slo_p99,
             warmup: self.warmup,
             duration: self.duration,
             repeat: self.repeat.max(1),
@@ -265,6 +382,11 @@ impl CompareArgs {
     }
 }
 
+/// The busy-beside-idle sweep of a plain `compare`: enough to show select and poll slowing as
+/// idle connections grow while the epoll and io_uring loops stay flat, within the default run's
+/// three minutes (select stops at FD_SETSIZE, the pools at their workers).
+pub const DEFAULT_IDLE_BESIDE: [usize; 3] = [0, 1000, 5000];
+
 /// Runs `compare`: the sweep with a progress bar, the tables on stdout, the report written.
 /// SIGINT stops the sweep after the current point; the rows so far are still reported.
 pub fn run(args: &CompareArgs) -> io::Result<()> {
@@ -286,7 +408,7 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
     let shutdown = Shutdown::install()?;
     let interrupted = move || shutdown.requested();
 
-    let total = super::plan(&opts).len() as u64;
+    let total = (super::plan(&opts).len() * opts.repeat.max(1)) as u64;
     let bar = if io::stderr().is_terminal() {
         ProgressBar::new(total)
     } else {
@@ -299,13 +421,25 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let mut on_progress = |p: SweepEvent| match p {
-        SweepEvent::Starting { model, point, .. } => {
+        SweepEvent::Starting {
+            model,
+            point,
+            index,
+            total,
+        } => {
+            bar.set_length(total as u64);
+            bar.set_position(index as u64);
             let lock = point
                 .accept_lock
                 .map(|l| format!(" ({})", l.name()))
                 .unwrap_or_default();
+            let beside = match point.idle_beside {
+                0 => String::new(),
+                k => format!(" + {k} idle"),
+            };
+            let rate = point.rate.map(|r| format!(" at {r}/s")).unwrap_or_default();
             bar.set_message(format!(
-                "{model}{lock}: {} {} × {}",
+                "{model}{lock}: {} {} × {}{beside}{rate}",
                 point.protocol,
                 point.mode.name(),
                 point.connections
@@ -322,7 +456,6 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
                     row.note
                 ));
             }
-            bar.inc(1);
         }
     };
     let mut outcome = super::run(&opts, placement, &interrupted, &mut on_progress)?;
@@ -366,6 +499,7 @@ pub fn run(args: &CompareArgs) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::harness::report::row::Mode;
     use clap::Parser;
 
     #[derive(Parser)]
@@ -391,11 +525,14 @@ mod tests {
             (&[64][..], &[10][..])
         );
         assert_eq!(plain.idle, [1000]);
+        assert_eq!(plain.idle_beside, DEFAULT_IDLE_BESIDE);
+        assert_eq!(plain.beside_connections, [10]);
         assert_eq!(plain.accept_locks, [AcceptLock::None]);
         assert_eq!(plain.pool_workers, super::super::point::POOL_WORKERS);
 
         let book = options(&["--preset", "classic"]).expect("classic");
         assert!(book.connections.is_empty() && book.idle.is_empty());
+        assert!(book.idle_beside.is_empty());
         assert_eq!(book.sizes, [classic::SIZE]);
         assert_eq!(book.churn, [classic::SLOTS]);
         assert_eq!(book.pool_workers, classic::POOL_WORKERS);
@@ -440,7 +577,102 @@ mod tests {
             "0",
             "--idle",
             "0",
+            "--idle-beside",
+            "none",
         ]);
         assert_eq!(plain, [("prefork".to_string(), None)]);
+    }
+
+    /// `--idle-beside` and `--rates` make the run their experiment: `--connections` gives the
+    /// busy (or rate) connections, with their own defaults, and the other sweeps run only when
+    /// asked for; the plan has a point per K, per rate, or one search per model.
+    #[test]
+    fn the_experiments_take_over_the_sweep() {
+        let beside = options(&["--idle-beside", "0,1000"]).expect("beside");
+        assert!(beside.connections.is_empty() && beside.churn.is_empty() && beside.idle.is_empty());
+        assert_eq!(
+            (
+                beside.idle_beside.as_slice(),
+                beside.beside_connections.as_slice()
+            ),
+            (&[0, 1000][..], &[10][..])
+        );
+        let mine = options(&[
+            "poll",
+            "--idle-beside",
+            "0,5",
+            "--connections",
+            "3",
+            "--churn",
+            "2",
+        ])
+        .expect("beside with choices");
+        assert_eq!(
+            (mine.beside_connections.as_slice(), mine.churn.as_slice()),
+            (&[3][..], &[2][..])
+        );
+        let points: Vec<_> = super::super::plan(&mine)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(points.len(), 3);
+        assert_eq!(
+            points
+                .iter()
+                .map(|p| (p.mode, p.connections, p.idle_beside))
+                .collect::<Vec<_>>(),
+            [
+                (Mode::Closed, 3, 0),
+                (Mode::Closed, 3, 5),
+                (Mode::Churn, 2, 0)
+            ]
+        );
+        assert_eq!(points[1].held(), 8);
+        assert!(options(&["--idle-beside", "lots"]).is_err());
+
+        let auto = options(&["poll", "epoll-lt", "--rates", "auto"]).expect("rates");
+        assert_eq!(auto.rate_connections, [100]);
+        assert_eq!(auto.slo_p99, Duration::from_millis(10));
+        let points = super::super::plan(&auto);
+        assert_eq!(points.len(), 2, "one search per model");
+        assert!(
+            points
+                .iter()
+                .all(|(_, p)| p.search && p.offered && p.mode == Mode::Open)
+        );
+        let listed = options(&["poll", "--rates", "100,200", "--slo-p99", "5ms"]).expect("list");
+        let rates: Vec<_> = super::super::plan(&listed)
+            .into_iter()
+            .map(|(_, p)| p.rate)
+            .collect();
+        assert_eq!(rates, [Some(100.0), Some(200.0)]);
+        assert_eq!(listed.slo_p99, Duration::from_millis(5));
+        assert!(options(&["--rates", "fast"]).is_err());
+    }
+
+    /// `--pipeline` adds a closed-loop point per depth; it refuses depth 0 and the open loop.
+    #[test]
+    fn pipeline_depths() {
+        let opts = options(&[
+            "poll",
+            "--connections",
+            "2",
+            "--pipeline",
+            "1,8",
+            "--churn",
+            "0",
+            "--idle",
+            "0",
+            "--idle-beside",
+            "none",
+        ])
+        .expect("pipelined");
+        let depths: Vec<_> = super::super::plan(&opts)
+            .into_iter()
+            .map(|(_, p)| p.pipeline)
+            .collect();
+        assert_eq!(depths, [1, 8]);
+        assert!(options(&["--pipeline", "0"]).is_err());
+        assert!(options(&["--pipeline", "4", "--rate", "1000"]).is_err());
     }
 }

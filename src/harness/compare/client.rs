@@ -31,6 +31,8 @@ pub struct LoadPlan {
     pub churn: bool,
     /// Load threads (one per load CPU), each with its own epoll and a share of the connections.
     pub threads: usize,
+    /// Requests in flight per connection (closed loop).
+    pub pipeline: usize,
     /// Before the measured window.
     pub warmup: Duration,
     /// The measured window.
@@ -85,6 +87,9 @@ impl LoadPlan {
         if self.threads > 1 {
             args.extend(["--threads".into(), self.threads.to_string()]);
         }
+        if self.pipeline > 1 {
+            args.extend(["--pipeline".into(), self.pipeline.to_string()]);
+        }
         args
     }
 }
@@ -108,8 +113,11 @@ pub fn run_load(
     if let Some(cpu) = cpu {
         placement::pin_command(&mut command, cpu)?;
     }
-    let mut child = command.spawn()?;
+    // The instant is taken before the spawn: the child, pinned beside this thread, may run and
+    // start its own clock before `spawn` returns here, and its window must not end before the
+    // one estimated from this instant (the last sample would then miss it).
     let start = Instant::now();
+    let mut child = command.spawn()?;
     started(start);
     let stdout = drain(child.stdout.take())?;
     let stderr = drain(child.stderr.take())?;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::point::{NotMeasured, start_server};
 use super::{Point, Setup};
-use crate::harness::load::{Reply, ReplyCheck};
+use crate::harness::load::{Reply, ReplyCheck, request_bytes};
 use crate::harness::measure::TreeWatch;
 use crate::harness::measure::kernel_mem;
 use crate::harness::report::row::{Row, Status, Tasks};
@@ -91,43 +91,7 @@ fn measure_once(
     let base = watch.sample()?;
     let kernel_base = kernel_mem::snapshot_of(watch.root());
 
-    let deadline = Instant::now()
-        + Duration::from_secs(10)
-        + Duration::from_millis(2 * point.connections as u64);
-    let mut held = Vec::with_capacity(point.connections);
-    while held.len() < point.connections {
-        if Instant::now() > deadline || (setup.interrupted)() {
-            return Err(NotMeasured::Failed(format!(
-                "only {} of {} connections were served in time",
-                held.len(),
-                point.connections
-            )));
-        }
-        // A batch at a time: every connection of the batch sends before any reply is awaited,
-        // so a model whose turn costs O(watched) (select, poll) pays one walk per batch rather
-        // than one per connection — this measures memory, not how fast it accepts.
-        let batch = BATCH.min(point.connections - held.len());
-        let asked: io::Result<Vec<(TcpStream, Vec<u8>)>> = (0..batch)
-            .map(|_| connect_and_send(addr, point.protocol, point.size))
-            .collect();
-        let answered = asked.and_then(|asked| {
-            asked
-                .into_iter()
-                .map(|(stream, request)| await_reply(stream, point.protocol, &request))
-                .collect::<io::Result<Vec<TcpStream>>>()
-        });
-        match answered {
-            Ok(streams) => held.extend(streams),
-            Err(e) => {
-                return Err(NotMeasured::Failed(format!(
-                    "connections {}..{} of {}: {e}",
-                    held.len() + 1,
-                    held.len() + batch,
-                    point.connections
-                )));
-            }
-        }
-    }
+    let held = hold(addr, point.protocol, point.size, point.connections, setup)?;
     thread::sleep(SETTLE);
     // The kernel first: reading a large tree's /proc files leaves dentries and inodes of their
     // own in the caches.
@@ -163,6 +127,51 @@ fn measure_once(
     Ok(())
 }
 
+/// Opens `n` connections to `addr`, each after one round trip, and returns them held open and
+/// idle. Connections are opened a batch at a time: every connection of the batch sends before
+/// any reply is awaited, so a model whose turn costs O(watched) (select, poll) pays one walk per
+/// batch rather than one per connection — this sets the connections up, it does not measure
+/// how fast they are accepted. Bounded: 10 s plus 2 ms per connection, and an interrupt.
+pub fn hold(
+    addr: SocketAddr,
+    protocol: Protocol,
+    size: usize,
+    n: usize,
+    setup: &Setup,
+) -> Result<Vec<TcpStream>, NotMeasured> {
+    let deadline = Instant::now() + Duration::from_secs(10) + Duration::from_millis(2 * n as u64);
+    let mut held = Vec::with_capacity(n);
+    while held.len() < n {
+        if Instant::now() > deadline || (setup.interrupted)() {
+            return Err(NotMeasured::Failed(format!(
+                "only {} of {n} idle connections were served in time",
+                held.len(),
+            )));
+        }
+        let batch = BATCH.min(n - held.len());
+        let asked: io::Result<Vec<(TcpStream, Vec<u8>)>> = (0..batch)
+            .map(|_| connect_and_send(addr, protocol, size))
+            .collect();
+        let answered = asked.and_then(|asked| {
+            asked
+                .into_iter()
+                .map(|(stream, request)| await_reply(stream, protocol, &request))
+                .collect::<io::Result<Vec<TcpStream>>>()
+        });
+        match answered {
+            Ok(streams) => held.extend(streams),
+            Err(e) => {
+                return Err(NotMeasured::Failed(format!(
+                    "idle connections {}..{} of {n}: {e}",
+                    held.len() + 1,
+                    held.len() + batch,
+                )));
+            }
+        }
+    }
+    Ok(held)
+}
+
 /// Connects and makes one round trip: an echo of `size` bytes, or `GET /` and its full answer.
 fn connect_and_ask(addr: SocketAddr, protocol: Protocol, size: usize) -> io::Result<TcpStream> {
     let (stream, request) = connect_and_send(addr, protocol, size)?;
@@ -177,10 +186,7 @@ fn connect_and_send(
 ) -> io::Result<(TcpStream, Vec<u8>)> {
     // A socket whose kernel objects are known, so that they can be taken off the kernel's growth.
     let mut stream = kernel_mem::client_socket(addr, IO_TIMEOUT)?;
-    let request = match protocol {
-        Protocol::Echo => (0..size.max(1)).map(|i| b'a' + (i % 26) as u8).collect(),
-        Protocol::Http => format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes(),
-    };
+    let request = request_bytes(protocol, addr, size.max(1));
     stream.write_all(&request)?;
     Ok((stream, request))
 }

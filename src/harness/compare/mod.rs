@@ -8,18 +8,24 @@
 //!
 //! - [`client`]: the load generator as a child process.
 //! - [`point`]: one model at one point under load, repeated, reduced to medians.
-//! - [`idle`]: memory per idle connection.
+//! - [`idle`]: memory per idle connection, and holding idle connections open for [`beside`].
+//! - [`beside`]: busy beside idle — a few busy connections beside K idle ones, each figure
+//!   against the same model with none.
+//! - [`rates`]: latency against offered load — open loop at given rates or at rates searched
+//!   for (doubling, then bisecting), each model's knee, and the coordinated-omission run.
 //! - [`layout`]: CPU layouts: the server's CPUs for each point, swept over a count.
 //! - [`classic`]: the `classic` preset, Stevens' UNP ch. 30 table: process-control CPU per
 //!   connection, each design less the iterative server.
 //! - [`cli`]: the command line.
 
+pub mod beside;
 pub mod classic;
 pub mod cli;
 pub mod client;
 pub mod idle;
 pub mod layout;
 pub mod point;
+pub mod rates;
 
 use std::io;
 use std::net::IpAddr;
@@ -55,6 +61,24 @@ pub struct Options {
     pub churn: Vec<usize>,
     /// Idle connection counts for memory per connection; empty for none.
     pub idle: Vec<usize>,
+    /// Busy beside idle: the idle connections to hold beside the busy ones, one point per
+    /// count (0 included, the baseline); empty for none.
+    pub idle_beside: Vec<usize>,
+    /// Busy beside idle: the busy connection counts.
+    pub beside_connections: Vec<usize>,
+    /// Busy beside idle: a model that held a thread or a process per idle connection at one K
+    /// is not run at the larger ones (its rows say so). The default sweep's way of staying
+    /// within its time: 5000 threads or processes take ten seconds to start and reap, and the
+    /// cost of one per connection is plain at 1000 already.
+    pub beside_thrifty: bool,
+    /// Requests in flight per connection for the closed-loop points, one point per depth.
+    pub pipeline: Vec<usize>,
+    /// Latency against offered load: the rates to offer, or a search for each model's knee.
+    pub rates: Option<rates::Rates>,
+    /// Latency against offered load: the connections the rates are spread over.
+    pub rate_connections: Vec<usize>,
+    /// The p99 a model must stay under for a rate to count towards its knee.
+    pub slo_p99: Duration,
     /// Warm-up before each measured window.
     pub warmup: Duration,
     /// Each measured window.
@@ -98,7 +122,7 @@ pub struct Point {
     pub protocol: Protocol,
     /// Closed, open, churn or idle.
     pub mode: Mode,
-    /// Connections (churn: slots; idle: connections held).
+    /// Connections (churn: slots; idle: connections held; beside idle: the busy ones).
     pub connections: usize,
     /// Echo message size; 0 for HTTP, whose request is always `GET /`.
     pub size: usize,
@@ -109,9 +133,38 @@ pub struct Point {
     /// How many of the server's CPUs to pin it to (the lowest ones), in a sweep of the server's
     /// CPU count; `None`: all of them.
     pub cpus: Option<usize>,
+    /// Requests in flight per connection (closed loop).
+    pub pipeline: usize,
+    /// Busy beside idle: this many idle connections are held open beside the loaded ones.
+    pub idle_beside: usize,
+    /// A point of the offered-load sweep (its rate is `rate`).
+    pub offered: bool,
+    /// A stand-in for `--rates auto`: the run searches the rates for this model's knee.
+    pub search: bool,
+    /// The server is stopped (SIGSTOP) this long in the middle of the window.
+    pub stall: Option<Duration>,
 }
 
 impl Point {
+    /// A point with nothing beyond its mode: one request in flight, no idle connection beside,
+    /// no rate.
+    pub fn new(protocol: Protocol, mode: Mode, connections: usize, size: usize) -> Point {
+        Point {
+            protocol,
+            mode,
+            connections,
+            size,
+            rate: None,
+            accept_lock: None,
+            cpus: None,
+            pipeline: 1,
+            idle_beside: 0,
+            offered: false,
+            search: false,
+            stall: None,
+        }
+    }
+
     /// An empty row for `model` at this point, named as the tables name it.
     pub fn row(&self, model: &dyn Model) -> Row {
         let mut row = Row::new(
@@ -123,7 +176,19 @@ impl Point {
         );
         row.rate = self.rate;
         row.accept_lock = self.accept_lock.map(|l| l.name().to_string());
+        row.pipeline = self.pipeline;
+        // Every loaded row has K idle connections beside it, most of them none; the idle rows'
+        // connections are the idle ones.
+        row.idle_beside = (self.mode != Mode::Idle).then_some(self.idle_beside);
+        row.offered_rate = self.rate.filter(|_| self.offered);
+        row.server_stopped_ms = self.stall.map(|d| d.as_secs_f64() * 1e3);
         row
+    }
+
+    /// Every connection the server holds at this point: the loaded ones and any idle ones
+    /// beside them.
+    pub fn held(&self) -> usize {
+        self.connections + self.idle_beside
     }
 }
 
@@ -178,53 +243,86 @@ pub fn plan(opts: &Options) -> Vec<(&'static dyn Model, Point)> {
         } else {
             opts.sizes.clone()
         };
-        for size in sizes {
-            let mode = if opts.rate.is_some() {
-                Mode::Open
-            } else {
-                Mode::Closed
-            };
-            for &connections in &opts.connections {
-                points.push(Point {
-                    protocol,
-                    mode,
-                    connections,
-                    size,
-                    rate: opts.rate,
-                    accept_lock: None,
-                    cpus: None,
-                });
+        let depths = |mode: Mode| match mode {
+            Mode::Closed => opts.pipeline.clone(),
+            _ => vec![1],
+        };
+        let mode = if opts.rate.is_some() {
+            Mode::Open
+        } else {
+            Mode::Closed
+        };
+        for &size in &sizes {
+            for pipeline in depths(mode) {
+                for &connections in &opts.connections {
+                    points.push(Point {
+                        rate: opts.rate,
+                        pipeline,
+                        ..Point::new(protocol, mode, connections, size)
+                    });
+                }
             }
         }
+        for &size in &sizes {
+            for pipeline in depths(mode) {
+                for &connections in &opts.beside_connections {
+                    for &k in &opts.idle_beside {
+                        let point = Point {
+                            rate: opts.rate,
+                            pipeline,
+                            idle_beside: k,
+                            ..Point::new(protocol, mode, connections, size)
+                        };
+                        // K = 0 is a plain point: when the connection sweep has it, its row is
+                        // the baseline, and it is not run twice.
+                        if !points.contains(&point) {
+                            points.push(point);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(rates) = &opts.rates {
+            // With --idle-beside too, each rate series runs beside each K.
+            let ks = if opts.idle_beside.is_empty() {
+                vec![0]
+            } else {
+                opts.idle_beside.clone()
+            };
+            for (&size, &connections, &k) in sizes
+                .iter()
+                .flat_map(|s| opts.rate_connections.iter().map(move |c| (s, c)))
+                .flat_map(|(s, c)| ks.iter().map(move |k| (s, c, k)))
+            {
+                {
+                    let open = Point {
+                        offered: true,
+                        idle_beside: k,
+                        ..Point::new(protocol, Mode::Open, connections, size)
+                    };
+                    match rates {
+                        rates::Rates::Auto => points.push(Point {
+                            search: true,
+                            ..open
+                        }),
+                        rates::Rates::List(list) => points.extend(list.iter().map(|&r| Point {
+                            rate: Some(r),
+                            ..open
+                        })),
+                    }
+                }
+            }
+        }
+        let size = if protocol == Protocol::Http {
+            0
+        } else {
+            first_size
+        };
         for &connections in &opts.churn {
-            points.push(Point {
-                protocol,
-                mode: Mode::Churn,
-                connections,
-                size: if protocol == Protocol::Http {
-                    0
-                } else {
-                    first_size
-                },
-                rate: None,
-                accept_lock: None,
-                cpus: None,
-            });
+            points.push(Point::new(protocol, Mode::Churn, connections, size));
         }
         for &connections in &opts.idle {
-            points.push(Point {
-                protocol,
-                mode: Mode::Idle,
-                connections,
-                size: if protocol == Protocol::Http {
-                    0
-                } else {
-                    first_size
-                },
-                rate: None,
-                accept_lock: None,
-                cpus: None,
-            });
+            points.push(Point::new(protocol, Mode::Idle, connections, size));
         }
     }
     // A model that takes an accept lock runs once per lock, unless the run asked for the
@@ -356,28 +454,112 @@ pub fn run(
         syscalls: &counting,
     };
     let plan = plan(opts);
-    let mut rows = Vec::with_capacity(plan.len());
+    // With --repeat, the plan runs in rounds, every point once per round: on a shared machine a
+    // burst of someone else's work then falls on runs of different points, where run after run
+    // of one point would put it on every run of that point, median included.
+    let rounds = setup.repeat;
+    let total = plan.len() * rounds;
+    let mut slots: Vec<Option<Slot>> = (0..plan.len()).map(|_| None).collect();
     let mut stopped = false;
-    for (i, (model, point)) in plan.iter().enumerate() {
-        if interrupted() {
-            stopped = true;
-            break;
+    'rounds: for round in 0..rounds {
+        for (i, (model, point)) in plan.iter().enumerate() {
+            if interrupted() {
+                stopped = true;
+                break 'rounds;
+            }
+            let live = match &slots[i] {
+                None => true,
+                Some(Slot::Measuring(runs)) => !runs.ended(),
+                Some(Slot::Done(_)) => false,
+            };
+            if !live {
+                continue;
+            }
+            let index = round * plan.len() + i;
+            progress(SweepEvent::Starting {
+                index,
+                total,
+                model: model.name(),
+                point,
+            });
+            if slots[i].is_none() {
+                let once = if point.search {
+                    // The rates are chosen as the search goes; each rate tried is a row, and
+                    // each rate is repeated in place.
+                    Some(rates::search(
+                        &setup,
+                        *model,
+                        point,
+                        opts.slo_p99,
+                        &mut |p| {
+                            progress(SweepEvent::Starting {
+                                index,
+                                total,
+                                model: model.name(),
+                                point: p,
+                            })
+                        },
+                    ))
+                } else if let Some(why) =
+                    beside::holds_a_task_per_connection(&rows_so_far(&slots), *model, point)
+                        .filter(|_| opts.beside_thrifty)
+                {
+                    Some(vec![point.row(*model).with_status(Status::Skipped, why)])
+                } else if point.mode == Mode::Idle {
+                    Some(vec![idle::measure(&setup, *model, point)])
+                } else {
+                    None
+                };
+                match once {
+                    Some(found) => {
+                        if let Some(row) = found.last() {
+                            progress(SweepEvent::Done { row });
+                        }
+                        slots[i] = Some(Slot::Done(found));
+                        continue;
+                    }
+                    None => {
+                        slots[i] = Some(Slot::Measuring(Box::new(point::Runs::new(
+                            &setup, *model, point,
+                        ))))
+                    }
+                }
+            }
+            if let Some(Slot::Measuring(runs)) = &mut slots[i] {
+                runs.run(&setup, *model, point);
+                progress(SweepEvent::Done { row: &runs.row() });
+            }
         }
+    }
+    // The syscall-counting runs last, one per measured point: the tracepoints slow every
+    // syscall, so they are on in none of the runs above.
+    for (slot, (model, point)) in slots.iter_mut().zip(&plan) {
+        if let Some(Slot::Measuring(runs)) = slot {
+            runs.count_syscalls(&setup, *model, point);
+        }
+    }
+    let mut rows = rows_so_far(&slots);
+    rates::mark_knees(&mut rows, opts.slo_p99);
+    // Coordinated omission, shown once: the first model with a knee, at half of it, with its
+    // server stopped for a moment in the middle of the window.
+    if opts.rates.is_some()
+        && !stopped
+        && !interrupted()
+        && let Some((model, point)) = rates::stall_point(&rows, &opts.models)
+    {
         progress(SweepEvent::Starting {
-            index: i,
-            total: plan.len(),
+            index: total,
+            total,
             model: model.name(),
-            point,
+            point: &point,
         });
-        let row = match point.mode {
-            Mode::Idle => idle::measure(&setup, *model, point),
-            _ => point::measure(&setup, *model, point),
-        };
+        let row = point::measure(&setup, model, &point);
         progress(SweepEvent::Done { row: &row });
         rows.push(row);
     }
     attach_idle_memory(&mut rows);
     classic::attach_process_control(&mut rows);
+    beside::attach_ratios(&mut rows);
     Ok(SweepOutcome {
         rows,
         settings: Settings {
@@ -392,6 +574,12 @@ pub fn run(
             rate: opts.rate,
             churn: opts.churn.clone(),
             idle: opts.idle.clone(),
+            idle_beside: opts.idle_beside.clone(),
+            beside_connections: opts.beside_connections.clone(),
+            pipeline: opts.pipeline.clone(),
+            rates: opts.rates.as_ref().map(|r| r.to_string()),
+            rate_connections: opts.rate_connections.clone(),
+            slo_p99_us: opts.slo_p99.as_secs_f64() * 1e6,
             warmup_s: opts.warmup.as_secs_f64(),
             duration_s: opts.duration.as_secs_f64(),
             repeat: setup.repeat,
@@ -430,20 +618,40 @@ pub fn run(
     })
 }
 
+/// One point of the plan as the rounds go: being measured, or done (a search's rows, an idle
+/// reading, a skipped point).
+enum Slot {
+    Measuring(Box<point::Runs>),
+    Done(Vec<Row>),
+}
+
+/// The rows of the points reached so far, in plan order: medians of the runs so far.
+fn rows_so_far(slots: &[Option<Slot>]) -> Vec<Row> {
+    slots
+        .iter()
+        .flatten()
+        .flat_map(|s| match s {
+            Slot::Measuring(runs) => vec![runs.row()],
+            Slot::Done(rows) => rows.clone(),
+        })
+        .collect()
+}
+
 /// Where the run is, for a progress display.
 pub enum SweepEvent<'a> {
     /// A point is about to run.
     Starting {
-        /// Its place in the plan, from 0.
+        /// Its place in the plan (counting every round of `--repeat`), from 0.
         index: usize,
-        /// Points in the plan.
+        /// Points in the plan, times the rounds.
         total: usize,
         /// The model.
         model: &'a str,
         /// The point.
         point: &'a Point,
     },
-    /// A point is done.
+    /// A run of a point is done (with `--repeat`, once per round: the row holds the medians
+    /// so far).
     Done {
         /// Its row.
         row: &'a Row,

@@ -2,6 +2,10 @@
 //! server's tree sampled throughout; repeated and reduced to medians. Then, where the kernel
 //! allows it, one run more with the syscall counters attached ([`syscalls`]): the tracepoints
 //! slow every syscall down, so they are never on in the runs whose CPU and latency are reported.
+//!
+//! Two experiments add to the run: idle connections held open beside the loaded ones before
+//! the load starts (busy beside idle), and the server's process group stopped for a moment in
+//! the middle of the window (the coordinated-omission demonstration).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -101,13 +105,7 @@ pub fn start_server_with(
     };
     let workers = said.or(workers).unwrap_or(default);
     *announced = Some(workers);
-    if let Some(why) = unreachable(
-        model,
-        point.mode,
-        point.connections,
-        workers,
-        setup.fd_limit,
-    ) {
+    if let Some(why) = unreachable(model, point.mode, point.held(), workers, setup.fd_limit) {
         return Err(NotMeasured::Unreachable(why));
     }
     Ok((server, workers))
@@ -195,6 +193,12 @@ fn run_once(
     let counters = handoff.map(|h| h.receive().map(Arc::new));
     let readings = Mutex::new(None);
     let sampler = Sampler::start(server.pid() as i32, SAMPLE_EVERY)?;
+    // Busy beside idle: the idle connections first, each after one round trip, held (by this
+    // process, where they cost the server nothing but their being watched) until the end.
+    let held = match point.idle_beside {
+        0 => Vec::new(),
+        k => super::idle::hold(server.addr(), point.protocol, point.size, k, setup)?,
+    };
     let plan = LoadPlan {
         addr: connect_to(server.addr()),
         protocol: point.protocol,
@@ -203,54 +207,75 @@ fn run_once(
         rate: point.rate,
         churn: point.mode == Mode::Churn,
         threads: setup.placement.client.map_or(1, |c| c.len()),
+        pipeline: point.pipeline,
         warmup: setup.warmup,
         duration: setup.duration,
     };
-    // Readings at the very edges of the window, whatever the regular interval has grown to.
-    let window_edges = |start: Instant| {
-        let (from, to) = (start + setup.warmup, start + setup.warmup + setup.duration);
-        sampler.sample_at(from);
-        sampler.sample_at(to);
-        if let Some(Ok(c)) = &counters {
-            let reader = c.read_at(vec![from, to]);
-            *readings.lock().unwrap_or_else(|p| p.into_inner()) = Some(reader);
-        }
-    };
-    let load = match &setup.via {
-        None => client::run_load(
-            &plan,
-            setup.placement.client,
-            &window_edges,
-            setup.interrupted,
-        )
-        .map(|run| {
-            let from = run.started + setup.warmup;
-            LoadDone {
-                started: run.started,
-                from,
-                to: from + Duration::from_secs_f64(run.result.duration_s.max(0.0)),
-                requests_in_window: run.result.requests as f64,
-                parts: None,
-                result: run.result,
+    let group = server.pid() as i32;
+    let load = std::thread::scope(|scope| {
+        // The stall, centred in the window that opens at `from`, on a thread of its own.
+        let (stall, duration) = (point.stall, setup.duration);
+        let stall_from = move |from: Instant| {
+            if let Some(stall) = stall {
+                let at = from + duration.saturating_sub(stall) / 2;
+                scope.spawn(move || stop_for(group, at, stall));
             }
-        }),
-        // Through prefixes: the window's edges are when the load processes said so.
-        Some(via) => {
-            let started = Instant::now();
-            let mark = |at: Instant| sampler.sample_at(at);
-            client::run_via(&plan, via, setup.placement.client, &mark, setup.interrupted).map(
-                |run| LoadDone {
-                    started,
-                    from: run.from,
-                    to: run.to,
-                    requests_in_window: run.requests_in_window,
-                    parts: Some(run.parts),
-                    result: run.result,
-                },
+        };
+        // Readings at the very edges of the window, whatever the regular interval has grown to.
+        let window_edges = |start: Instant| {
+            let (from, to) = (start + setup.warmup, start + setup.warmup + setup.duration);
+            sampler.sample_at(from);
+            sampler.sample_at(to);
+            if let Some(Ok(c)) = &counters {
+                let reader = c.read_at(vec![from, to]);
+                *readings.lock().unwrap_or_else(|p| p.into_inner()) = Some(reader);
+            }
+            stall_from(from);
+        };
+        match &setup.via {
+            None => client::run_load(
+                &plan,
+                setup.placement.client,
+                &window_edges,
+                setup.interrupted,
             )
+            .map(|run| {
+                let from = run.started + setup.warmup;
+                LoadDone {
+                    started: run.started,
+                    from,
+                    to: from + Duration::from_secs_f64(run.result.duration_s.max(0.0)),
+                    requests_in_window: run.result.requests as f64,
+                    parts: None,
+                    result: run.result,
+                }
+            }),
+            // Through prefixes: the window's edges are when the load processes said so; the
+            // stall is timed from the first of them to open.
+            Some(via) => {
+                let started = Instant::now();
+                let opened = std::sync::atomic::AtomicBool::new(false);
+                let mark = |at: Instant| {
+                    sampler.sample_at(at);
+                    if !opened.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        stall_from(at);
+                    }
+                };
+                client::run_via(&plan, via, setup.placement.client, &mark, setup.interrupted).map(
+                    |run| LoadDone {
+                        started,
+                        from: run.from,
+                        to: run.to,
+                        requests_in_window: run.requests_in_window,
+                        parts: Some(run.parts),
+                        result: run.result,
+                    },
+                )
+            }
         }
-    };
+    });
     let series = sampler.finish();
+    abort_all(held);
     if server.has_exited() {
         let status = server.stop()?;
         let log = server.log_tail();
@@ -322,17 +347,17 @@ fn run_once(
     Ok((measured, counted))
 }
 
-/// The counting run: the point once more, with the syscall counters attached; fills the row's
-/// syscall figures, or notes why there are none.
+/// One run more of the point with the syscall counters attached: its syscalls per request,
+/// or why they were not counted.
 fn count_syscalls(
     setup: &Setup,
     model: &dyn Model,
     point: &Point,
     plan: &CountPlan,
-    row: &mut Row,
-) {
-    let mut announced = row.workers;
-    let counted = match run_once(setup, model, point, &mut announced, Some(plan)) {
+    announced: Option<usize>,
+) -> Result<syscalls::PerRequest, String> {
+    let mut announced = announced;
+    match run_once(setup, model, point, &mut announced, Some(plan)) {
         Ok((m, Some(Ok(w)))) => w
             .per_request(m.load.requests_per_sec)
             .ok_or_else(|| "syscalls: no requests in the counting run".to_string()),
@@ -341,56 +366,158 @@ fn count_syscalls(
         Err(NotMeasured::Unreachable(why) | NotMeasured::Failed(why)) => Err(format!(
             "syscalls not counted: the counting run failed: {why}"
         )),
-    };
+    }
+}
+
+/// Puts what the counting run found on the row.
+fn add_syscalls(row: &mut Row, counted: &Result<syscalls::PerRequest, String>) {
     match counted {
         Ok(p) => {
             row.syscalls_per_request = Some(p.total);
-            row.syscalls = Some(p.by_name);
-            match p.events_per_wait {
-                Ok(e) => row.events_per_wait = Some(e),
+            row.syscalls = Some(p.by_name.clone());
+            match &p.events_per_wait {
+                Ok(e) => row.events_per_wait = Some(*e),
                 // A model that never waits needs no word; anything else is said.
                 Err(why) if why == syscalls::NO_WAITS => {}
                 Err(why) => row.add_note(format!("events/wait unknown: {why}")),
             }
         }
-        Err(why) => row.add_note(why),
+        Err(why) => row.add_note(why.clone()),
     }
 }
 
-/// Runs the point `setup.repeat` times, each on a fresh server, and reduces the runs to one row:
-/// the median of each figure, errors summed over the runs.
+/// Stops the process group `group` (the server and everything it forked) with SIGSTOP at `at`
+/// for `stall`, then lets it go on with SIGCONT: a server that freezes — a pause of the garbage
+/// collector, a page-in, a host that took the CPU away — as wrk2's demonstration has it.
+fn stop_for(group: i32, at: Instant, stall: Duration) {
+    use nix::sys::signal::{Signal, killpg};
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    let pgid = nix::unistd::Pid::from_raw(group);
+    if killpg(pgid, Signal::SIGSTOP).is_ok() {
+        std::thread::sleep(stall);
+        // The group is ours and still unreaped (the caller stops it only after this thread
+        // ends), so the id cannot name anyone else's processes.
+        let _ = killpg(pgid, Signal::SIGCONT);
+    }
+}
+
+/// Closes the held idle connections with an RST (SO_LINGER 0), so that the client side leaves
+/// no TIME_WAIT behind to run the next point out of local ports.
+fn abort_all(held: Vec<std::net::TcpStream>) {
+    for stream in held {
+        let linger = nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &linger);
+    }
+}
+
+/// Runs the point `setup.repeat` times, each on a fresh server, then once more to count its
+/// syscalls where the kernel allows it, and reduces the runs to one row: the median of each
+/// figure, errors summed over the runs.
 pub fn measure(setup: &Setup, model: &dyn Model, point: &Point) -> Row {
-    let mut row = point.row(model);
-    row.server_cpus = layout::server_cpus(setup.placement.server, point.cpus).map(|c| c.list());
-    row.load_cpus = setup.placement.client.map(|c| c.list());
-    let mut runs = Vec::new();
+    let mut runs = Runs::new(setup, model, point);
     for _ in 0..setup.repeat.max(1) {
+        if !runs.run(setup, model, point) {
+            break;
+        }
+    }
+    runs.count_syscalls(setup, model, point);
+    runs.row()
+}
+
+/// The runs of one point so far, to be reduced to its row; what lets a sweep repeat its
+/// points in rounds (each point once per round) rather than each point several times in a row.
+pub struct Runs {
+    /// The row without figures: the point's name, and why it ended if it did.
+    row: Row,
+    measured: Vec<Measured>,
+    ended: bool,
+    /// What the syscall-counting run found, once it has run.
+    counted: Option<Result<syscalls::PerRequest, String>>,
+}
+
+impl Runs {
+    /// No run yet.
+    pub fn new(setup: &Setup, model: &dyn Model, point: &Point) -> Runs {
+        let mut row = point.row(model);
+        row.server_cpus = layout::server_cpus(setup.placement.server, point.cpus).map(|c| c.list());
+        row.load_cpus = setup.placement.client.map(|c| c.list());
+        Runs {
+            row,
+            measured: Vec::new(),
+            ended: false,
+            counted: None,
+        }
+    }
+
+    /// Runs the point once more, on a fresh server; says whether it may be run again (not
+    /// unreachable, not failed, not interrupted). A failed run ends the point: its row then
+    /// says why, whatever earlier runs measured.
+    pub fn run(&mut self, setup: &Setup, model: &dyn Model, point: &Point) -> bool {
+        if self.ended {
+            return false;
+        }
+        let ended = |runs: &mut Runs, status: Status, why: String| {
+            runs.row.status = status;
+            runs.row.note = why;
+            runs.ended = true;
+            false
+        };
         if (setup.interrupted)() {
-            return row.with_status(Status::Failed, "interrupted");
+            return ended(self, Status::Failed, "interrupted".into());
         }
-        match measure_once(setup, model, point, &mut row.workers) {
-            Ok(m) => runs.push(m),
-            Err(NotMeasured::Unreachable(why)) => return row.with_status(Status::Unreachable, why),
-            Err(NotMeasured::Failed(why)) => return row.with_status(Status::Failed, why),
+        match measure_once(setup, model, point, &mut self.row.workers) {
+            Ok(m) => {
+                self.measured.push(m);
+                true
+            }
+            Err(NotMeasured::Unreachable(why)) => ended(self, Status::Unreachable, why),
+            Err(NotMeasured::Failed(why)) => ended(self, Status::Failed, why),
         }
     }
-    fill(&mut row, &runs);
-    // Each figure's range over the runs, for `diff` to tell a change from noise.
-    let per_run: Vec<Row> = runs
-        .iter()
-        .map(|m| {
-            let mut one = row.clone();
-            fill(&mut one, std::slice::from_ref(m));
-            one
-        })
-        .collect();
-    row.spread = diff::spread(&per_run);
-    if let Counting::Ready(plan) = setup.syscalls
-        && !(setup.interrupted)()
-    {
-        count_syscalls(setup, model, point, plan, &mut row);
+
+    /// Whether the point will not be run again.
+    pub fn ended(&self) -> bool {
+        self.ended
     }
-    row
+
+    /// The counting run, once the measured runs are over, where syscalls are counted and the
+    /// point was measured at all.
+    pub fn count_syscalls(&mut self, setup: &Setup, model: &dyn Model, point: &Point) {
+        if let Counting::Ready(plan) = setup.syscalls
+            && self.row.status == Status::Ok
+            && !self.measured.is_empty()
+            && self.counted.is_none()
+            && !(setup.interrupted)()
+        {
+            self.counted = Some(count_syscalls(setup, model, point, plan, self.row.workers));
+        }
+    }
+
+    /// The row: the medians of the runs so far, or why there are none; each figure's range
+    /// over the runs beside it, for `diff` to tell a change from noise.
+    pub fn row(&self) -> Row {
+        let mut row = self.row.clone();
+        if row.status == Status::Ok {
+            fill(&mut row, &self.measured);
+            let per_run: Vec<Row> = self
+                .measured
+                .iter()
+                .map(|m| {
+                    let mut one = row.clone();
+                    fill(&mut one, std::slice::from_ref(m));
+                    one
+                })
+                .collect();
+            row.spread = diff::spread(&per_run);
+            if let Some(counted) = &self.counted {
+                add_syscalls(&mut row, counted);
+            }
+        }
+        row
+    }
 }
 
 fn fill(row: &mut Row, runs: &[Measured]) {
@@ -404,14 +531,23 @@ fn fill(row: &mut Row, runs: &[Measured]) {
         .fold(None, |t, m| layout::add_served(t, m.served.as_ref()));
     row.requests = Some(med(&|m| m.load.requests as f64).round() as u64);
     row.requests_per_sec = Some(med(&|m| m.load.requests_per_sec));
-    row.latency_us = Some(Latency {
-        p50: med(&|m| m.load.latency_us.p50),
-        p90: med(&|m| m.load.latency_us.p90),
-        p99: med(&|m| m.load.latency_us.p99),
-        p999: med(&|m| m.load.latency_us.p999),
-        max: med(&|m| m.load.latency_us.max),
-        mean: med(&|m| m.load.latency_us.mean),
-    });
+    let latency = |of: &dyn Fn(&Measured) -> Option<Latency>| -> Option<Latency> {
+        let all: Vec<Latency> = runs.iter().filter_map(of).collect();
+        if all.len() < runs.len() || all.is_empty() {
+            return None;
+        }
+        let med = |f: &dyn Fn(&Latency) -> f64| median(all.iter().map(f).collect());
+        Some(Latency {
+            p50: med(&|l| l.p50),
+            p90: med(&|l| l.p90),
+            p99: med(&|l| l.p99),
+            p999: med(&|l| l.p999),
+            max: med(&|l| l.max),
+            mean: med(&|l| l.mean),
+        })
+    };
+    row.latency_us = latency(&|m| Some(m.load.latency_us));
+    row.latency_from_send_us = latency(&|m| m.load.latency_from_send_us);
     row.cpu_us_per_request = Some(med(&|m| per_request(m, m.window.cpu)));
     // The split only where every run knows it.
     if runs.iter().all(|m| m.window.user_share.is_some()) {

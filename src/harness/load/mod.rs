@@ -11,6 +11,9 @@
 //! - Churn: connect, one request, close, as fast as possible on every slot — the client of
 //!   Stevens' UNP ch. 30, where the cost of a thread or process per connection shows. Latency
 //!   runs from the `connect` call to the complete reply.
+//! - Pipelined (`pipeline` D > 1, closed loop): D requests in flight per connection, sent back
+//!   to back, the replies checked in order; one client core then drives far more requests than
+//!   one round trip at a time allows.
 //!
 //! Each thread owns a share of the connections on its own epoll instance (see `worker`); the
 //! main thread only samples the process's CPU time at the edges of the measured window.
@@ -67,6 +70,8 @@ pub struct LoadOptions {
     /// [`WINDOW_CLOSED`]), so that a harness on another host, behind `ssh`, can sample the
     /// server at the window's edges.
     pub mark_window: bool,
+    /// Requests in flight per connection (closed loop); 1 is one request at a time.
+    pub pipeline: usize,
 }
 
 /// The stderr line `--mark-window` prints when the measured window opens.
@@ -96,6 +101,7 @@ impl LoadOptions {
             timeout: Duration::from_secs(5),
             requests: None,
             mark_window: false,
+            pipeline: 1,
         }
     }
 
@@ -133,6 +139,15 @@ impl LoadOptions {
         }
         if self.timeout.is_zero() {
             return bad("--timeout must be positive");
+        }
+        if self.pipeline == 0 {
+            return bad("--pipeline must be at least 1");
+        }
+        if self.pipeline > 1 && (self.churn || self.rate.is_some()) {
+            return bad(
+                "--pipeline is for the closed loop: churn sends one request per connection, and \
+                 the open loop sends each request when it is due",
+            );
         }
         if let Some(rate) = self.rate {
             if self.churn {
@@ -243,6 +258,9 @@ pub struct LoadReport {
     pub mode: Pacing,
     /// The open-loop rate asked for, requests/s; `None` otherwise.
     pub rate: Option<f64>,
+    /// Requests in flight per connection (1: no pipelining).
+    #[serde(default = "one")]
+    pub pipeline: usize,
     /// The measured window, seconds.
     pub duration_s: f64,
     /// Requests completed in the window (churn: connections that completed their request).
@@ -264,6 +282,15 @@ pub struct LoadReport {
     /// processes' histograms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram: Option<String>,
+    /// Open loop: the same requests' latency measured from when each was actually sent rather
+    /// than when it was due — what a client that forgets its schedule reports (coordinated
+    /// omission). `None` in the other modes, where the two are the same.
+    #[serde(default)]
+    pub latency_from_send_us: Option<Latency>,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl fmt::Display for LoadReport {
@@ -273,9 +300,13 @@ impl fmt::Display for LoadReport {
             (Pacing::Closed, _) | (Pacing::Open, None) => "closed loop".to_string(),
             (Pacing::Churn, _) => "churn (connect, one request, close)".to_string(),
         };
+        let pipelined = match self.pipeline {
+            1 => String::new(),
+            d => format!(", {d} pipelined per connection"),
+        };
         writeln!(
             f,
-            "{} x {} connections, {} bytes, {mode}, {:.2} s measured",
+            "{} x {} connections, {} bytes, {mode}{pipelined}, {:.2} s measured",
             self.protocol, self.connections, self.size, self.duration_s
         )?;
         writeln!(
@@ -289,6 +320,13 @@ impl fmt::Display for LoadReport {
             "  latency µs  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  mean {:.1}",
             l.p50, l.p90, l.p99, l.p999, l.max, l.mean
         )?;
+        if let Some(l) = &self.latency_from_send_us {
+            writeln!(
+                f,
+                "  from send   p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  (not from the schedule: hides a stall)",
+                l.p50, l.p90, l.p99, l.p999, l.max
+            )?;
+        }
         let e = &self.errors;
         if e.total() == 0 {
             writeln!(f, "  errors      none")?;
@@ -321,7 +359,7 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
     opts.validate()?;
     raise_nofile_limit();
     let threads = opts.threads.min(opts.connections);
-    let request = request_bytes(opts);
+    let requests_out = RequestStream::new(opts);
     let origin = Instant::now();
     let warmup = opts.effective_warmup();
     let window = worker::LoadWindow {
@@ -338,7 +376,7 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
         for t in 0..threads {
             let plan = worker::Plan {
                 opts,
-                request: &request,
+                requests_out: &requests_out,
                 window,
                 // Connections t, t+T, t+2T ... so every thread gets an even share.
                 connections: (t..opts.connections).step_by(threads).collect(),
@@ -395,11 +433,17 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
         Ok(outcomes)
     })?;
 
-    let (mut hist, mut requests, mut errors, mut last) =
-        (worker::histogram(), 0, Errors::default(), 0u64);
+    let (mut hist, mut from_send, mut requests, mut errors, mut last) = (
+        worker::histogram(),
+        worker::histogram(),
+        0,
+        Errors::default(),
+        0u64,
+    );
+    let merge_error = |e| io::Error::other(format!("merging histograms: {e}"));
     for r in &results {
-        hist.add(&r.histogram)
-            .map_err(|e| io::Error::other(format!("merging histograms: {e}")))?;
+        hist.add(&r.histogram).map_err(merge_error)?;
+        from_send.add(&r.from_send).map_err(merge_error)?;
         requests += r.requests;
         errors.add(&r.errors);
         last = last.max(r.last_done);
@@ -420,9 +464,10 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
     Ok(LoadReport {
         protocol: opts.protocol,
         connections: opts.connections,
-        size: request.len(),
+        size: requests_out.len(),
         mode: opts.mode(),
         rate: opts.rate,
+        pipeline: opts.pipeline,
         duration_s,
         requests,
         requests_per_sec: round_to(requests as f64 / duration_s, 1),
@@ -432,15 +477,88 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
         client_cpu_sys_s: round_to(sys, 6),
         latency_us: Latency::from_histogram(&hist),
         histogram: Some(wire::encode(&hist)?),
+        latency_from_send_us: (opts.mode() == Pacing::Open)
+            .then(|| Latency::from_histogram(&from_send)),
     })
 }
 
-/// The bytes of one request: an echo message of `size` bytes, or `GET /` with a Host header.
-fn request_bytes(opts: &LoadOptions) -> Vec<u8> {
-    match opts.protocol {
-        // A pattern that is not all one byte, so a shifted or mixed-up reply does not match.
-        Protocol::Echo => (0..opts.size).map(|i| b'a' + (i % 26) as u8).collect(),
-        Protocol::Http => format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", opts.addr).into_bytes(),
+/// The bytes of one request: an echo message of `size` bytes (the first of the stream's
+/// messages), or `GET /` with a Host header.
+pub fn request_bytes(protocol: Protocol, addr: SocketAddr, size: usize) -> Vec<u8> {
+    match protocol {
+        Protocol::Echo => echo_message(size, 0),
+        Protocol::Http => format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes(),
+    }
+}
+
+/// Echo message number `variant`: the letters from the variant-th on, repeating. A pattern that
+/// is not all one byte, so a shifted or mixed-up reply does not match, and that differs from
+/// one message to the next, so a reply out of order does not either.
+fn echo_message(size: usize, variant: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| b'a' + ((i + variant) % 26) as u8)
+        .collect()
+}
+
+/// The bytes a connection sends: request after request, back to back. Echo requests cycle
+/// through distinct messages; HTTP requests are all `GET /`. The stream is kept one period
+/// long and then some, so that what is to be written from any point is one slice.
+pub(super) struct RequestStream {
+    bytes: Vec<u8>,
+    /// One request's length.
+    len: usize,
+    /// Distinct requests before the stream repeats.
+    variants: usize,
+}
+
+impl RequestStream {
+    /// Longest slice one `write` is handed (past one period).
+    const MAX_WRITE: usize = 1 << 20;
+
+    fn new(opts: &LoadOptions) -> RequestStream {
+        let first = request_bytes(opts.protocol, opts.addr, opts.size);
+        let len = first.len();
+        let variants = match opts.protocol {
+            Protocol::Http => 1,
+            // Large messages cycle through two, to keep the stream small.
+            Protocol::Echo if len * 26 > Self::MAX_WRITE => 2,
+            Protocol::Echo => 26,
+        };
+        let extra = (opts.pipeline.max(1) * len).clamp(len, Self::MAX_WRITE.max(len));
+        let period: Vec<u8> = (0..variants)
+            .flat_map(|v| match opts.protocol {
+                Protocol::Echo => echo_message(len, v),
+                Protocol::Http => first.clone(),
+            })
+            .collect();
+        let mut bytes = Vec::with_capacity(period.len() + extra);
+        while bytes.len() < period.len() + extra {
+            let want = (period.len() + extra - bytes.len()).min(period.len());
+            bytes.extend_from_slice(&period[..want]);
+        }
+        RequestStream {
+            bytes,
+            len,
+            variants,
+        }
+    }
+
+    /// One request's length in bytes.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Request number `n` on a connection: what its reply must echo.
+    pub(super) fn message(&self, n: u64) -> &[u8] {
+        let at = (n % self.variants as u64) as usize * self.len;
+        &self.bytes[at..at + self.len]
+    }
+
+    /// The stream's bytes from byte `offset` on, at most `max` of them.
+    pub(super) fn bytes_at(&self, offset: u64, max: u64) -> &[u8] {
+        let at = (offset % (self.variants * self.len) as u64) as usize;
+        let n = (self.bytes.len() - at).min(usize::try_from(max).unwrap_or(usize::MAX));
+        &self.bytes[at..at + n]
     }
 }
 
@@ -556,5 +674,44 @@ mod tests {
                 "{o:?}"
             );
         }
+    }
+
+    /// The request stream is request after request: each echo request differs from the one
+    /// before it (so an out-of-order reply is caught), and the bytes from any offset are the
+    /// stream's, across the point where it repeats.
+    #[test]
+    fn request_stream_is_requests_back_to_back() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("address");
+        let opts = LoadOptions {
+            size: 5,
+            pipeline: 8,
+            ..LoadOptions::new(addr, Protocol::Echo, 1, Duration::from_secs(1))
+        };
+        let s = RequestStream::new(&opts);
+        assert_eq!(s.len(), 5);
+        assert_eq!(s.message(0), b"abcde");
+        assert_eq!(s.message(1), b"bcdef");
+        assert_ne!(s.message(0), s.message(1));
+        assert_eq!(s.message(0), s.message(s.variants as u64));
+        let want: Vec<u8> = (0..60u64).flat_map(|n| s.message(n).to_vec()).collect();
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            let left = (want.len() - got.len()) as u64;
+            got.extend_from_slice(s.bytes_at(got.len() as u64, left.min(7)));
+        }
+        assert_eq!(got, want);
+        assert!(
+            s.bytes_at(3, 1000).len() >= 8 * 5,
+            "a pipeline's worth in one slice"
+        );
+
+        let http = RequestStream::new(&LoadOptions::new(
+            addr,
+            Protocol::Http,
+            1,
+            Duration::from_secs(1),
+        ));
+        assert_eq!(http.message(0), http.message(1));
+        assert!(http.message(0).starts_with(b"GET / HTTP/1.1\r\n"));
     }
 }

@@ -5,6 +5,12 @@
 //! - HTTP: the head is parsed with httparse, the status must be 2xx, the body is framed by
 //!   `Content-Length` (the only framing the workbook's servers use) and skipped. A head split
 //!   across reads is the only case that keeps bytes, and only until it is complete.
+//!
+//! With pipelining, one read can hold the end of one reply and the start of the next:
+//! [`Reply::feed`] says how many bytes the reply took, and the caller hands the rest to the
+//! next one, so the replies are judged one after another in the order the requests went out.
+
+use crate::server::protocol::Protocol;
 
 /// The longest response head accepted; past it the reply is counted as a mismatch.
 const MAX_HEAD: usize = 16 * 1024;
@@ -52,27 +58,54 @@ impl Reply {
         self.close = false;
     }
 
-    /// Echo: checks `input`, the next bytes of the reply, against `expected`, the request.
-    pub fn feed_echo(&mut self, input: &[u8], expected: &[u8]) -> ReplyCheck {
-        let end = self.got + input.len();
-        if end > expected.len() || input != &expected[self.got..end] {
-            return ReplyCheck::Mismatch;
-        }
-        self.got = end;
-        if end == expected.len() {
-            ReplyCheck::Complete { close: false }
-        } else {
-            ReplyCheck::Incomplete
+    /// Takes the next bytes read from the connection, `input`, for this reply to `expected`
+    /// (the request, for echo; ignored for HTTP). Returns the verdict and how many bytes of
+    /// `input` the reply took: on `Complete`, the bytes after them belong to the next reply.
+    pub fn feed(
+        &mut self,
+        protocol: Protocol,
+        input: &[u8],
+        expected: &[u8],
+    ) -> (ReplyCheck, usize) {
+        match protocol {
+            Protocol::Echo => self.echo(input, expected),
+            Protocol::Http => self.http(input),
         }
     }
 
-    /// HTTP: takes `input`, the next bytes of the response.
+    /// Echo: checks `input`, the next bytes of the reply, against `expected`, the request.
+    /// Bytes past the end of the reply are a mismatch (nothing else was asked for).
+    pub fn feed_echo(&mut self, input: &[u8], expected: &[u8]) -> ReplyCheck {
+        alone(self.echo(input, expected), input.len())
+    }
+
+    /// HTTP: takes `input`, the next bytes of the response. Bytes past the end of the response
+    /// are a mismatch (nothing else was asked for).
     pub fn feed_http(&mut self, input: &[u8]) -> ReplyCheck {
+        alone(self.http(input), input.len())
+    }
+
+    fn echo(&mut self, input: &[u8], expected: &[u8]) -> (ReplyCheck, usize) {
+        let take = input.len().min(expected.len().saturating_sub(self.got));
+        let end = self.got + take;
+        if input[..take] != expected[self.got..end] || (take == 0 && !input.is_empty()) {
+            return (ReplyCheck::Mismatch, take);
+        }
+        self.got = end;
+        if end == expected.len() {
+            (ReplyCheck::Complete { close: false }, take)
+        } else {
+            (ReplyCheck::Incomplete, take)
+        }
+    }
+
+    fn http(&mut self, input: &[u8]) -> (ReplyCheck, usize) {
         if self.in_body {
             return self.body(input.len());
         }
         // The common case: the whole head arrives in one read, parsed where it lies.
-        let parsed = if self.head.is_empty() {
+        let carried = self.head.len();
+        let parsed = if carried == 0 {
             parse_head(input)
         } else {
             self.head.extend_from_slice(input);
@@ -80,43 +113,48 @@ impl Reply {
         };
         match parsed {
             ResponseHead::Partial => {
-                if self.head.is_empty() {
+                if carried == 0 {
                     self.head.extend_from_slice(input);
                 }
                 if self.head.len() > MAX_HEAD {
-                    ReplyCheck::Mismatch
+                    (ReplyCheck::Mismatch, input.len())
                 } else {
-                    ReplyCheck::Incomplete
+                    (ReplyCheck::Incomplete, input.len())
                 }
             }
-            ResponseHead::Bad => ReplyCheck::Mismatch,
+            ResponseHead::Bad => (ReplyCheck::Mismatch, input.len()),
             ResponseHead::Complete { len, body, close } => {
-                // Bytes after the head in what has been read are body (or too much).
-                let buffered = if self.head.is_empty() {
-                    input.len()
-                } else {
-                    self.head.len()
-                };
+                // The head's bytes that came in this read; what follows is body, or the next
+                // response.
+                let head_here = len - carried;
                 self.head.clear();
                 self.in_body = true;
                 self.body_left = body;
                 self.close = close;
-                self.body(buffered - len)
+                let (verdict, took) = self.body(input.len() - head_here);
+                (verdict, head_here + took)
             }
         }
     }
 
-    fn body(&mut self, n: usize) -> ReplyCheck {
-        if n > self.body_left {
-            // More than the response announced: the server answered something not asked.
-            return ReplyCheck::Mismatch;
-        }
-        self.body_left -= n;
+    /// Takes up to `n` bytes of body; says how many it took.
+    fn body(&mut self, n: usize) -> (ReplyCheck, usize) {
+        let take = n.min(self.body_left);
+        self.body_left -= take;
         if self.body_left == 0 {
-            ReplyCheck::Complete { close: self.close }
+            (ReplyCheck::Complete { close: self.close }, take)
         } else {
-            ReplyCheck::Incomplete
+            (ReplyCheck::Incomplete, take)
         }
+    }
+}
+
+/// The verdict on a read that must hold this one reply and nothing more: bytes left over were
+/// never asked for.
+fn alone((verdict, took): (ReplyCheck, usize), len: usize) -> ReplyCheck {
+    match verdict {
+        ReplyCheck::Complete { .. } if took < len => ReplyCheck::Mismatch,
+        v => v,
     }
 }
 
@@ -259,5 +297,65 @@ mod tests {
             ReplyCheck::Complete { close: false },
             "reset forgets the partial head"
         );
+    }
+
+    /// Pipelined replies arrive back to back: `feed` takes exactly one reply's bytes and leaves
+    /// the rest for the next, whatever the reads' boundaries, for echo and for HTTP.
+    #[test]
+    fn pipelined_replies_split_at_every_boundary() {
+        let one: Vec<u8> = (0..10u8).collect();
+        let two: Vec<u8> = (10..20u8).collect();
+        let stream = [&one[..], &two[..]].concat();
+        for cut in 0..=stream.len() {
+            let mut r = Reply::default();
+            let mut done = Vec::new();
+            let mut expected = [&one, &two].into_iter();
+            let mut want = expected.next();
+            for mut chunk in [&stream[..cut], &stream[cut..]] {
+                while !chunk.is_empty() {
+                    let exp = want.expect("no reply left to expect");
+                    let (v, took) = r.feed(Protocol::Echo, chunk, exp);
+                    chunk = &chunk[took..];
+                    match v {
+                        ReplyCheck::Complete { .. } => {
+                            done.push(took);
+                            r.reset();
+                            want = expected.next();
+                        }
+                        ReplyCheck::Incomplete => assert!(chunk.is_empty()),
+                        ReplyCheck::Mismatch => panic!("mismatch at cut {cut}"),
+                    }
+                }
+            }
+            assert_eq!(done.len(), 2, "cut at {cut}");
+        }
+        // Swapped replies: the first bytes are the second request's.
+        let (v, _) = Reply::default().feed(Protocol::Echo, &two, &one);
+        assert_eq!(v, ReplyCheck::Mismatch);
+
+        let three = [OK, OK, OK].concat();
+        for cut in 0..=three.len() {
+            let mut r = Reply::default();
+            let mut complete = 0;
+            for mut chunk in [&three[..cut], &three[cut..]] {
+                while !chunk.is_empty() {
+                    let (v, took) = r.feed(Protocol::Http, chunk, &[]);
+                    chunk = &chunk[took..];
+                    match v {
+                        ReplyCheck::Complete { close } => {
+                            assert!(!close);
+                            assert!(took > 0);
+                            complete += 1;
+                            r.reset();
+                        }
+                        ReplyCheck::Incomplete => assert!(chunk.is_empty(), "cut {cut}"),
+                        ReplyCheck::Mismatch => panic!("mismatch at cut {cut}"),
+                    }
+                }
+            }
+            assert_eq!(complete, 3, "cut at {cut}");
+        }
+        // Alone, the same bytes are surplus: one response was asked for.
+        assert_eq!(Reply::default().feed_http(&three), ReplyCheck::Mismatch);
     }
 }

@@ -13,12 +13,23 @@
 //! latency measured from a schedule. Deadlines (connect and reply timeouts) are swept every
 //! 100 ms.
 //!
+//! Pipelining (`pipeline` D > 1, closed loop): a connection keeps D requests in flight. They go
+//! out back to back — the first D in one `write`, then, after each read, one `write` for as
+//! many new requests as replies that read completed — and the replies are judged one after
+//! another in the order the requests went out, each against its own request (echo requests
+//! differ from one to the next, so a reply out of order is a mismatch). Each request's latency
+//! runs from its own send.
+//!
+//! Open loop records two histograms: latency from the scheduled time (the figure) and from the
+//! actual send (what a client that forgets its schedule would report), so that the
+//! difference — coordinated omission — can be shown.
+//!
 //! Nothing is allocated per request: the request bytes are shared, replies are read into one
-//! scratch buffer per thread and judged in place (`reply`), the heap and histogram are sized
-//! up front.
+//! scratch buffer per thread and judged in place (`reply`), the heap, the histograms and each
+//! connection's list of requests in flight are sized up front.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -36,7 +47,7 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use super::reply::{Reply, ReplyCheck};
-use super::{Errors, LoadOptions, Pacing};
+use super::{Errors, LoadOptions, Pacing, RequestStream};
 use crate::server::net::{interrupted, would_block};
 use crate::server::protocol::Protocol;
 
@@ -77,7 +88,7 @@ impl LoadWindow {
 /// What one thread is to do.
 pub(super) struct Plan<'a> {
     pub opts: &'a LoadOptions,
-    pub request: &'a [u8],
+    pub requests_out: &'a RequestStream,
     pub window: LoadWindow,
     /// The global indices of this thread's connections (they stagger the open-loop schedule).
     pub connections: Vec<usize>,
@@ -88,6 +99,8 @@ pub(super) struct Plan<'a> {
 /// What one thread measured.
 pub(super) struct ThreadTally {
     pub histogram: Histogram<u64>,
+    /// Open loop: latency from the actual send, not the schedule.
+    pub from_send: Histogram<u64>,
     pub requests: u64,
     pub errors: Errors,
     pub last_done: u64,
@@ -113,6 +126,7 @@ pub(super) fn run(plan: Plan<'_>, done: Sender<()>) -> io::Result<ThreadTally> {
     let _ = done.send(());
     let outcome = ThreadTally {
         histogram: std::mem::replace(&mut worker.hist, histogram()),
+        from_send: std::mem::replace(&mut worker.hist_sent, histogram()),
         requests: worker.requests,
         errors: worker.errors,
         last_done: worker.last_done,
@@ -129,8 +143,25 @@ enum State {
     Connecting,
     /// Connected, no request outstanding (the open loop between due times).
     Idle,
-    /// A request outstanding.
+    /// Requests outstanding.
     Busy,
+}
+
+/// One request in flight.
+#[derive(Clone, Copy, Debug)]
+struct Flight {
+    /// Its latency runs from here: the send (closed), the schedule (open), the connect (churn).
+    base: u64,
+    /// When it was actually sent.
+    sent: u64,
+}
+
+/// What one read's bytes came to.
+struct Judged {
+    /// Replies completed.
+    done: usize,
+    /// The last of them said the server closes after it.
+    close: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -158,16 +189,22 @@ struct ClientConn {
     /// Bumped on every new socket, so a stale event for a closed one is recognised.
     generation: u32,
     state: State,
-    /// Latency is measured from here: the send (closed), the schedule (open), the connect (churn).
-    base: u64,
-    /// The connect or the reply must be done by then.
+    /// When the current socket's connect began (churn measures from it).
+    connected_at: u64,
+    /// The connect or the next reply must be done by then.
     deadline: u64,
     /// Open loop: when the next request is due.
     next_due: u64,
     /// The due time of this slot's live entry in the timer heap; 0 for none.
     timer: u64,
-    /// Bytes of the current request written so far.
-    sent: usize,
+    /// The requests in flight, oldest first (at most `pipeline`).
+    flight: VecDeque<Flight>,
+    /// Requests put on this socket so far, and bytes of them written: the bytes still to write
+    /// are `queued × request length − written`.
+    queued: u64,
+    written: u64,
+    /// Replies completed on this socket: the next reply answers request number `answered`.
+    answered: u64,
     reply: Reply,
 }
 
@@ -187,11 +224,14 @@ struct Engine<'a> {
     /// Open loop: nanoseconds between two requests on one connection.
     interval: u64,
     timeout: u64,
+    /// Requests kept in flight per connection (closed loop).
+    pipeline: usize,
     /// Stop issuing once `issued` reaches it, stop running once `completed` does.
     limit: u64,
     issued: u64,
     completed: u64,
     hist: Histogram<u64>,
+    hist_sent: Histogram<u64>,
     requests: u64,
     errors: Errors,
     last_done: u64,
@@ -214,13 +254,16 @@ impl<'a> Engine<'a> {
                 stream: None,
                 generation: 0,
                 state: State::Down,
-                base: 0,
+                connected_at: 0,
                 deadline: 0,
                 // Connection g's first request is due g/rate seconds in, so that the requests
                 // of all connections are evenly spaced.
                 next_due: (g as f64 * 1e9 / rate) as u64,
                 timer: 0,
-                sent: 0,
+                flight: VecDeque::with_capacity(opts.pipeline.max(1)),
+                queued: 0,
+                written: 0,
+                answered: 0,
                 reply: Reply::default(),
             })
             .collect::<Vec<_>>();
@@ -238,10 +281,12 @@ impl<'a> Engine<'a> {
             scratch: vec![0; SCRATCH],
             interval: ((opts.connections as f64 * 1e9 / rate) as u64).max(1),
             timeout: super::nanos(opts.timeout),
+            pipeline: opts.pipeline.max(1),
             limit: plan.requests.unwrap_or(u64::MAX),
             issued: 0,
             completed: 0,
             hist: histogram(),
+            hist_sent: histogram(),
             requests: 0,
             errors: Errors::default(),
             last_done: 0,
@@ -316,12 +361,8 @@ impl<'a> Engine<'a> {
                 {
                     self.on_readable(i);
                 }
-                let s = &self.slots[i];
-                if s.state == State::Busy
-                    && s.sent < self.plan.request.len()
-                    && flags.contains(EpollFlags::EPOLLOUT)
-                {
-                    self.write_request(i);
+                if self.slots[i].state == State::Busy && flags.contains(EpollFlags::EPOLLOUT) {
+                    self.write_pending(i);
                 }
             }
         }
@@ -359,16 +400,21 @@ impl<'a> Engine<'a> {
         let slot = &mut self.slots[i];
         slot.stream = Some(TcpStream::from(fd));
         slot.state = State::Connecting;
-        slot.base = now;
+        slot.connected_at = now;
         slot.deadline = now.saturating_add(self.timeout);
+        slot.flight.clear();
+        slot.queued = 0;
+        slot.written = 0;
+        slot.answered = 0;
+        slot.reply.reset();
     }
 
     fn on_connected(&mut self, i: usize) {
         let now = self.plan.window.now();
         self.slots[i].state = State::Idle;
         match self.mode {
-            Pacing::Closed => self.start_request(i, now, now),
-            Pacing::Churn => self.start_request(i, self.slots[i].base, now),
+            Pacing::Closed => self.issue(i, self.pipeline, now, now),
+            Pacing::Churn => self.issue(i, 1, self.slots[i].connected_at, now),
             Pacing::Open => self.send_when_due(i, now),
         }
     }
@@ -378,40 +424,46 @@ impl<'a> Engine<'a> {
         let due = self.slots[i].next_due;
         if due <= now {
             self.slots[i].next_due = due + self.interval;
-            self.start_request(i, due, now);
+            self.issue(i, 1, due, now);
         } else {
             self.set_timer(i, due);
         }
     }
 
-    fn start_request(&mut self, i: usize, base: u64, now: u64) {
-        if self.issued >= self.limit {
+    /// Puts up to `n` more requests in flight on slot `i`, their latency running from `base`,
+    /// and writes them.
+    fn issue(&mut self, i: usize, n: usize, base: u64, now: u64) {
+        let n = (n as u64).min(self.limit.saturating_sub(self.issued));
+        if n == 0 {
             return;
         }
-        self.issued += 1;
+        self.issued += n;
         let slot = &mut self.slots[i];
+        if slot.flight.is_empty() {
+            slot.deadline = now.saturating_add(self.timeout);
+        }
         slot.state = State::Busy;
-        slot.base = base;
-        slot.deadline = now.saturating_add(self.timeout);
-        slot.sent = 0;
-        slot.reply.reset();
-        self.write_request(i);
+        slot.queued += n;
+        for _ in 0..n {
+            slot.flight.push_back(Flight { base, sent: now });
+        }
+        self.write_pending(i);
     }
 
-    fn write_request(&mut self, i: usize) {
-        let request = self.plan.request;
+    /// Writes what is queued on slot `i` and not yet written, until done or the socket is full.
+    fn write_pending(&mut self, i: usize) {
+        let requests = self.plan.requests_out;
         loop {
             let slot = &mut self.slots[i];
             let Some(stream) = slot.stream.as_ref() else {
                 return;
             };
-            match (&*stream).write(&request[slot.sent..]) {
-                Ok(n) => {
-                    slot.sent += n;
-                    if slot.sent == request.len() {
-                        return;
-                    }
-                }
+            let pending = slot.queued * requests.len() as u64 - slot.written;
+            if pending == 0 {
+                return;
+            }
+            match (&*stream).write(requests.bytes_at(slot.written, pending)) {
+                Ok(n) => slot.written += n as u64,
                 Err(e) if would_block(&e) => return,
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => return self.fail(i, Kind::of(&e), self.plan.window.now()),
@@ -433,54 +485,100 @@ impl<'a> Engine<'a> {
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => return self.fail(i, Kind::of(&e), self.plan.window.now()),
             };
-            let slot = &mut self.slots[i];
-            let verdict = match (slot.state, self.protocol) {
-                (State::Busy, Protocol::Echo) => {
-                    slot.reply.feed_echo(&self.scratch[..n], self.plan.request)
+            let now = self.plan.window.now();
+            match self.judge(i, n, now) {
+                Err(kind) => return self.fail(i, kind, now),
+                Ok(Judged { done: 0, .. }) => {}
+                Ok(Judged { close: true, .. }) => {
+                    // The server said it closes after that reply: what else was in flight
+                    // will not be answered, and under a request count is issued again.
+                    let left = self.slots[i].flight.len() as u64;
+                    self.issued -= left;
+                    self.close(i, false);
+                    return self.connect(i, now);
                 }
-                (State::Busy, Protocol::Http) => slot.reply.feed_http(&self.scratch[..n]),
-                // Bytes while no request is outstanding were never asked for.
-                _ => ReplyCheck::Mismatch,
-            };
-            match verdict {
-                // A short read means the socket is drained; the next bytes bring a new edge.
-                ReplyCheck::Incomplete if n < self.scratch.len() => return,
-                ReplyCheck::Incomplete => continue,
-                ReplyCheck::Complete { close } => return self.complete(i, close),
-                ReplyCheck::Mismatch => {
-                    return self.fail(i, Kind::Mismatch, self.plan.window.now());
+                Ok(Judged { done, .. }) => {
+                    self.after_replies(i, done, now);
+                    if self.slots[i].state != State::Busy {
+                        return;
+                    }
                 }
+            }
+            // A short read means the socket is drained; the next bytes bring a new edge.
+            if n < self.scratch.len() {
+                return;
             }
         }
     }
 
-    fn complete(&mut self, i: usize, close: bool) {
-        let now = self.plan.window.now();
+    /// Judges the `n` bytes just read on slot `i`, reply after reply in request order, and
+    /// records each reply completed; says how many, or what was wrong.
+    fn judge(&mut self, i: usize, n: usize, now: u64) -> Result<Judged, Kind> {
         let window = self.plan.window;
-        self.completed += 1;
-        self.last_done = now;
-        if now >= window.start && now < window.end {
-            self.hist
-                .saturating_record(now.saturating_sub(self.slots[i].base).max(1));
-            self.requests += 1;
+        let requests = self.plan.requests_out;
+        let open = self.mode == Pacing::Open;
+        let slot = &mut self.slots[i];
+        let mut input = &self.scratch[..n];
+        let mut done = 0;
+        while !input.is_empty() {
+            if slot.flight.is_empty() {
+                return Err(Kind::Mismatch); // bytes nobody asked for
+            }
+            let expected = requests.message(slot.answered);
+            let (verdict, took) = slot.reply.feed(self.protocol, input, expected);
+            input = &input[took..];
+            match verdict {
+                ReplyCheck::Incomplete => break,
+                ReplyCheck::Mismatch => return Err(Kind::Mismatch),
+                ReplyCheck::Complete { close } => {
+                    let Some(f) = slot.flight.pop_front() else {
+                        return Err(Kind::Mismatch);
+                    };
+                    slot.answered += 1;
+                    slot.reply.reset();
+                    slot.deadline = now.saturating_add(self.timeout);
+                    self.completed += 1;
+                    self.last_done = now;
+                    done += 1;
+                    if now >= window.start && now < window.end {
+                        self.hist
+                            .saturating_record(now.saturating_sub(f.base).max(1));
+                        if open {
+                            self.hist_sent
+                                .saturating_record(now.saturating_sub(f.sent).max(1));
+                        }
+                        self.requests += 1;
+                    }
+                    if close {
+                        return if input.is_empty() {
+                            Ok(Judged { done, close: true })
+                        } else {
+                            Err(Kind::Mismatch) // bytes after the last response
+                        };
+                    }
+                }
+            }
         }
-        if now >= window.end {
-            // The run is over: issue nothing the server would answer after it.
+        Ok(Judged { done, close: false })
+    }
+
+    /// After `done` replies on slot `i`: the next requests, as the pacing wants them.
+    fn after_replies(&mut self, i: usize, done: usize, now: u64) {
+        let idle = self.slots[i].flight.is_empty();
+        if idle {
             self.slots[i].state = State::Idle;
-            return;
         }
-        if self.mode == Pacing::Churn {
-            self.close(i, true);
-            return self.connect(i, now);
+        if now >= self.plan.window.end {
+            return; // the run is over: issue nothing the server would answer after it
         }
-        if close {
-            self.close(i, false);
-            return self.connect(i, now);
-        }
-        self.slots[i].state = State::Idle;
         match self.mode {
-            Pacing::Open => self.send_when_due(i, now),
-            _ => self.start_request(i, now, now),
+            Pacing::Churn => {
+                self.close(i, true);
+                self.connect(i, now);
+            }
+            Pacing::Closed => self.issue(i, done, now, now),
+            Pacing::Open if idle => self.send_when_due(i, now),
+            Pacing::Open => {}
         }
     }
 
@@ -488,7 +586,8 @@ impl<'a> Engine<'a> {
     fn fail(&mut self, i: usize, kind: Kind, now: u64) {
         let state = self.slots[i].state;
         if state == State::Busy {
-            self.issued -= 1; // the request did not happen; under a request count, issue it again
+            // The requests in flight did not happen; under a request count, issue them again.
+            self.issued -= self.slots[i].flight.len() as u64;
         }
         self.close(i, true);
         if state == State::Connecting {
@@ -531,6 +630,7 @@ impl<'a> Engine<'a> {
         }
         slot.state = State::Down;
         slot.timer = 0;
+        slot.flight.clear();
     }
 
     fn set_timer(&mut self, i: usize, due: u64) {

@@ -329,6 +329,7 @@ fn status_name(s: Status) -> &'static str {
         Status::Ok => "ok",
         Status::Unreachable => "unreachable",
         Status::Failed => "failed",
+        Status::Skipped => "skipped",
     }
 }
 

@@ -15,7 +15,7 @@ pub fn write_json(path: &Path, rows: &[Row]) -> io::Result<()> {
 }
 
 /// The CSV columns, in order.
-pub const CSV_HEADERS: [&str; 42] = [
+pub const CSV_HEADERS: [&str; 56] = [
     "model",
     "protocol",
     "mode",
@@ -58,6 +58,20 @@ pub const CSV_HEADERS: [&str; 42] = [
     "errors_other",
     "client_cpu_percent",
     "client_bound",
+    "pipeline",
+    "idle_beside",
+    "vs_no_idle_requests_per_sec",
+    "vs_no_idle_p99",
+    "vs_no_idle_cpu_us_per_request",
+    "offered_rate",
+    "knee",
+    "latency_from_send_p50_us",
+    "latency_from_send_p99_us",
+    "latency_from_send_p999_us",
+    "server_stopped_ms",
+    "spread_cpu_us_per_request_min",
+    "spread_cpu_us_per_request_max",
+    "spread_p99_max_over_min",
 ];
 
 /// A map in one cell: `name=value;name=value`, values with three decimals.
@@ -76,6 +90,7 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> io::Result<()> {
         let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
         let u = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
         let l = r.latency_us;
+        let spread = |key: &str| r.spread.as_ref().and_then(|m| m.get(key));
         let record = [
             r.model.clone(),
             r.protocol.clone(),
@@ -124,6 +139,20 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> io::Result<()> {
             r.errors.other.to_string(),
             f(r.client_cpu_percent),
             r.client_bound.to_string(),
+            r.pipeline.to_string(),
+            r.idle_beside.map(|k| k.to_string()).unwrap_or_default(),
+            f(r.vs_no_idle.and_then(|v| v.requests_per_sec)),
+            f(r.vs_no_idle.and_then(|v| v.p99)),
+            f(r.vs_no_idle.and_then(|v| v.cpu_us_per_request)),
+            f(r.offered_rate),
+            r.knee.to_string(),
+            f(r.latency_from_send_us.map(|l| l.p50)),
+            f(r.latency_from_send_us.map(|l| l.p99)),
+            f(r.latency_from_send_us.map(|l| l.p999)),
+            f(r.server_stopped_ms),
+            f(spread("cpu_us_per_request").map(|s| s.min)),
+            f(spread("cpu_us_per_request").map(|s| s.max)),
+            f(spread("latency_us.p99").and_then(|s| (s.min > 0.0).then(|| s.max / s.min))),
         ];
         w.write_record(&record)?;
     }

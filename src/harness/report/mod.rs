@@ -9,13 +9,17 @@
 //! - [`plots`]: the SVG plots.
 //! - [`scaling`]: a sweep of the server's CPUs: figures against the CPU count, workers' shares.
 //! - [`machine`]: the machine the figures were measured on.
+//! - [`beside`]: the busy-beside-idle tables and plots.
+//! - [`rates`]: the offered-load tables, the knees, the coordinated-omission run, the plot.
 
+pub mod beside;
 pub mod diff;
 pub mod doc;
 pub mod files;
 pub mod html;
 pub mod machine;
 pub mod plots;
+pub mod rates;
 pub mod row;
 pub mod scaling;
 pub mod table;
@@ -31,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use doc::{Block, Doc};
 use machine::Machine;
-use plots::{CpuBars, Line, MemoryBar, Panel, SyscallBars, XAxis, YScale};
+use plots::{CpuBars, Line, MemoryBar, Panel, SyscallBars, YScale};
 
 use crate::harness::family::{self, Family};
 use crate::harness::measure::placement::Cpus;
@@ -57,6 +61,18 @@ pub struct Settings {
     pub churn: Vec<usize>,
     /// The idle sweep.
     pub idle: Vec<usize>,
+    /// Busy beside idle: the idle connection counts.
+    pub idle_beside: Vec<usize>,
+    /// Busy beside idle: the busy connection counts.
+    pub beside_connections: Vec<usize>,
+    /// Pipelining depths of the closed loop.
+    pub pipeline: Vec<usize>,
+    /// The offered-load sweep's rates (`auto`, or a list), if any.
+    pub rates: Option<String>,
+    /// The offered-load sweep's connection counts.
+    pub rate_connections: Vec<usize>,
+    /// The bound on p99 for a knee, µs.
+    pub slo_p99_us: f64,
     /// Warm-up, seconds.
     pub warmup_s: f64,
     /// Measured window, seconds.
@@ -139,15 +155,18 @@ struct Section<'a> {
     protocol: &'a str,
     /// Message size (closed, open, churn) or connections held (idle).
     key: usize,
+    /// Requests in flight per connection.
+    pipeline: usize,
     rows: Vec<&'a Row>,
 }
 
 impl Section<'_> {
     fn title(&self) -> String {
         // HTTP rows have size 0: the request is always `GET /`.
-        let what = match self.key {
-            0 => self.protocol.to_string(),
-            size => format!("{}, {} messages", self.protocol, table::bytes(size as f64)),
+        let what = carried(self.protocol, self.key);
+        let what = match self.pipeline {
+            1 => what,
+            d => format!("{what}, {d} pipelined per connection"),
         };
         match self.mode {
             Mode::Closed => format!("Closed loop — {what}"),
@@ -181,16 +200,21 @@ impl Section<'_> {
     }
 
     fn stem(&self) -> String {
-        match self.key {
+        let stem = match self.key {
             0 => self.protocol.to_string(),
             key => format!("{}_{key}", self.protocol),
+        };
+        match self.pipeline {
+            1 => stem,
+            d => format!("{stem}_p{d}"),
         }
     }
 }
 
 fn sections(rows: &[Row]) -> Vec<Section<'_>> {
     let mut out: Vec<Section> = Vec::new();
-    for r in rows {
+    // The experiments' rows have sections of their own (`beside`, `rates`).
+    for r in rows.iter().filter(|r| !beside::owns(r) && !rates::owns(r)) {
         let key = if r.mode == Mode::Idle {
             r.connections
         } else if r.mode == Mode::Churn {
@@ -198,15 +222,15 @@ fn sections(rows: &[Row]) -> Vec<Section<'_>> {
         } else {
             r.size
         };
-        match out
-            .iter_mut()
-            .find(|s| s.mode == r.mode && s.protocol == r.protocol && s.key == key)
-        {
+        match out.iter_mut().find(|s| {
+            s.mode == r.mode && s.protocol == r.protocol && s.key == key && s.pipeline == r.pipeline
+        }) {
             Some(s) => s.rows.push(r),
             None => out.push(Section {
                 mode: r.mode,
                 protocol: &r.protocol,
                 key,
+                pipeline: r.pipeline,
                 rows: vec![r],
             }),
         }
@@ -281,6 +305,15 @@ pub fn terminal(rows: &[Row]) -> String {
                 s.title(),
                 t.to_text()
             );
+        }
+    }
+    for (title, text, table) in beside::sections(rows)
+        .into_iter()
+        .chain(rates::sections(rows))
+    {
+        let _ = writeln!(out, "\n{title}\n{}", table.to_text());
+        if !text.is_empty() {
+            let _ = writeln!(out, "{text}");
         }
     }
     out
@@ -360,6 +393,21 @@ pub fn render(dir: &Path, report: &Report) -> io::Result<Vec<PathBuf>> {
                 doc.push(Block::Plot { file, alt });
             }
         }
+    }
+    for (title, text, table) in beside::sections(report.rows) {
+        experiment_section(&mut doc, title, &text, table);
+    }
+    for (file, alt) in beside::plots(dir, report.rows)? {
+        written.push(dir.join(&file));
+        doc.push(Block::Plot { file, alt });
+    }
+    let slo = Duration::from_secs_f64(report.settings.slo_p99_us / 1e6);
+    for (title, text, table) in rates::sections(report.rows) {
+        experiment_section(&mut doc, title, &text, table);
+    }
+    for (file, alt) in rates::plots(dir, report.rows, slo)? {
+        written.push(dir.join(&file));
+        doc.push(Block::Plot { file, alt });
     }
     footer(&mut doc);
     let index = dir.join("index.md");
@@ -587,6 +635,38 @@ fn header(doc: &mut Doc, report: &Report) {
         s.syscalls
     ));
     }
+    if !s.idle_beside.is_empty() {
+        let busy: Vec<String> = s.beside_connections.iter().map(|c| c.to_string()).collect();
+        let ks: Vec<String> = s.idle_beside.iter().map(|k| k.to_string()).collect();
+        doc.text(format!(
+            "Busy beside idle: {} busy connection{} beside K = {} idle ones.",
+            busy.join(", "),
+            if busy == ["1"] { "" } else { "s" },
+            ks.join(", ")
+        ));
+    }
+    if let Some(rates) = &s.rates {
+        let conns: Vec<String> = s.rate_connections.iter().map(|c| c.to_string()).collect();
+        doc.text(format!(
+            "Offered load: rates {rates} (requests/s) over {} connections; a knee needs p99 under {} µs.",
+            conns.join(", "),
+            table::micros(s.slo_p99_us)
+        ));
+    }
+}
+
+/// One section of an experiment (busy beside idle, offered load): its heading, its text (one
+/// paragraph per blank-line-separated part) and its table, which shows no single row of
+/// results.json (each cell summarises a group of them).
+fn experiment_section(doc: &mut Doc, title: String, text: &str, table: table::Table) {
+    doc.heading(2, title);
+    doc.push(Block::Table {
+        table,
+        rows: Vec::new(),
+    });
+    for paragraph in text.split("\n\n").filter(|p| !p.trim().is_empty()) {
+        doc.text(paragraph.trim());
+    }
 }
 
 /// The columns' definitions and the files of the folder, after the tables.
@@ -655,7 +735,7 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
             plots::panels(
                 &dir.join(&file),
                 &title,
-                &CONNECTIONS_AXIS,
+                &plots::CONNECTIONS,
                 &by_family(&|r| r.requests_per_sec, "requests/s"),
                 YScale::Shared,
                 &|v| table::count(*v),
@@ -666,7 +746,7 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
             plots::panels(
                 &dir.join(&file),
                 &title,
-                &CONNECTIONS_AXIS,
+                &plots::CONNECTIONS,
                 &by_family(&|r| r.latency_us.map(|l| l.p99), "p99 latency (log scale)"),
                 YScale::SharedLog,
                 &|v| plots::si_micros(*v),
@@ -733,12 +813,6 @@ fn section_plots(dir: &Path, s: &Section) -> io::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// The x axis of the connection sweep.
-const CONNECTIONS_AXIS: XAxis<'static> = XAxis {
-    desc: "connections",
-    log: true,
-};
-
 /// The lines of a section split into one panel per model family (blocking, readiness,
 /// completion), in that order, so that no panel holds more lines than can be told apart.
 fn family_panels(rows: &[&Row], lines: Vec<Line>, y_desc: &str) -> Vec<Panel> {
@@ -803,6 +877,47 @@ fn syscall_plot(
     let title = format!("Syscalls per request — {}", s.title());
     plots::syscalls(&dir.join(&file), &title, &bars, &families)?;
     Ok(Some((file, title)))
+}
+
+/// What the rows carried: `echo, 64 B messages`, or the protocol alone for HTTP (size 0).
+fn carried(protocol: &str, size: usize) -> String {
+    match size {
+        0 => protocol.to_string(),
+        size => format!("{protocol}, {} messages", table::bytes(size as f64)),
+    }
+}
+
+/// Rows that share one table of an experiment: all alike but the model and the one figure
+/// swept (K, the rate).
+struct Group<'a> {
+    rows: Vec<&'a Row>,
+}
+
+impl Group<'_> {
+    /// The first row: what the group has in common.
+    fn first(&self) -> &Row {
+        self.rows[0]
+    }
+
+    /// The models (with their accept lock), in first-appearance order.
+    fn models(&self) -> Vec<String> {
+        model_order(&self.rows)
+    }
+}
+
+/// `rows` in groups of rows that are `alike`, each group in first-appearance order.
+fn group_by<'a>(
+    rows: impl Iterator<Item = &'a Row>,
+    alike: impl Fn(&Row, &Row) -> bool,
+) -> Vec<Group<'a>> {
+    let mut out: Vec<Group> = Vec::new();
+    for r in rows {
+        match out.iter_mut().find(|g| alike(g.first(), r)) {
+            Some(g) => g.rows.push(r),
+            None => out.push(Group { rows: vec![r] }),
+        }
+    }
+    out
 }
 
 /// The models of a section (with their accept lock), in their first-appearance order.

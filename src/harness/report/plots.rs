@@ -1,7 +1,8 @@
 //! The SVG plots: throughput and p99 latency against connections (one line per model), server
 //! CPU per request by model (user and sys stacked, one bar per connection count), syscalls per
-//! request by model (stacked by family, one bar per connection count), and memory per idle
-//! connection by model.
+//! request by model (stacked by family, one bar per connection count), memory per idle
+//! connection by model, and line charts against any other x axis (idle connections beside the
+//! busy ones, offered load).
 
 use std::io;
 use std::path::Path;
@@ -18,6 +19,69 @@ pub struct Line {
     pub label: String,
     /// (connections, value) in increasing connections.
     pub points: Vec<(f64, f64)>,
+}
+
+/// Connections, the x axis of the connection sweep.
+pub const CONNECTIONS: XAxis<'static> = XAxis {
+    desc: "connections",
+    log: true,
+    format: &whole,
+};
+
+fn whole(x: &f64) -> String {
+    format!("{x:.0}")
+}
+
+/// A line chart of `lines` against `x`, with a linear y axis from 0.
+pub fn lines_linear(
+    path: &Path,
+    title: &str,
+    x: &XAxis,
+    y_desc: &str,
+    lines: &[Line],
+    y_format: &dyn Fn(&f64) -> String,
+) -> io::Result<()> {
+    let top = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .fold(0.0, f64::max);
+    line_chart(
+        path,
+        title,
+        x,
+        y_desc,
+        lines,
+        0.0..(top * 1.1).max(1.0),
+        y_format,
+    )
+}
+
+/// A line chart of latencies (µs) against `x`, on a log y axis.
+pub fn latency_against(path: &Path, title: &str, x: &XAxis, lines: &[Line]) -> io::Result<()> {
+    micros_against(path, title, x, "p99 latency (log scale)", lines)
+}
+
+/// A line chart of any figure in microseconds against `x`, on a log y axis.
+pub fn micros_against(
+    path: &Path,
+    title: &str,
+    x: &XAxis,
+    y_desc: &str,
+    lines: &[Line],
+) -> io::Result<()> {
+    let values = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .filter(|v| *v > 0.0);
+    let (lo, hi) = values.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = if hi > 0.0 {
+        (decade_below(lo), decade_above(hi))
+    } else {
+        (1.0, 10.0)
+    };
+    line_chart(path, title, x, y_desc, lines, (lo..hi).log_scale(), &|v| {
+        si_micros(*v)
+    })
 }
 
 /// One model's CPU bars: (connections, user µs, sys µs) for each count it reached.
@@ -92,40 +156,14 @@ fn lighter(c: RGBColor) -> RGBColor {
 
 /// Throughput against connections: linear requests/s, log connections.
 pub fn throughput(path: &Path, title: &str, lines: &[Line]) -> io::Result<()> {
-    let top = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .fold(0.0, f64::max);
-    line_chart(
-        path,
-        title,
-        "requests/s",
-        lines,
-        0.0..(top * 1.1).max(1.0),
-        &|v| table::count(*v),
-    )
+    lines_linear(path, title, &CONNECTIONS, "requests/s", lines, &|v| {
+        table::count(*v)
+    })
 }
 
 /// p99 latency against connections: log µs, log connections.
 pub fn latency(path: &Path, title: &str, lines: &[Line]) -> io::Result<()> {
-    let values = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .filter(|v| *v > 0.0);
-    let (lo, hi) = values.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (lo, hi) = if hi > 0.0 {
-        (decade_below(lo), decade_above(hi))
-    } else {
-        (1.0, 10.0)
-    };
-    line_chart(
-        path,
-        title,
-        "p99 latency (log scale)",
-        lines,
-        (lo..hi).log_scale(),
-        &|v| si_micros(*v),
-    )
+    latency_against(path, title, &CONNECTIONS, lines)
 }
 
 /// Microseconds at powers of ten, in the unit that reads best: `100 µs`, `10 ms`, `1 s`.
@@ -158,6 +196,7 @@ fn decade_above(v: f64) -> f64 {
 fn line_chart<Y>(
     path: &Path,
     title: &str,
+    x: &XAxis,
     y_desc: &str,
     lines: &[Line],
     y_range: Y,
@@ -171,17 +210,23 @@ where
     let root = SVGBackend::new(path, (WIDTH, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (plot, legend) = root.split_horizontally(WIDTH - LEGEND);
-    let x = XAxis {
-        desc: "connections",
-        log: true,
-    };
-    draw_lines(
-        &plot,
-        title,
-        (&x, (x_lo..x_hi).log_scale()),
-        (y_desc, y_range, y_format),
-        lines,
-    )?;
+    if x.log {
+        draw_lines(
+            &plot,
+            title,
+            (x, (x_lo..x_hi).log_scale()),
+            (y_desc, y_range, y_format),
+            lines,
+        )?;
+    } else {
+        draw_lines(
+            &plot,
+            title,
+            (x, 0.0..x_hi),
+            (y_desc, y_range, y_format),
+            lines,
+        )?;
+    }
     draw_legend(&legend, lines.iter().map(|l| l.label.as_str()), 40)?;
     root.present().map_err(err)
 }
@@ -197,12 +242,14 @@ fn x_span<'a>(lines: impl Iterator<Item = &'a Line>) -> (f64, f64) {
     }
 }
 
-/// The x axis of a panel figure: what it counts, and whether on a log scale.
+/// The x axis of a chart: what it counts, whether on a log scale, and how a tick reads.
 pub struct XAxis<'a> {
     /// The axis title.
     pub desc: &'a str,
-    /// Log scale (connections), or linear from 0 (CPUs).
+    /// Log scale (connections, idle connections, offered load), or linear from 0 (CPUs).
     pub log: bool,
+    /// A tick's label.
+    pub format: &'a TickFormat<'a>,
 }
 
 /// One panel of a figure: a line chart with a title and a y axis of its own.
@@ -341,7 +388,7 @@ where
         .configure_mesh()
         .x_desc(x.desc)
         .y_desc(y_desc)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_label_formatter(x.format)
         .y_label_formatter(y_format)
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 14))

@@ -46,6 +46,9 @@ pub enum Status {
     /// Run, but it failed: the server died, the load timed out, nothing was answered; `note`
     /// says what happened.
     Failed,
+    /// Reachable, but left out by the run's choice (the default sweep's time); `note` says why
+    /// and how to run it.
+    Skipped,
 }
 
 /// Latency percentiles (µs) and errors by kind, as the load generator reports them.
@@ -67,6 +70,22 @@ pub struct SwitchRates {
     pub voluntary: f64,
     /// The scheduler took the CPU away.
     pub involuntary: f64,
+}
+
+/// Each figure of a busy-beside-idle row divided by the same figure of the same model with no
+/// idle connection beside the busy ones (K = 0): 1.0 is flat, 2.0 twice the cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ratios {
+    /// Requests per second.
+    pub requests_per_sec: Option<f64>,
+    /// Median latency.
+    pub p50: Option<f64>,
+    /// 99th percentile latency.
+    pub p99: Option<f64>,
+    /// 99.9th percentile latency.
+    pub p999: Option<f64>,
+    /// Server CPU per request.
+    pub cpu_us_per_request: Option<f64>,
 }
 
 /// One model at one point of the sweep. Figures are `None` (null in JSON, empty in CSV) when the
@@ -152,6 +171,32 @@ pub struct Row {
     pub client_cpu_percent: Option<f64>,
     /// The load generator's CPU passed 90%: the figures may measure the client, not the server.
     pub client_bound: bool,
+    /// Requests in flight per connection (1: one at a time, no pipelining).
+    #[serde(default = "one")]
+    pub pipeline: usize,
+    /// The idle connections held open beside the loaded ones: K in the busy-beside-idle sweep,
+    /// 0 for every other loaded row (none were); `None` for the idle rows, whose connections
+    /// are the idle ones.
+    #[serde(default)]
+    pub idle_beside: Option<usize>,
+    /// Busy-beside-idle rows: each figure against the same model's row with no idle connection.
+    #[serde(default)]
+    pub vs_no_idle: Option<Ratios>,
+    /// Offered-load rows: the open-loop rate offered, requests/s; `None` for every other row.
+    #[serde(default)]
+    pub offered_rate: Option<f64>,
+    /// Offered-load rows: this is the highest rate at which the model kept up (achieved ≥ 0.98
+    /// × offered) with p99 under the bound — its knee.
+    #[serde(default)]
+    pub knee: bool,
+    /// Open-loop rows: latency measured from each request's actual send instead of its
+    /// scheduled time, the figure a client with coordinated omission would report.
+    #[serde(default)]
+    pub latency_from_send_us: Option<Latency>,
+    /// The server's whole process group was stopped (SIGSTOP, then SIGCONT) for this many
+    /// milliseconds in the middle of the window: the coordinated-omission demonstration.
+    #[serde(default)]
+    pub server_stopped_ms: Option<f64>,
     /// The CPUs the server was pinned to; absent when nothing was pinned.
     #[serde(default)]
     pub server_cpus: Option<Vec<usize>>,
@@ -190,6 +235,10 @@ pub struct LoadPart {
     pub latency_us: Latency,
     /// Its CPU over its window, % of one core.
     pub client_cpu_percent: f64,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Past this share of one core, the load generator is taken to limit the figures.
@@ -235,6 +284,13 @@ impl Row {
             load_cpus: None,
             served_per_worker: None,
             load_parts: None,
+            pipeline: 1,
+            idle_beside: None,
+            vs_no_idle: None,
+            offered_rate: None,
+            knee: false,
+            latency_from_send_us: None,
+            server_stopped_ms: None,
             spread: None,
         }
     }

@@ -126,6 +126,7 @@ pub fn plots(
     let x = XAxis {
         desc: "server CPUs",
         log: false,
+        format: &|x| format!("{x:.0}"),
     };
     let mut out = Vec::new();
     for n in conns {

@@ -570,6 +570,7 @@ pub fn note(r: &Row) -> String {
         Status::Ok => {}
         Status::Unreachable => parts.push(format!("unreachable: {}", r.note)),
         Status::Failed => parts.push(format!("failed: {}", r.note)),
+        Status::Skipped => parts.push(format!("skipped: {}", r.note)),
     }
     if r.status == Status::Ok && !r.note.is_empty() {
         parts.push(r.note.clone());
