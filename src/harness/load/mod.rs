@@ -33,7 +33,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use nix::sys::resource::{self, Resource, UsageWho};
+use nix::sys::resource::{self, Resource};
 use serde::{Deserialize, Serialize};
 
 use crate::server::protocol::Protocol;
@@ -369,8 +369,6 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
     };
 
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    let mut cpu_start = None;
-    let mut cpu_end = None;
     let results = std::thread::scope(|scope| -> io::Result<Vec<worker::ThreadTally>> {
         let mut handles = Vec::with_capacity(threads);
         for t in 0..threads {
@@ -398,14 +396,14 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
         }
         drop(done_tx);
 
-        // Sample CPU time at the edges of the window. A worker reports when its loop ends,
-        // before it closes its sockets, so teardown stays outside the window.
+        // Each load thread reads its own CPU at the window's edges; this one only says when
+        // they are. A worker reports when its loop ends, before it closes its sockets, so
+        // teardown stays outside the window.
         std::thread::sleep(
             window
                 .start_instant()
                 .saturating_duration_since(Instant::now()),
         );
-        cpu_start = Some(cpu_times()?);
         if opts.mark_window {
             eprintln!("{WINDOW_OPEN}");
         }
@@ -419,7 +417,6 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
                 Err(_) => break,
             }
         }
-        cpu_end = Some(cpu_times()?);
         if opts.mark_window {
             eprintln!("{WINDOW_CLOSED}");
         }
@@ -454,9 +451,8 @@ pub fn run(opts: &LoadOptions) -> io::Result<LoadReport> {
         _ => window.end - window.start,
     };
     let duration_s = window_ns as f64 / 1e9;
-    let (user0, sys0) = cpu_start.unwrap_or_default();
-    let (user1, sys1) = cpu_end.unwrap_or_default();
-    let (user, sys) = (user1 - user0, sys1 - sys0);
+    let user: f64 = results.iter().map(|r| r.cpu.user).sum();
+    let sys: f64 = results.iter().map(|r| r.cpu.sys).sum();
     let cpu_window_s = match opts.requests {
         Some(_) => duration_s,
         None => opts.duration.as_secs_f64(),
@@ -570,13 +566,6 @@ fn raise_nofile_limit() {
     {
         let _ = resource::setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
-}
-
-/// User and system CPU seconds of this process so far, every thread included.
-fn cpu_times() -> io::Result<(f64, f64)> {
-    let u = resource::getrusage(UsageWho::RUSAGE_SELF)?;
-    let secs = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
-    Ok((secs(u.user_time()), secs(u.system_time())))
 }
 
 /// Rounds to `digits` decimals, so the JSON shows 83.92, not 83.91572000000001.

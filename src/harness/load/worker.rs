@@ -104,6 +104,35 @@ pub(super) struct ThreadTally {
     pub requests: u64,
     pub errors: Errors,
     pub last_done: u64,
+    /// This thread's own CPU over the window, user and system seconds: the load's cost, and
+    /// nothing else the process runs (a test harness's other threads, the caller's).
+    pub cpu: CpuTime,
+}
+
+/// User and system CPU seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct CpuTime {
+    pub user: f64,
+    pub sys: f64,
+}
+
+impl CpuTime {
+    /// The calling thread's CPU so far (getrusage(2), RUSAGE_THREAD).
+    fn of_this_thread() -> io::Result<CpuTime> {
+        let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD)?;
+        let secs = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        Ok(CpuTime {
+            user: secs(u.user_time()),
+            sys: secs(u.system_time()),
+        })
+    }
+
+    fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user: (self.user - earlier.user).max(0.0),
+            sys: (self.sys - earlier.sys).max(0.0),
+        }
+    }
 }
 
 /// An empty latency histogram: nanoseconds, 1 ns to 1 hour, 3 significant digits.
@@ -130,6 +159,10 @@ pub(super) fn run(plan: Plan<'_>, done: Sender<()>) -> io::Result<ThreadTally> {
         requests: worker.requests,
         errors: worker.errors,
         last_done: worker.last_done,
+        cpu: match (worker.cpu_from, worker.cpu_to) {
+            (Some(from), Some(to)) => to.since(from),
+            _ => CpuTime::default(),
+        },
     };
     drop(worker);
     result.map(|()| outcome)
@@ -235,6 +268,9 @@ struct Engine<'a> {
     requests: u64,
     errors: Errors,
     last_done: u64,
+    /// This thread's CPU when the window opened, and when its loop ended.
+    cpu_from: Option<CpuTime>,
+    cpu_to: Option<CpuTime>,
 }
 
 impl<'a> Engine<'a> {
@@ -290,6 +326,8 @@ impl<'a> Engine<'a> {
             requests: 0,
             errors: Errors::default(),
             last_done: 0,
+            cpu_from: None,
+            cpu_to: None,
         })
     }
 
@@ -303,7 +341,13 @@ impl<'a> Engine<'a> {
         let mut next_sweep = now + SWEEP_NS;
         loop {
             let now = window.now();
+            // The thread is woken at the window's start (below), so the reading is taken then;
+            // before it, a blocked thread spends no CPU the reading could miss.
+            if self.cpu_from.is_none() && now >= window.start {
+                self.cpu_from = Some(CpuTime::of_this_thread()?);
+            }
             if now >= window.end || self.completed >= self.limit {
+                self.cpu_to = Some(CpuTime::of_this_thread()?);
                 return Ok(());
             }
             self.fire_timers(now);
@@ -312,7 +356,11 @@ impl<'a> Engine<'a> {
                 next_sweep = now + SWEEP_NS;
             }
             self.arm_timer(now)?;
-            let wake = next_sweep.min(window.end).saturating_sub(now);
+            let edge = match self.cpu_from {
+                None => window.start,
+                Some(_) => window.end,
+            };
+            let wake = next_sweep.min(edge).saturating_sub(now);
             let timeout =
                 EpollTimeout::try_from(wake.div_ceil(1_000_000)).unwrap_or(EpollTimeout::MAX);
             let n = match self.epoll.wait(&mut events, timeout) {
