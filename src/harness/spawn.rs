@@ -144,17 +144,22 @@ impl ServerProcess {
                 let mut tx = Some(tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(addr) = listening_addr(&line)
+                    let addr = listening_addr(&line);
+                    // Into the tail first: whoever is told the address may read the tail at
+                    // once, and must find the listening line in it.
+                    {
+                        let mut keep = keep.lock().unwrap_or_else(|p| p.into_inner());
+                        if keep.tail.len() == KEEP_LINES {
+                            keep.tail.remove(0);
+                        }
+                        keep.tail.push(line);
+                        keep.lines += 1;
+                    }
+                    if let Some(addr) = addr
                         && let Some(tx) = tx.take()
                     {
                         let _ = tx.send(addr);
                     }
-                    let mut keep = keep.lock().unwrap_or_else(|p| p.into_inner());
-                    if keep.tail.len() == KEEP_LINES {
-                        keep.tail.remove(0);
-                    }
-                    keep.tail.push(line);
-                    keep.lines += 1;
                 }
                 keep.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
             })?;
