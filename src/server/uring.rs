@@ -715,7 +715,8 @@ impl RingConn {
             None => opcode::Send::new(types::Fd(self.stream.as_raw_fd()), ptr, len),
         };
         self.send_armed = true;
-        // MSG_NOSIGNAL: a peer that reset gets an EPIPE completion, not a SIGPIPE.
+        // MSG_NOSIGNAL: after a peer's reset (reported first as ECONNRESET), a send fails with
+        // EPIPE, and sk_stream_error() raises SIGPIPE with it unless the flag is set.
         Some(send.flags(nix::libc::MSG_NOSIGNAL).build())
     }
 
