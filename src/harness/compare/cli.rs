@@ -100,8 +100,9 @@ pub struct CompareArgs {
     /// Do not pin the server and the load generator to CPUs of their own.
     #[arg(long)]
     pub no_pin: bool,
-    /// Do not count syscalls (by default each loaded point runs once more with the kernel's
-    /// syscall tracepoints counted, where root and tracefs allow it).
+    /// Do not count syscalls (by default each point of the connection sweep and churn runs once
+    /// more, briefly, with the kernel's syscall tracepoints counted, where root and tracefs
+    /// allow it).
     #[arg(long)]
     pub no_syscalls: bool,
     /// The CPUs the server runs on (0-3, 4-7, 0,2): the models with a worker per CPU get one

@@ -111,7 +111,7 @@ pub struct Options {
     pub listen: IpAddr,
     /// The load run through prefixes on other hosts (`--load-via`), if asked for.
     pub via: Option<client::Via>,
-    /// Count each loaded point's syscalls, in a run of its own.
+    /// Count the syscalls of each point that [`Point::counts_syscalls`], in a run of its own.
     pub syscalls: bool,
 }
 
@@ -163,6 +163,17 @@ impl Point {
             search: false,
             stall: None,
         }
+    }
+
+    /// Whether the point gets a syscall-counting run: the connection sweep (closed or open
+    /// loop at `--rate`) and churn. The experiments' points — busy beside K > 0 idle, the
+    /// offered-load sweep, the stall — are about CPU and latency, and would double their time.
+    pub fn counts_syscalls(&self) -> bool {
+        matches!(self.mode, Mode::Closed | Mode::Open | Mode::Churn)
+            && self.idle_beside == 0
+            && !self.offered
+            && !self.search
+            && self.stall.is_none()
     }
 
     /// An empty row for `model` at this point, named as the tables name it.
@@ -532,7 +543,13 @@ pub fn run(
         }
     }
     // The syscall-counting runs last, one per measured point: the tracepoints slow every
-    // syscall, so they are on in none of the runs above.
+    // syscall, so they are on in none of the runs above. Held registered meanwhile, they are
+    // not unregistered (and waited for) after each run. Without the hold each run still counts,
+    // only slower.
+    let _registered = match &counting {
+        Counting::Ready(plan) if !stopped => plan.hold().ok(),
+        _ => None,
+    };
     for (slot, (model, point)) in slots.iter_mut().zip(&plan) {
         if let Some(Slot::Measuring(runs)) = slot {
             runs.count_syscalls(&setup, *model, point);
@@ -705,6 +722,36 @@ mod tests {
         fn serve(&self, _: crate::server::model::ServeContext) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// The syscalls are counted at the connection sweep's and churn's points alone.
+    #[test]
+    fn which_points_count_syscalls() {
+        let plain = Point::new(Protocol::Echo, Mode::Closed, 10, 64);
+        assert!(plain.counts_syscalls());
+        assert!(Point::new(Protocol::Echo, Mode::Churn, 10, 64).counts_syscalls());
+        assert!(!Point::new(Protocol::Echo, Mode::Idle, 1000, 64).counts_syscalls());
+        let beside = Point {
+            idle_beside: 1000,
+            ..plain
+        };
+        assert!(!beside.counts_syscalls());
+        let offered = Point {
+            offered: true,
+            rate: Some(1000.0),
+            ..Point::new(Protocol::Echo, Mode::Open, 10, 64)
+        };
+        assert!(!offered.counts_syscalls());
+        let stalled = Point {
+            stall: Some(Duration::from_millis(100)),
+            ..offered
+        };
+        assert!(!stalled.counts_syscalls());
+        let open = Point {
+            rate: Some(1000.0),
+            ..Point::new(Protocol::Echo, Mode::Open, 10, 64)
+        };
+        assert!(open.counts_syscalls());
     }
 
     /// Each kind of limit refuses the points past it, and only those; churn is never refused

@@ -173,6 +173,12 @@ fn measure_once(
     run_once(setup, model, point, announced, None).map(|(m, _)| m)
 }
 
+/// The longest window of a syscall-counting run.
+const COUNTING_WINDOW: Duration = Duration::from_millis(250);
+
+/// The longest warm-up of a syscall-counting run: long enough for 1000 connections to be up.
+const COUNTING_WARMUP: Duration = Duration::from_millis(200);
+
 /// Runs the point once; with `counting`, the server gets the syscall counters and the second
 /// result is what they counted over the window (or why nothing was).
 fn run_once(
@@ -191,6 +197,15 @@ fn run_once(
             Ok(())
         })?;
     let counters = handoff.map(|h| h.receive().map(Arc::new));
+    // The counting run's window is shorter: its figures are counts over requests, thousands
+    // of them in a fraction of a second at any point a table holds.
+    let (warmup, duration) = match counting {
+        Some(_) => (
+            setup.warmup.min(COUNTING_WARMUP),
+            setup.duration.min(COUNTING_WINDOW),
+        ),
+        None => (setup.warmup, setup.duration),
+    };
     let readings = Mutex::new(None);
     let sampler = Sampler::start(server.pid() as i32, SAMPLE_EVERY)?;
     // Busy beside idle: the idle connections first, each after one round trip, held (by this
@@ -208,13 +223,13 @@ fn run_once(
         churn: point.mode == Mode::Churn,
         threads: setup.placement.client.map_or(1, |c| c.len()),
         pipeline: point.pipeline,
-        warmup: setup.warmup,
-        duration: setup.duration,
+        warmup,
+        duration,
     };
     let group = server.pid() as i32;
     let load = std::thread::scope(|scope| {
         // The stall, centred in the window that opens at `from`, on a thread of its own.
-        let (stall, duration) = (point.stall, setup.duration);
+        let stall = point.stall;
         let stall_from = move |from: Instant| {
             if let Some(stall) = stall {
                 let at = from + duration.saturating_sub(stall) / 2;
@@ -223,7 +238,7 @@ fn run_once(
         };
         // Readings at the very edges of the window, whatever the regular interval has grown to.
         let window_edges = |start: Instant| {
-            let (from, to) = (start + setup.warmup, start + setup.warmup + setup.duration);
+            let (from, to) = (start + warmup, start + warmup + duration);
             sampler.sample_at(from);
             sampler.sample_at(to);
             if let Some(Ok(c)) = &counters {
@@ -240,7 +255,7 @@ fn run_once(
                 setup.interrupted,
             )
             .map(|run| {
-                let from = run.started + setup.warmup;
+                let from = run.started + warmup;
                 LoadDone {
                     started: run.started,
                     from,
@@ -487,6 +502,7 @@ impl Runs {
     /// point was measured at all.
     pub fn count_syscalls(&mut self, setup: &Setup, model: &dyn Model, point: &Point) {
         if let Counting::Ready(plan) = setup.syscalls
+            && point.counts_syscalls()
             && self.row.status == Status::Ok
             && !self.measured.is_empty()
             && self.counted.is_none()

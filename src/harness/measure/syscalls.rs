@@ -367,6 +367,39 @@ impl CountPlan {
         Ok(())
     }
 
+    /// Keeps every tracepoint of the plan registered while the result lives: one disabled
+    /// counter per tracepoint, on this thread. Closing the last counter of a tracepoint
+    /// unregisters it, and perf_trace_event_unreg() then waits in tracepoint_synchronize_unregister()
+    /// for an RCU grace period — about 40 ms here, per tracepoint, so nearly 2 s after every
+    /// counting run. Held across a sweep's counting runs, the servers' counters are never the
+    /// last. While held, every syscall on the machine takes the slow path (as in a counting run),
+    /// so it must not be held across a run whose CPU or latency is measured.
+    pub fn hold(&self) -> Result<Registrations, String> {
+        let mut ids: Vec<u64> = self.events.iter().map(|e| e.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut fds = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut a = attr(id);
+            a.set_inherit(0);
+            a.set_disabled(1);
+            // SAFETY: `a` is a fully initialised perf_event_attr of its own size; pid 0 and
+            // cpu −1 name this thread on any CPU; the descriptor returned is owned below.
+            let fd = unsafe {
+                perf::perf_event_open(&mut a, 0, -1, -1, perf::bindings::PERF_FLAG_FD_CLOEXEC as _)
+            };
+            if fd < 0 {
+                return Err(format!(
+                    "holding tracepoint {id}: {}",
+                    io::Error::last_os_error()
+                ));
+            }
+            // SAFETY: `fd` was just returned by perf_event_open and is owned here alone.
+            fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        Ok(Registrations { _fds: fds })
+    }
+
     /// Makes `command` open the counters on itself between fork and exec and hand them over;
     /// [`Handoff::receive`] takes them once the command has been spawned.
     pub fn attach(&self, command: &mut Command) -> io::Result<Handoff> {
@@ -406,6 +439,11 @@ impl CountPlan {
             tracepoints: self.events.iter().map(|e| e.tracepoint.clone()).collect(),
         })
     }
+}
+
+/// Tracepoints kept registered ([`CountPlan::hold`]); they are released when this is dropped.
+pub struct Registrations {
+    _fds: Vec<OwnedFd>,
 }
 
 /// The most descriptors one SCM_RIGHTS message may carry (the kernel's SCM_MAX_FD).
