@@ -625,7 +625,7 @@ pub fn run(
                 Counting::Off => "not asked for (--no-syscalls)".into(),
                 Counting::Unavailable(why) => format!("not counted: {why}"),
                 Counting::Ready(plan) => format!(
-                    "counted in a run of their own per point, {} inherited tracepoint counters",
+                    "counted in a run of their own at each point of the connection sweep and churn, {} inherited tracepoint counters",
                     plan.counters()
                 ),
             },
