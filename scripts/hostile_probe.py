@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Hostile HTTP inputs the check suite does not hold every model to yet, tried on each model:
-bad Content-Length values, a missing Host, and a slowloris head (one byte every 500 ms).
+"""Hostile HTTP inputs tried on each model, beside the check suite's own cases: bad
+Content-Length values, a missing or repeated Host, and a slowloris head (one byte every 500 ms).
 
     python3 scripts/hostile_probe.py > notes/results/reliability/probes.md
 
 Each model is started as `serve MODEL --protocol http --addr 127.0.0.1:0 --workers 4
---idle-timeout 3`; each probe opens a fresh connection and reports the status line it got, or
+--idle-timeout 3 --header-timeout 5`; each probe opens a fresh connection and reports the status line it got, or
 how the connection ended, within its wait. What the probe sees is written down, not judged.
 """
 import os, re, socket, subprocess, sys, time
@@ -78,14 +78,16 @@ print("# Hostile HTTP probes\n")
 print(f"Commit `{commit}`, {time.strftime('%Y-%m-%d %H:%M')}, load average "
       f"{' '.join(open('/proc/loadavg').read().split()[:3])}; made by "
       "`python3 scripts/hostile_probe.py` (release build; each model as `serve MODEL "
-      "--protocol http --workers 4 --idle-timeout 3`). Each cell: the status lines the probe "
-      "got within 1.5 s, and how the connection ended; the slowloris head is one byte every "
-      "500 ms for 8 s, well past the idle timeout.\n")
+      "--protocol http --workers 4 --idle-timeout 3 --header-timeout 5`). Each cell: the "
+      "status lines the probe got within 1.5 s, and how the connection ended; the slowloris "
+      "head is one byte every 500 ms for up to 8 s: each byte restarts the idle timeout (3 s), "
+      "the request-head deadline (5 s from the head's first byte) does not restart.\n")
 print("| model | " + " | ".join(p[0] for p in PROBES) + " | slowloris head |")
 print("| --- |" + " --- |" * (len(PROBES) + 1))
 for model in models:
     server = subprocess.Popen([BIN, "serve", model, "--protocol", "http", "--addr",
-                               "127.0.0.1:0", "--workers", "4", "--idle-timeout", "3"],
+                               "127.0.0.1:0", "--workers", "4", "--idle-timeout", "3",
+                               "--header-timeout", "5"],
                               stderr=subprocess.PIPE, text=True)
     line = server.stderr.readline()
     host, port = re.search(r"listening on ([\d.]+):(\d+)", line).groups()

@@ -690,7 +690,7 @@ fn footer(doc: &mut Doc) {
 
 const SYSCALL_NOTE: &str = "Counted by the kernel's syscall tracepoints (perf counters inherited \
 by the server's every thread and child), in a run of its own at each point of the connection sweep \
-and churn (a 250 ms window at most), so that the tracepoints' cost is in none of the other figures. Per request (churn: per connection), by family: recv = read, \
+and churn (a 250 ms window at most up to 100 connections), so that the tracepoints' cost is in none of the other figures. Per request (churn: per connection), by family: recv = read, \
 readv, recvfrom, recvmsg; send = write, writev, sendto, sendmsg; wait = epoll_wait, epoll_pwait, \
 select, pselect6, poll, ppoll, io_uring_enter; close = close, shutdown; futex = futex, sched_yield; \
 task = clone, clone3, fork, vfork, exit, exit_group, wait4, waitid. ev/wait: readiness reports \
