@@ -53,8 +53,11 @@ def block(model):
             tasks = f"{tasks.get('threads', '—')}/{tasks.get('processes', '—')}"
         errors = sum((r.get("errors") or {}).values())
         note = r.get("note") or ("client-bound" if r.get("client_bound") else "")
+        load = r["mode"]
+        if r.get("idle_beside"):
+            load += f", beside {r['idle_beside']} idle"
         out.append(
-            f"| {r['mode']} | {r['connections']} | {fmt(r.get('requests_per_sec'))} | {fmt(lat.get('p50'))} | "
+            f"| {load} | {r['connections']} | {fmt(r.get('requests_per_sec'))} | {fmt(lat.get('p50'))} | "
             f"{fmt(lat.get('p99'))} | {fmt(r.get('cpu_us_per_request'))} | {fmt(r.get('pss_peak_bytes'), 'B')} | "
             f"{fmt(r.get('bytes_per_connection'), 'B')} | {tasks if tasks is not None else '—'} | {errors} | {note} |"
         )
