@@ -255,8 +255,9 @@ over the same model's with no idle connection (K = 0): select and poll hand the 
 watched descriptor on every wait, an epoll instance returns only the ready ones, and the \
 blocking family holds a thread or a process per idle connection (see thr/proc and PSS).";
 
-/// The tables of the sweep, as (title, text after the table, table).
-pub fn sections(rows: &[Row]) -> Vec<(String, String, Table)> {
+/// The tables of the sweep, as (title, text after the table, table, the row of results.json
+/// each body row shows — none for a table whose rows summarise several).
+pub fn sections(rows: &[Row]) -> Vec<(String, String, Table, Vec<&Row>)> {
     groups(rows)
         .into_iter()
         .flat_map(|g| {
@@ -266,11 +267,13 @@ pub fn sections(rows: &[Row]) -> Vec<(String, String, Table)> {
                     format!("Busy beside idle: CPU per request against K = 0 — {title}"),
                     format!("{INTRO}\n\n{}", stability(&g)),
                     summary(&g),
+                    Vec::new(),
                 ),
                 (
                     format!("Busy beside idle — {title}"),
                     String::new(),
                     full(&g),
+                    g.rows.clone(),
                 ),
             ]
         })

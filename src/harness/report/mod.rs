@@ -307,7 +307,7 @@ pub fn terminal(rows: &[Row]) -> String {
             );
         }
     }
-    for (title, text, table) in beside::sections(rows)
+    for (title, text, table, _) in beside::sections(rows)
         .into_iter()
         .chain(rates::sections(rows))
     {
@@ -394,16 +394,18 @@ pub fn render(dir: &Path, report: &Report) -> io::Result<Vec<PathBuf>> {
             }
         }
     }
-    for (title, text, table) in beside::sections(report.rows) {
-        experiment_section(&mut doc, title, &text, table);
+    for (title, text, table, rows) in beside::sections(report.rows) {
+        let rows = rows.into_iter().map(index_of).collect();
+        experiment_section(&mut doc, title, &text, table, rows);
     }
     for (file, alt) in beside::plots(dir, report.rows)? {
         written.push(dir.join(&file));
         doc.push(Block::Plot { file, alt });
     }
     let slo = Duration::from_secs_f64(report.settings.slo_p99_us / 1e6);
-    for (title, text, table) in rates::sections(report.rows) {
-        experiment_section(&mut doc, title, &text, table);
+    for (title, text, table, rows) in rates::sections(report.rows) {
+        let rows = rows.into_iter().map(index_of).collect();
+        experiment_section(&mut doc, title, &text, table, rows);
     }
     for (file, alt) in rates::plots(dir, report.rows, slo)? {
         written.push(dir.join(&file));
@@ -655,15 +657,18 @@ fn header(doc: &mut Doc, report: &Report) {
     }
 }
 
-/// One section of an experiment (busy beside idle, offered load): its heading, its text (one
-/// paragraph per blank-line-separated part) and its table, which shows no single row of
-/// results.json (each cell summarises a group of them).
-fn experiment_section(doc: &mut Doc, title: String, text: &str, table: table::Table) {
+/// One section of an experiment (busy beside idle, offered load): its heading, its table
+/// (`rows`: the index in results.json of each body row's row, or none for a summary), and its
+/// text, one paragraph per blank-line-separated part.
+fn experiment_section(
+    doc: &mut Doc,
+    title: String,
+    text: &str,
+    table: table::Table,
+    rows: Vec<usize>,
+) {
     doc.heading(2, title);
-    doc.push(Block::Table {
-        table,
-        rows: Vec::new(),
-    });
+    doc.push(Block::Table { table, rows });
     for paragraph in text.split("\n\n").filter(|p| !p.trim().is_empty()) {
         doc.text(paragraph.trim());
     }

@@ -270,8 +270,9 @@ measured from when the client actually sent it — what a client that waits for 
 sending the next request reports, wrk's way — only the few requests in flight at the stop do, \
 and the percentiles hide the stall: coordinated omission (Gil Tene; wrk2's demonstration).";
 
-/// The tables, as (title, text after the table, table).
-pub fn sections(rows: &[Row]) -> Vec<(String, String, Table)> {
+/// The tables, as (title, text after the table, table, the row of results.json each body row
+/// shows — none for a table whose rows summarise several).
+pub fn sections(rows: &[Row]) -> Vec<(String, String, Table, Vec<&Row>)> {
     let mut out = Vec::new();
     for g in groups(rows) {
         let title = group_title(&g);
@@ -282,6 +283,7 @@ pub fn sections(rows: &[Row]) -> Vec<(String, String, Table)> {
                 KEEP_UP * 100.0
             ),
             knees(&g),
+            Vec::new(),
         ));
         out.push((
             format!("Latency against offered load — {title}"),
@@ -289,6 +291,7 @@ pub fn sections(rows: &[Row]) -> Vec<(String, String, Table)> {
              is time a request waited, due, behind the one before it on its connection."
                 .to_string(),
             offered(&g),
+            g.rows.clone(),
         ));
     }
     for r in rows.iter().filter(|r| r.server_stopped_ms.is_some()) {
@@ -296,6 +299,7 @@ pub fn sections(rows: &[Row]) -> Vec<(String, String, Table)> {
             "Coordinated omission: the server stopped for a moment".to_string(),
             STALL_TEXT.to_string(),
             stalled(r),
+            Vec::new(),
         ));
     }
     out

@@ -270,10 +270,81 @@ pub const COLUMNS: &[(&str, &str)] = &[
         "note",
         "why a row is empty (unreachable, failed), client-bound when the load generator's CPU passed 90% of its cores, the error kinds",
     ),
+    (
+        "idle",
+        "busy beside idle: K, the idle connections held open beside the busy ones (each after one round trip); a figure's ratio to the same model's at K = 0 follows it in brackets",
+    ),
+    (
+        "CPU µs/req, K = 0",
+        "busy beside idle: server CPU µs per request with no idle connection beside the busy ones, the base of the ratios beside it",
+    ),
+    (
+        "offered",
+        "offered-load sweep: the rate the open loop offered, requests/s over all connections",
+    ),
+    (
+        "achieved",
+        "the requests per second completed at that offered rate",
+    ),
+    (
+        "kept",
+        "achieved over offered, in percent; a rate is kept at 98% or more",
+    ),
+    (
+        "p99 from send",
+        "99th-percentile latency of the same requests timed from their actual send, not their schedule: what a client with coordinated omission reports",
+    ),
+    (
+        "client CPU",
+        "the load generator's own CPU over the window, in percent of one core",
+    ),
+    (
+        "knee req/s",
+        "each model's knee: the highest offered rate kept (achieved ≥ 98% of offered) with p99 under the run's bound (`--slo-p99`)",
+    ),
+    (
+        "p99 µs at knee",
+        "99th-percentile latency at the knee, from the schedule",
+    ),
+    (
+        "CPU µs/req at knee",
+        "server CPU µs per request at the knee",
+    ),
+    (
+        "next rate tried",
+        "the lowest offered rate above the knee that was run, which missed (not kept, or p99 over the bound)",
+    ),
+    (
+        "achieved there",
+        "requests per second achieved at the next rate tried",
+    ),
+    (
+        "p99 µs there",
+        "99th-percentile latency at the next rate tried",
+    ),
+    (
+        "rate",
+        "the open loop's offered rate, requests/s over all connections",
+    ),
+    (
+        "server stopped",
+        "how long the server's process group was stopped (SIGSTOP, then SIGCONT) in the middle of the window",
+    ),
+    (
+        "latency measured from",
+        "the schedule (each request's due time: the corrected figure) or the actual send (coordinated omission)",
+    ),
+    ("p90 µs", "90th-percentile latency per request"),
+    ("max µs", "the slowest request"),
 ];
 
 /// The definition of a column, if [`COLUMNS`] has it.
 pub fn definition(header: &str) -> Option<&'static str> {
+    if header.starts_with("× at ") && header.ends_with(" idle") {
+        return Some(
+            "busy beside idle: server CPU µs per request with that many idle connections beside the busy ones, over the same model's with none (K = 0)",
+        );
+    }
     COLUMNS.iter().find(|c| c.0 == header).map(|c| c.1)
 }
 
