@@ -177,6 +177,27 @@ fn measure_once(
 /// requests, thousands of them in a fraction of a second at most points a table holds.
 const COUNTING_WINDOW: Duration = Duration::from_millis(250);
 
+/// The longest warm-up before a brief counting window: up to 100 connections are connected and
+/// answering well within it.
+const COUNTING_WARMUP: Duration = Duration::from_millis(100);
+
+/// A run's warm-up and measured window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Span {
+    warmup: Duration,
+    duration: Duration,
+}
+
+impl Span {
+    /// The sweep's own.
+    fn of(setup: &Setup) -> Span {
+        Span {
+            warmup: setup.warmup,
+            duration: setup.duration,
+        }
+    }
+}
+
 /// The most connections a brief counting window is used for. Past it, the connections are
 /// still ramping up (being accepted, their first requests in flight) a quarter of a second into
 /// the window, and a brief window counts that: 0.95 recvfrom per request at 1000 connections,
@@ -190,7 +211,7 @@ fn run_once(
     model: &dyn Model,
     point: &Point,
     announced: &mut Option<usize>,
-    counting: Option<(&CountPlan, Duration)>,
+    counting: Option<(&CountPlan, Span)>,
 ) -> Result<(Measured, Option<Result<Window, String>>), NotMeasured> {
     let mut handoff = None;
     let (mut server, workers) =
@@ -201,9 +222,8 @@ fn run_once(
             Ok(())
         })?;
     let counters = handoff.map(|h| h.receive().map(Arc::new));
-    // A counting run may measure a shorter window than the others.
-    let warmup = setup.warmup;
-    let duration = counting.map_or(setup.duration, |c| c.1);
+    // A counting run may warm up and measure for less time than the others.
+    let Span { warmup, duration } = counting.map_or(Span::of(setup), |c| c.1);
     let readings = Mutex::new(None);
     let sampler = Sampler::start(server.pid() as i32, SAMPLE_EVERY)?;
     // Busy beside idle: the idle connections first, each after one round trip, held (by this
@@ -370,25 +390,23 @@ fn count_syscalls(
     announced: Option<usize>,
 ) -> Result<syscalls::PerRequest, String> {
     let mut announced = announced;
+    let whole = Span::of(setup);
     let brief = match point.connections {
-        n if n <= BRIEF_COUNTING_UP_TO => setup.duration.min(COUNTING_WINDOW),
-        _ => setup.duration,
+        n if n <= BRIEF_COUNTING_UP_TO => Span {
+            warmup: setup.warmup.min(COUNTING_WARMUP),
+            duration: setup.duration.min(COUNTING_WINDOW),
+        },
+        _ => whole,
     };
     let mut run = run_once(setup, model, point, &mut announced, Some((plan, brief)));
-    // Where the brief window caught no request (10 000 connections still being set up, the
+    // Where the brief window caught no request (the connections still being set up, the
     // tracepoints slowing every syscall), the whole window is tried once.
     let caught_none = match &run {
         Ok((m, _)) => m.load.requests == 0,
         Err(_) => true,
     };
-    if caught_none && brief < setup.duration {
-        run = run_once(
-            setup,
-            model,
-            point,
-            &mut announced,
-            Some((plan, setup.duration)),
-        );
+    if caught_none && brief != whole {
+        run = run_once(setup, model, point, &mut announced, Some((plan, whole)));
     }
     match run {
         Ok((m, Some(Ok(w)))) => w
