@@ -247,6 +247,18 @@ fn load_through_a_namespace_is_merged_exactly() {
             .expect("parse run.json");
     assert_eq!(run["settings"]["load_via"], serde_json::json!([via, via]));
     assert_eq!(run["settings"]["addr"], SERVER_IP);
+    // The server's syscalls are counted on its own host, between the readings taken as the
+    // load processes' window marks arrived: one recvfrom and one sendto per echo request.
+    let counting = run["settings"]["syscalls"].as_str().unwrap_or("");
+    if counting.starts_with("counted") {
+        let per = |name: &str| f(&row["syscalls"][name]);
+        for name in ["recvfrom", "sendto"] {
+            let n = per(name);
+            assert!((0.9..1.1).contains(&n), "{name} per request {n}: {row}");
+        }
+    } else {
+        println!("syscalls not checked: {counting}");
+    }
     drop(ns);
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::client::{self, LoadPlan};
 use super::{Point, Setup, layout, unreachable};
 use crate::harness::load::LoadReport;
-use crate::harness::measure::syscalls::{self, CountPlan, Counting, Window};
+use crate::harness::measure::syscalls::{self, CountPlan, Counting, Reading, Window};
 use crate::harness::measure::tree::{self, Peaks, Sample, TreeUsage};
 use crate::harness::measure::{Sampler, placement};
 use crate::harness::report::diff;
@@ -224,7 +224,11 @@ fn run_once(
     let counters = handoff.map(|h| h.receive().map(Arc::new));
     // A counting run may warm up and measure for less time than the others.
     let Span { warmup, duration } = counting.map_or(Span::of(setup), |c| c.1);
+    // The counters' readings at the window's edges: scheduled for instants known in advance
+    // (a local load), or taken as each load process says its window opened or closed (through
+    // --load-via, whose edges are known only when their lines arrive).
     let readings = Mutex::new(None);
+    let marked: Mutex<Vec<Reading>> = Mutex::new(Vec::new());
     let sampler = Sampler::start(server.pid() as i32, SAMPLE_EVERY)?;
     // Busy beside idle: the idle connections first, each after one round trip, held (by this
     // process, where they cost the server nothing but their being watched) until the end.
@@ -290,6 +294,11 @@ fn run_once(
                 let opened = std::sync::atomic::AtomicBool::new(false);
                 let mark = |at: Instant| {
                     sampler.sample_at(at);
+                    if let Some(Ok(c)) = &counters
+                        && let Ok(r) = c.read()
+                    {
+                        marked.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+                    }
                     if !opened.swap(true, std::sync::atomic::Ordering::Relaxed) {
                         stall_from(at);
                     }
@@ -352,12 +361,21 @@ fn run_once(
             e.refused, e.reset, e.timed_out, e.mismatch, e.other
         )));
     }
+    let marked = marked.into_inner().unwrap_or_else(|p| p.into_inner());
     let counted = counters.map(|c| {
         let c = c?;
-        let reader = readings
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .ok_or("the window's readings were never asked for")?;
+        let Some(reader) = readings.into_inner().unwrap_or_else(|p| p.into_inner()) else {
+            // Through --load-via: the readings taken at the marks nearest the window's edges.
+            let nearest = |t: Instant| {
+                marked.iter().min_by_key(|r| {
+                    r.at.saturating_duration_since(t) + t.saturating_duration_since(r.at)
+                })
+            };
+            return match (nearest(from), nearest(to)) {
+                (Some(a), Some(b)) if b.at > a.at => Ok(c.between(a, b)),
+                _ => Err("the counters were not read at both edges".to_string()),
+            };
+        };
         let r = reader
             .join()
             .map_err(|_| "the counter reader panicked".to_string())?
