@@ -29,8 +29,8 @@ const KNOWN_FAILURES: &[(&str, &str)] = &[
     // loaded machine (8–24 KiB on a quiet one) — a growth that follows the load, not the count
     // (20 000 grew as much), like glibc's thread-stack cache and per-thread arenas filling to a
     // higher peak of live threads than the warm-up's: under load, with both turned off by
-    // GLIBC_TUNABLES it passed, with either alone or neither it failed (two runs each; see
-    // notes/reliability.md).
+    // GLIBC_TUNABLES it passed two runs of two, with either alone one of two, with neither none
+    // (notes/reliability.md).
     ("thread-per-conn/echo/churn", CHURN_UNDER_LOAD),
     ("thread-per-conn/http/churn", CHURN_UNDER_LOAD),
 ];
