@@ -6,136 +6,31 @@
 //! speed. Needs root and `ip` (iproute2); without them it says so and checks nothing.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
+use server_models::lab::Recorder;
+use server_models::lab::netns::{self, CLIENT_LINK, Namespaces};
 
-const SERVER_IP: &str = "10.201.77.1";
-const CLIENT_IP: &str = "10.201.77.2";
-const PREFIX: &str = "smvia-";
-
-/// Why the namespaces cannot be made here, if they cannot.
-fn unavailable() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string));
-    if euid.as_deref() != Some("0") {
-        return Some(format!(
-            "not root (euid {}): network namespaces need CAP_SYS_ADMIN",
-            euid.unwrap_or_default()
-        ));
-    }
-    match Command::new("ip").arg("-V").output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("`ip` from iproute2 is not installed".into()),
-    }
+/// The server's address in its namespace, as the load processes in the client's see it.
+fn server_ip() -> String {
+    netns::SERVER_IP.to_string()
 }
 
-fn ip(args: &[&str]) {
+/// Packets the client's end of the veth has sent.
+fn client_tx_packets(ns: &Namespaces) -> u64 {
     let out = Command::new("ip")
-        .args(args)
+        .args(["netns", "exec", &ns.client])
+        .arg("cat")
+        .arg(format!(
+            "/sys/class/net/{CLIENT_LINK}/statistics/tx_packets"
+        ))
         .output()
-        .unwrap_or_else(|e| panic!("ip {}: {e}", args.join(" ")));
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The two namespaces and the veth pair between them; removed on drop, even after a panic.
-struct Namespaces {
-    server: String,
-    client: String,
-}
-
-impl Namespaces {
-    fn create() -> Namespaces {
-        remove_stale();
-        let pid = std::process::id();
-        let ns = Namespaces {
-            server: format!("{PREFIX}{pid}-srv"),
-            client: format!("{PREFIX}{pid}-cli"),
-        };
-        ip(&["netns", "add", &ns.server]);
-        // From here on, a failure still removes what was made.
-        let guard = ns;
-        ip(&["netns", "add", &guard.client]);
-        let (srv, cli) = (guard.server.as_str(), guard.client.as_str());
-        ip(&[
-            "-n", srv, "link", "add", "via0", "type", "veth", "peer", "name", "via1", "netns", cli,
-        ]);
-        ip(&[
-            "-n",
-            srv,
-            "addr",
-            "add",
-            &format!("{SERVER_IP}/30"),
-            "dev",
-            "via0",
-        ]);
-        ip(&[
-            "-n",
-            cli,
-            "addr",
-            "add",
-            &format!("{CLIENT_IP}/30"),
-            "dev",
-            "via1",
-        ]);
-        for (ns, dev) in [(srv, "via0"), (cli, "via1"), (srv, "lo"), (cli, "lo")] {
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-        }
-        guard
-    }
-
-    /// Packets the client's end of the veth has sent.
-    fn client_tx_packets(&self) -> u64 {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.client])
-            .args(["cat", "/sys/class/net/via1/statistics/tx_packets"])
-            .output()
-            .expect("read the veth's counter");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("a packet count")
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes the veth end in it, and so the pair.
-        for name in [&self.client, &self.server] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", name])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// Removes namespaces a killed run of this test left (their pid is gone); nothing else.
-fn remove_stale() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        }
-    }
+        .expect("read the veth's counter");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a packet count")
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -151,13 +46,13 @@ fn scratch(name: &str) -> PathBuf {
 /// connections; and at least one packet per request left the client through the veth.
 #[test]
 fn load_through_a_namespace_is_merged_exactly() {
-    if let Some(why) = unavailable() {
+    if let Some(why) = netns::unavailable() {
         println!("skipped: {why}");
         return;
     }
-    let ns = Namespaces::create();
+    let ns = Namespaces::create(&mut Recorder::new(false)).expect("make the namespaces");
     let out = scratch("load-via");
-    let tx_before = ns.client_tx_packets();
+    let tx_before = client_tx_packets(&ns);
     let via = format!("ip netns exec {}", ns.client);
     let result = Command::new("ip")
         .args([
@@ -179,7 +74,7 @@ fn load_through_a_namespace_is_merged_exactly() {
             "none",
         ])
         .args(["--duration", "1s", "--warmup", "300ms"])
-        .args(["--listen", SERVER_IP, "--addr", SERVER_IP])
+        .args(["--listen", &server_ip(), "--addr", &server_ip()])
         .args(["--load-via", &via, "--load-via", &via])
         .arg("--out")
         .arg(&out)
@@ -191,7 +86,7 @@ fn load_through_a_namespace_is_merged_exactly() {
         result.status,
         String::from_utf8_lossy(&result.stderr)
     );
-    let tx_after = ns.client_tx_packets();
+    let tx_after = client_tx_packets(&ns);
 
     let text = std::fs::read_to_string(out.join("results.json")).expect("results.json");
     let rows: Vec<Value> = serde_json::from_str(&text).expect("parse");
@@ -246,7 +141,7 @@ fn load_through_a_namespace_is_merged_exactly() {
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("run.json"))
             .expect("parse run.json");
     assert_eq!(run["settings"]["load_via"], serde_json::json!([via, via]));
-    assert_eq!(run["settings"]["addr"], SERVER_IP);
+    assert_eq!(run["settings"]["addr"], server_ip().as_str());
     // The server's syscalls are counted on its own host, between the readings taken as the
     // load processes' window marks arrived: one recvfrom and one sendto per echo request.
     let counting = run["settings"]["syscalls"].as_str().unwrap_or("");
@@ -266,7 +161,8 @@ fn load_through_a_namespace_is_merged_exactly() {
 /// `--load-via` without `--addr`, or `--addr` without `--load-via`, is a usage error.
 #[test]
 fn load_via_needs_the_servers_address() {
-    for args in [vec!["--load-via", "ssh host"], vec!["--addr", SERVER_IP]] {
+    let ip = server_ip();
+    for args in [vec!["--load-via", "ssh host"], vec!["--addr", &ip]] {
         let out = Command::new(env!("CARGO_BIN_EXE_server-models"))
             .args([
                 "compare",

@@ -28,7 +28,7 @@
 pub mod counters;
 pub mod diag;
 mod forked;
-mod netns;
+pub mod netns;
 
 pub use forked::{Forked, Orders, ensure_single_threaded};
 
