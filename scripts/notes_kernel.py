@@ -12,6 +12,8 @@ it is.
 """
 import json, os, re, sys
 
+from note_blocks import write_blocks
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 report = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "notes", "results", "kernel")
 rows = json.load(open(os.path.join(report, "results.json")))
@@ -176,19 +178,6 @@ if os.path.exists(overview_path):
         open(overview_path, "w").write(text)
         print("kernel.md: overview written")
 
-for name in sorted(os.listdir(os.path.join(ROOT, "notes"))):
-    if not name.endswith(".md"):
-        continue
-    path = os.path.join(ROOT, "notes", name)
-    text = open(path).read()
-    if name == "kernel.md" or "## What the kernel does" not in text:
-        continue
-    new = block(name[:-3])
-    if new is None:
-        continue
-    if "<!-- kernel:begin -->" in text:
-        text = re.sub(r"<!-- kernel:begin -->.*?<!-- kernel:end -->", lambda _: new, text, flags=re.S)
-    else:
-        text = text.replace("## What the kernel does\n", "## What the kernel does\n\n" + new + "\n", 1)
-    open(path, "w").write(text)
+notes = os.path.join(ROOT, "notes")
+for name in write_blocks(notes, "What the kernel does", "kernel", block, skip=("kernel.md",)):
     print(f"{name}: kernel block written")

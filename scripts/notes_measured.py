@@ -8,7 +8,9 @@ For every notes/<model>.md with a `## Measured` heading, the block between
 is replaced by that model's rows of results.json, with the run's conditions from run.json. Text
 outside the block — hand measurements, commentary — is left as it is.
 """
-import json, os, re, sys
+import json, os, sys
+
+from note_blocks import write_blocks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 report = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "notes", "results")
@@ -65,20 +67,5 @@ def block(model):
     return "\n".join(out)
 
 
-notes = os.path.join(ROOT, "notes")
-for name in sorted(os.listdir(notes)):
-    path = os.path.join(notes, name)
-    if not name.endswith(".md") or not os.path.isfile(path):
-        continue
-    text = open(path).read()
-    if "## Measured" not in text:
-        continue
-    new = block(name[:-3])
-    if new is None:
-        continue
-    if "<!-- measured:begin -->" in text:
-        text = re.sub(r"<!-- measured:begin -->.*?<!-- measured:end -->", lambda _: new, text, flags=re.S)
-    else:
-        text = text.replace("## Measured\n", "## Measured\n\n" + new + "\n", 1)
-    open(path, "w").write(text)
+for name in write_blocks(os.path.join(ROOT, "notes"), "Measured", "measured", block):
     print(f"updated {name}")
