@@ -417,13 +417,9 @@ fn count_syscalls(
         _ => whole,
     };
     let mut run = run_once(setup, model, point, &mut announced, Some((plan, brief)));
-    // Where the brief window caught no request (the connections still being set up, the
-    // tracepoints slowing every syscall), the whole window is tried once.
-    let caught_none = match &run {
-        Ok((m, _)) => m.load.requests == 0,
-        Err(_) => true,
-    };
-    if caught_none && brief != whole {
+    // A brief run that failed — most often it caught no request, the connections still being
+    // set up with the tracepoints slowing every syscall — is tried once with the whole window.
+    if run.is_err() && brief != whole {
         run = run_once(setup, model, point, &mut announced, Some((plan, whole)));
     }
     match run {
